@@ -1,0 +1,29 @@
+# Two entry points: `make study` (the main job) and `make test` (the test suite).
+# Both create the virtual environment .venv on first use (torch/torchvision pinned exactly).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= default
+CORES ?= all
+
+.PHONY: study test lint bench clean-results
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+study: $(VENV)/.installed
+	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$(CONFIG).yaml
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(VENV)/.installed
+	$(BIN)/sanode bench --out results/bench/bench.json

@@ -1,0 +1,71 @@
+"""Checkpoints that carry their own config: atomic writes, ``weights_only`` loads."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import TrainConfig
+from .model import SANode
+
+FORMAT_VERSION = 1
+
+
+def model_from_config(cfg: TrainConfig, patterns: torch.Tensor) -> SANode:
+    """A freshly initialised model for ``cfg`` with the given (K, N) planted patterns."""
+    return SANode(
+        patterns,
+        a=cfg.a,
+        gamma=cfg.gamma,
+        eig_mean=cfg.eig_mean,
+        eig_std=cfg.eig_std,
+        basis_gain=cfg.basis_gain,
+        clip=cfg.clip,
+        margin=cfg.margin,
+        dtype=cfg.torch_dtype,
+        seed=cfg.seed,
+    )
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Write ``payload`` atomically (temp file + rename): a crash never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    os.close(fd)
+    try:
+        torch.save({"format": FORMAT_VERSION, **payload}, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint with ``weights_only=True``; clear errors for missing or foreign files."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; train a model first")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable sanode checkpoint ({err})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is not a sanode checkpoint of format {FORMAT_VERSION}; "
+            "was it written by another program or version?"
+        )
+    return payload
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """``(model, config, payload)`` rebuilt from a checkpoint of :func:`sanode.train.train`."""
+    payload = load_checkpoint(path, map_location)
+    cfg = TrainConfig.from_dict(payload["config"])
+    model = model_from_config(cfg, payload["model"]["patterns"])
+    model.load_state_dict(payload["model"])
+    return model.to(map_location), cfg, payload

@@ -1,0 +1,298 @@
+"""Command line: ``sanode train``, ``sanode evaluate``, ``sanode bench``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+
+from .config import ConfigError, TrainConfig
+
+_NONE_WORDS = {"none", "null"}
+
+
+def _field_parser(kind):
+    """An argparse ``type`` for a dataclass field annotation (``float | None`` accepts 'none')."""
+    args = typing.get_args(kind)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), kind) if args else kind
+
+    def parse(text: str):
+        if optional and text.lower() in _NONE_WORDS:
+            return None
+        return base(text)
+
+    parse.__name__ = getattr(base, "__name__", "value")
+    return parse
+
+
+def _add_config_options(parser: argparse.ArgumentParser, skip: set[str]) -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group("training settings (defaults from sanode.TrainConfig)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        if kind is bool:
+            group.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"(default {f.default})",
+            )
+        else:
+            is_union = isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union
+            group.add_argument(
+                flag,
+                dest=f.name,
+                type=_field_parser(kind),
+                default=None,
+                metavar=f.name.upper(),
+                help=f"(default {f.default})" + (", 'none' to unset" if is_union else ""),
+            )
+
+
+def _config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
+    values = {}
+    if args.config:
+        import yaml
+
+        path = Path(args.config)
+        if not path.is_file():
+            parser.error(f"--config {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            parser.error(f"--config {path} must hold a mapping of training settings")
+        values.update(loaded)
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            values[f.name] = value
+    try:
+        return TrainConfig.from_dict(values)
+    except ConfigError as err:
+        parser.error(str(err))
+        raise  # unreachable: parser.error exits
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(_fmt(r[c])) for r in rows)) for c in columns}
+    print("  ".join(c.rjust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(_fmt(r[c]).rjust(widths[c]) for c in columns))
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _eval_rows(model, cfg, split, eps_values, seed) -> list[dict]:
+    import torch
+
+    from .evaluate import evaluate
+    from .noise import add_pixel_noise
+
+    rows = []
+    for i, eps in enumerate(eps_values):
+        gen = torch.Generator().manual_seed(seed * 1_000 + i)
+        x = add_pixel_noise(split.x, eps, gen)
+        res = evaluate(
+            model,
+            x,
+            split.y,
+            t_end=cfg.t_eval,
+            dt=cfg.dt,
+            method=cfg.method,
+            batch_size=cfg.eval_batch_size,
+            threshold=cfg.threshold,
+        )
+        rows.append(
+            {
+                "eps_test": eps,
+                "n": res.buckets.total,
+                "exact": res.buckets.exact,
+                "partial": res.buckets.partial,
+                "wrong": res.buckets.wrong,
+                "accuracy": res.accuracy,
+                "nearest_acc": res.nearest_accuracy,
+                "m_f": res.mean_magnetization,
+            }
+        )
+    return rows
+
+
+def _cmd_train(args, parser) -> int:
+    from .datasets import load_split
+    from .train import train
+
+    cfg = _config_from_args(args, parser)
+    out = Path(args.out or f"runs/{cfg.dataset}/model.pt")
+    train_split = load_split(cfg, "train")
+    test_split = load_split(cfg, "test", letters_eps=0.0)
+    val = None
+    if args.validate:
+        val = (test_split.x, test_split.y)
+    result = train(
+        cfg,
+        train_split.x,
+        train_split.y,
+        train_split.patterns,
+        val=val,
+        checkpoint_path=out,
+        resume=not args.no_resume,
+        progress=not args.quiet,
+    )
+    for record in result.history:
+        print(json.dumps(record), file=sys.stderr if args.quiet else sys.stdout)
+    print(f"checkpoint: {out}")
+    if args.eps_test:
+        _print_table(
+            _eval_rows(result.model, cfg, test_split, args.eps_test, cfg.seed),
+            ["eps_test", "n", "exact", "partial", "wrong", "accuracy", "nearest_acc", "m_f"],
+        )
+    return 0
+
+
+def _cmd_evaluate(args, parser) -> int:
+    from .checkpoint import load_model
+    from .datasets import load_split
+
+    try:
+        model, cfg, _ = load_model(args.checkpoint)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(str(err))
+    overrides = {
+        k: v
+        for k, v in (
+            ("t_eval", args.t_eval),
+            ("dt", args.dt),
+            ("method", args.method),
+            ("mirror", args.mirror),
+            ("data_root", args.data_root),
+        )
+        if v is not None
+    }
+    try:
+        cfg = cfg.replace(**overrides)
+    except ConfigError as err:
+        parser.error(str(err))
+    split = load_split(cfg, args.split, letters_eps=0.0)
+    rows = _eval_rows(model, cfg, split, args.eps_test, args.seed)
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        _print_table(
+            rows, ["eps_test", "n", "exact", "partial", "wrong", "accuracy", "nearest_acc", "m_f"]
+        )
+    return 0
+
+
+def _cmd_bench(args, parser) -> int:
+    from .bench import run_benchmark
+
+    run_benchmark(
+        n=args.n,
+        k=args.k,
+        batch=args.batch,
+        steps=args.steps,
+        dtypes=args.dtypes,
+        naive=args.naive,
+        repeats=args.repeats,
+        threads=args.threads,
+        out=args.out,
+    )
+    return 0
+
+
+def _unit_interval(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"noise levels lie in [0, 1], got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sanode", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model and write its checkpoint")
+    p.add_argument("--config", help="YAML file of training settings (flags override it)")
+    p.add_argument("--out", help="checkpoint path (default runs/<dataset>/model.pt)")
+    p.add_argument(
+        "--no-resume", action="store_true", help="start over even if the checkpoint exists"
+    )
+    p.add_argument("--validate", action="store_true", help="score the test split after every epoch")
+    p.add_argument(
+        "--eps-test",
+        type=_unit_interval,
+        nargs="*",
+        default=[0.0],
+        help="test noise levels of the final bucket table (default 0.0)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_options(p, skip=set())
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="print the accuracy buckets of a checkpoint")
+    p.add_argument("checkpoint")
+    p.add_argument("--eps-test", type=_unit_interval, nargs="+", default=[0.0])
+    p.add_argument("--split", choices=["train", "test"], default="test")
+    p.add_argument("--t-eval", type=float, help="evaluation horizon (default: the checkpoint's)")
+    p.add_argument("--dt", type=float)
+    p.add_argument("--method", choices=["euler", "rk4"])
+    p.add_argument("--seed", type=int, default=0, help="seed of the test noise")
+    p.add_argument("--mirror", help="mirror folder of the MNIST/Fashion-MNIST IDX files")
+    p.add_argument("--data-root", help="data folder (default: the checkpoint's)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "bench", help="training-step throughput beside the naive variant and the matmul roofline"
+    )
+    p.add_argument("--n", type=int, default=784)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--batch", type=int, default=200)
+    p.add_argument("--steps", type=int, nargs="+", default=[55, 600])
+    p.add_argument(
+        "--dtypes", nargs="+", choices=["float32", "float64"], default=["float32", "float64"]
+    )
+    p.add_argument(
+        "--naive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the authors' per-step-inverse variant (55 steps)",
+    )
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--out", help="also write the table as JSON here")
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+    from .train import DivergenceError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args, parser)
+    except (DataError, ConfigError) as err:
+        print(f"sanode: error: {err}", file=sys.stderr)
+        return 2
+    except DivergenceError as err:
+        print(f"sanode: training diverged: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sanode: interrupted; the last checkpoint is kept, rerun to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Training configuration: one validated dataclass, the single source of truth for a run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+DATASETS = ("letters", "mnist", "fashion")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or out of range; the message names the key and the allowed values."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (model, data, optimiser, integration)."""
+
+    dataset: str = "letters"
+    # model
+    a: float = 0.5
+    gamma: float = 0.4
+    eig_mean: float = -5.0
+    eig_std: float = 1.0
+    basis_gain: float = 1.15
+    clip: float | None = 10.0
+    margin: float = 0.1
+    dtype: str = "float32"
+    # optimisation
+    seed: int = 0
+    lr: float = 1e-3
+    batch_size: int = 200
+    epochs: int = 10
+    ortho_penalty: float = 0.0
+    # integration (training horizon T, evaluation horizon, step)
+    t_train: float = 5.5
+    t_eval: float = 12.0
+    dt: float = 0.1
+    method: str = "euler"
+    # noise and metrics
+    eps_train: float = 0.0
+    threshold: float = 0.95
+    # data
+    data_root: str = "data"
+    mirror: str | None = None
+    per_class: int | None = None
+    letters_copies: int = 200
+    verify_checksums: bool = True
+    # execution
+    device: str = "auto"
+    threads: int | None = None
+    eval_batch_size: int = 2000
+
+    def __post_init__(self) -> None:
+        _one_of("dataset", self.dataset, DATASETS)
+        _one_of("dtype", self.dtype, tuple(DTYPES))
+        _one_of("method", self.method, ("euler", "rk4"))
+        _one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda"))
+        for key in ("a", "lr", "t_train", "t_eval", "dt", "basis_gain", "eig_std"):
+            _positive(key, getattr(self, key))
+        for key in ("batch_size", "epochs", "letters_copies", "eval_batch_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+        for key in ("eps_train", "threshold"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+                raise ConfigError(f"{key} must lie in [0, 1], got {value!r}")
+        if self.clip is not None and not self.clip > 1:
+            raise ConfigError(f"clip must be > 1 (units of a) or null to disable, got {self.clip}")
+        if self.ortho_penalty < 0 or self.margin < 0:
+            raise ConfigError("ortho_penalty and margin must be >= 0")
+        if self.per_class is not None and self.per_class < 1:
+            raise ConfigError(f"per_class must be a positive integer or null, got {self.per_class}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be a positive integer or null, got {self.threads}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from a mapping; an unknown key raises ``ConfigError`` naming the allowed keys."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown training setting(s) {unknown}; allowed keys: {sorted(known)}"
+            )
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return self.from_dict({**self.to_dict(), **changes})
+
+
+def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
+
+
+def _positive(key: str, value: Any) -> None:
+    if not (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    ):
+        raise ConfigError(f"{key} must be a positive number, got {value!r}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was requested but no CUDA device is available; use 'auto'")
+    return device

@@ -1,0 +1,128 @@
+"""Fixed-step ODE integrators for the SA-nODE dynamics (a tiny solver registry).
+
+The state is a batch of row vectors ``x`` of shape (B, N). The vector field is
+
+    F(x) = c1 * x - c2 * x**3 + x @ L          (row convention; L = (beta A)^T)
+
+with ``c1 = 4|gamma| a^2`` and ``c2 = 4|gamma|``. ``L`` is built once per call by
+the model and stays fixed for every step of the integration.
+
+A solver subclass supplies one step and its order; :func:`integrate` owns the loop,
+the optional per-step state clip, reverse time and the recording of trajectories.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Dynamics:
+    """The ingredients of F, in the dtype and on the device of the loop.
+
+    Attributes:
+        linear_t: (N, N) the transposed linear coupling ``(beta A)^T``.
+        c1: 0-dim tensor ``4|gamma| a^2``.
+        c2: 0-dim tensor ``4|gamma|``.
+        clip: absolute state bound applied after every step, or ``None``.
+    """
+
+    linear_t: torch.Tensor
+    c1: torch.Tensor
+    c2: torch.Tensor
+    clip: float | None = None
+
+    def field(self, x: torch.Tensor) -> torch.Tensor:
+        """F(x) for x of shape (B, N); returns (B, N)."""
+        return torch.addmm(x * (self.c1 - self.c2 * x * x), x, self.linear_t)
+
+
+class Solver:
+    """A one-step method: subclasses set ``order`` and implement :meth:`step`."""
+
+    order: int
+
+    def step(self, dyn: Dynamics, x: torch.Tensor, dt: float) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Euler(Solver):
+    order = 1
+
+    def step(self, dyn: Dynamics, x: torch.Tensor, dt: float) -> torch.Tensor:
+        return x + dt * dyn.field(x)
+
+
+class RK4(Solver):
+    order = 4
+
+    def step(self, dyn: Dynamics, x: torch.Tensor, dt: float) -> torch.Tensor:
+        k1 = dyn.field(x)
+        k2 = dyn.field(x + (0.5 * dt) * k1)
+        k3 = dyn.field(x + (0.5 * dt) * k2)
+        k4 = dyn.field(x + dt * k3)
+        return x + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+
+SOLVERS: dict[str, type[Solver]] = {"euler": Euler, "rk4": RK4}
+
+
+def get_solver(method: str) -> Solver:
+    try:
+        return SOLVERS[method]()
+    except KeyError:
+        raise ValueError(
+            f"unknown integration method {method!r}; choose one of {sorted(SOLVERS)}"
+        ) from None
+
+
+def num_steps(t_end: float, dt: float) -> int:
+    """``floor(t_end / dt)`` robust to rounding (5.5 / 0.1 gives 55 steps, not 54)."""
+    if not (dt > 0 and math.isfinite(dt)):
+        raise ValueError(f"the time step dt must be a positive number, got {dt}")
+    if not (t_end >= 0 and math.isfinite(t_end)):
+        raise ValueError(f"the horizon t_end must be a non-negative number, got {t_end}")
+    return math.floor(t_end / dt + 1e-9)
+
+
+def integrate(
+    dyn: Dynamics,
+    x0: torch.Tensor,
+    t_end: float,
+    dt: float,
+    *,
+    method: str = "euler",
+    reverse: bool = False,
+    record_every: int | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Integrate dx/dt = F(x) (or dx/dtau = -F(x) with ``reverse``) for floor(t_end/dt) steps.
+
+    Args:
+        x0: (B, N) initial states.
+        record_every: if given, also sample the state every that many steps.
+
+    Returns:
+        x(t_end) of shape (B, N); or, with ``record_every``, ``(times, states)`` with
+        times of shape (S,) and states of shape (S, B, N), t = 0 and t_end included.
+    """
+    solver = get_solver(method)
+    n = num_steps(t_end, dt)
+    if record_every is not None and record_every < 1:
+        raise ValueError(f"record_every must be a positive step count, got {record_every}")
+    if reverse:
+        dyn = Dynamics(-dyn.linear_t, -dyn.c1, -dyn.c2, dyn.clip)
+    x = x0
+    times, states = [0.0], [x0]
+    for i in range(1, n + 1):
+        x = solver.step(dyn, x, dt)
+        if dyn.clip is not None:
+            x = x.clamp(-dyn.clip, dyn.clip)
+        if record_every is not None and (i % record_every == 0 or i == n):
+            times.append(i * dt)
+            states.append(x)
+    if record_every is None:
+        return x
+    return torch.tensor(times, dtype=torch.float64), torch.stack(states)

@@ -1,0 +1,203 @@
+"""The SA-nODE classifier: dx/dt = 4|gamma| (a^2 x - x^3) + beta A x with planted attractors."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .euler_grad import euler_loop
+from .integrate import Dynamics, integrate, num_steps
+from .patterns import check_patterns
+
+
+class SANode(nn.Module):
+    """Stable-attractor neural ODE.
+
+    ``A = Phi diag(lambda) Phi^-1`` with ``Phi = [trainable N x (N-K) block | fixed N x K block]``:
+    the fixed block is a QR-orthonormal basis of the span of the K planted ±a patterns, whose
+    eigenvalues are pinned to 0, so every planted pattern lies in the kernel of A and is a fixed
+    point of the dynamics. The N-K trainable eigenvalues are clipped strictly below the linear
+    stability bound ``8 a^2 |gamma| / beta`` (minus ``margin``), so every planted pattern stays a
+    stable attractor after any optimiser step.
+
+    Parameters are kept in float64 and A is built in float64 (cond(Phi) reaches the thousands);
+    the integration loop runs in ``dtype``.
+
+    Args:
+        patterns: (K, N) planted ±a patterns, e.g. ``block_patterns(N, K, a)``.
+        a: well position of the double-well potential.
+        gamma: initial gamma (trainable; the dynamics use |gamma|).
+        beta: coupling scale, default ``1/sqrt(N)``.
+        eig_mean, eig_std: the trainable eigenvalues start as N(eig_mean, eig_std).
+        basis_gain: gain of the orthogonal initialisation of the trainable eigenvectors.
+        clip: states are clipped to ``[-clip*a, clip*a]`` after each step; ``None`` disables.
+        margin: the eigenvalues stay at most ``bound - margin``.
+        dtype: dtype of the integration loop (float32 or float64).
+        seed: seed of the initialisation.
+    """
+
+    def __init__(
+        self,
+        patterns: torch.Tensor,
+        *,
+        a: float = 0.5,
+        gamma: float = 0.4,
+        beta: float | None = None,
+        eig_mean: float = -5.0,
+        eig_std: float = 1.0,
+        basis_gain: float = 1.15,
+        clip: float | None = 10.0,
+        margin: float = 0.1,
+        dtype: torch.dtype = torch.float32,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_patterns(patterns, a)
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if clip is not None and clip <= 1:
+            raise ValueError(f"clip must be > 1 (in units of a) or None, got {clip}")
+        k, n = patterns.shape
+        self.a = float(a)
+        self.beta = float(beta) if beta is not None else 1.0 / math.sqrt(n)
+        if self.beta <= 0:
+            raise ValueError(f"beta must be > 0, got {self.beta}")
+        self.clip = None if clip is None else float(clip)
+        self.margin = float(margin)
+        self.dtype = dtype
+        gen = torch.Generator().manual_seed(int(seed))
+        patterns64 = patterns.detach().to(torch.float64).cpu()
+        fixed, _ = torch.linalg.qr(patterns64.T)  # (N, K), same span as the patterns
+        free = torch.empty(n, n - k, dtype=torch.float64)
+        nn.init.orthogonal_(free, gain=basis_gain, generator=gen)
+        eig = torch.randn(n - k, generator=gen, dtype=torch.float64) * eig_std + eig_mean
+        self.register_buffer("patterns", patterns64)
+        self.register_buffer("basis_fixed", fixed)
+        self.basis_free = nn.Parameter(free)
+        self.eig_free = nn.Parameter(eig)
+        self.gamma = nn.Parameter(torch.tensor(float(gamma), dtype=torch.float64))
+
+    # -- sizes ---------------------------------------------------------------------------
+    @property
+    def num_nodes(self) -> int:
+        return self.patterns.shape[1]
+
+    @property
+    def num_classes(self) -> int:
+        return self.patterns.shape[0]
+
+    # -- spectral parametrisation ----------------------------------------------------------
+    def stability_bound(self) -> torch.Tensor:
+        """The linear-stability bound ``8 a^2 |gamma| / beta`` (0-dim, float64)."""
+        return 8.0 * self.a**2 * self.gamma.abs() / self.beta
+
+    def eigenvalues(self) -> torch.Tensor:
+        """(N,) eigenvalues of A: the N-K trainable ones clipped below the bound, then K zeros."""
+        top = self.stability_bound() - self.margin
+        free = torch.minimum(self.eig_free, top)
+        return torch.cat([free, free.new_zeros(self.num_classes)])
+
+    def basis(self) -> torch.Tensor:
+        """(N, N) eigenvector matrix Phi = [trainable block | fixed pattern block]."""
+        return torch.cat([self.basis_free, self.basis_fixed], dim=1)
+
+    def coupling(self) -> torch.Tensor:
+        """(N, N) float64 coupling ``A = Phi diag(lambda) Phi^-1`` (a linear solve, no inverse)."""
+        phi = self.basis()
+        return torch.linalg.solve(phi, phi * self.eigenvalues(), left=False)
+
+    def dynamics(self, dtype: torch.dtype | None = None) -> Dynamics:
+        """The vector field's ingredients in the loop dtype; A is built once here."""
+        dtype = dtype or self.dtype
+        g = self.gamma.abs()
+        linear_t = (self.beta * self.coupling()).T.to(dtype)
+        c2 = (4.0 * g).to(dtype)
+        c1 = (4.0 * self.a**2 * g).to(dtype)
+        return Dynamics(linear_t, c1, c2, None if self.clip is None else self.clip * self.a)
+
+    def vector_field(self, x: torch.Tensor) -> torch.Tensor:
+        """F(x) = 4|gamma|(a^2 x - x^3) + beta A x for x of shape (B, N); returns (B, N)."""
+        return self.dynamics(x.dtype).field(x)
+
+    # -- integration -----------------------------------------------------------------------
+    def _as_state(self, x0: torch.Tensor) -> torch.Tensor:
+        if x0.ndim != 2 or x0.shape[1] != self.num_nodes:
+            raise ValueError(
+                f"expected states of shape (B, {self.num_nodes}), got {tuple(x0.shape)}; "
+                "flatten images row-major first"
+            )
+        return x0.to(device=self.gamma.device, dtype=self.dtype)
+
+    def forward(
+        self, x0: torch.Tensor, t_end: float, dt: float, method: str = "euler"
+    ) -> torch.Tensor:
+        """x(t_end) from x(0) = x0 (B, N); differentiable. Euler uses the lean backward pass."""
+        x0 = self._as_state(x0)
+        if method == "euler" and torch.is_grad_enabled():
+            dyn = self.dynamics()
+            w = dt * dyn.linear_t
+            p = 1.0 + dt * dyn.c1
+            q = dt * dyn.c2
+            return euler_loop(x0, w, p, q, num_steps(t_end, dt), clip=dyn.clip)
+        return integrate(self.dynamics(), x0, t_end, dt, method=method)
+
+    def integrate(
+        self,
+        x0: torch.Tensor,
+        t_end: float,
+        dt: float,
+        *,
+        method: str = "euler",
+        reverse: bool = False,
+        record_every: int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Integrate from x0 (B, N) over floor(t_end/dt) steps with plain autograd.
+
+        ``reverse=True`` integrates dx/dtau = -F(x) (the paper's inversion). With
+        ``record_every`` returns ``(times (S,), states (S, B, N))``; else x(t_end) (B, N).
+        """
+        return integrate(
+            self.dynamics(),
+            self._as_state(x0),
+            t_end,
+            dt,
+            method=method,
+            reverse=reverse,
+            record_every=record_every,
+        )
+
+    # -- analysis --------------------------------------------------------------------------
+    @torch.no_grad()
+    def stability_report(self, *, numeric: bool = False) -> dict[str, float]:
+        """Linear stability of the planted attractors.
+
+        At every ±a attractor the Jacobian is ``beta A - 8|gamma| a^2 I``; its eigenvalues are
+        ``beta lambda_alpha - 8|gamma| a^2`` in closed form. Returns the largest real part
+        (negative means stable), the relaxation time ``t_s = 1 / min |f'(±a) + beta lambda|``,
+        the bound and the largest eigenvalue. ``numeric=True`` adds the largest real part of
+        the eigenvalues of the Jacobian matrix computed by ``torch.linalg.eigvals``.
+        """
+        lam = self.eigenvalues()
+        fprime = -8.0 * self.gamma.abs() * self.a**2
+        rates = fprime + self.beta * lam
+        report = {
+            "max_real_jacobian_eig": float(rates.max()),
+            "relaxation_time": float(1.0 / rates.abs().min()),
+            "stability_bound": float(self.stability_bound()),
+            "max_eigenvalue": float(lam.max()),
+            "gamma": float(self.gamma),
+        }
+        if numeric:
+            jac = self.beta * self.coupling() + fprime * torch.eye(
+                self.num_nodes, dtype=torch.float64, device=lam.device
+            )
+            report["max_real_jacobian_eig_numeric"] = float(torch.linalg.eigvals(jac).real.max())
+        return report
+
+    def extra_repr(self) -> str:
+        return (
+            f"N={self.num_nodes}, K={self.num_classes}, a={self.a}, beta={self.beta:.4g}, "
+            f"clip={self.clip}, dtype={self.dtype}"
+        )

@@ -1,0 +1,46 @@
+"""Pixel noise: a fixed number of randomly chosen pixels per image get a uniform new value."""
+
+from __future__ import annotations
+
+import torch
+
+
+def noisy_pixel_count(eps: float, n: int) -> int:
+    """``round(eps * N)``: how many pixels of an N-pixel image the noise level eps replaces."""
+    if not 0.0 <= eps <= 1.0:
+        raise ValueError(f"the noise level eps must lie in [0, 1], got {eps}")
+    return round(eps * n)
+
+
+def add_pixel_noise(
+    x: torch.Tensor,
+    eps: float,
+    generator: torch.Generator,
+    *,
+    low: float = 0.0,
+    high: float = 1.0,
+) -> torch.Tensor:
+    """Replace exactly ``round(eps*N)`` distinct pixels of every image by values ~ U[low, high).
+
+    Vectorised over the batch: the pixels of each row are the first ``k`` of a random
+    permutation (argsort of uniform keys), drawn from ``generator`` (on x's device).
+
+    Args:
+        x: (B, N) images with pixels in [low, high].
+        eps: noise level in [0, 1].
+
+    Returns:
+        A new (B, N) tensor; x is not modified.
+    """
+    if x.ndim != 2:
+        raise ValueError(f"add_pixel_noise expects flattened images (B, N), got {tuple(x.shape)}")
+    b, n = x.shape
+    k = noisy_pixel_count(eps, n)
+    out = x.clone()
+    if k == 0 or b == 0:
+        return out
+    keys = torch.rand(b, n, generator=generator, device=x.device)
+    idx = keys.argsort(dim=1)[:, :k]
+    values = torch.rand(b, k, generator=generator, device=x.device, dtype=x.dtype)
+    out.scatter_(1, idx, values * (high - low) + low)
+    return out

@@ -1,0 +1,143 @@
+import json
+
+import pytest
+
+from sanode.cli import main
+
+from .idx import write_mirror
+
+
+def test_help_everywhere(capsys):
+    for argv in (["--help"], ["train", "--help"], ["evaluate", "--help"], ["bench", "--help"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 0
+    assert "--eps-train" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--dataset", "cifar"], "dataset must be one of"),
+        (["train", "--lr", "fast"], "invalid float value"),
+        (["train", "--eps-test", "1.5"], "noise levels lie in [0, 1]"),
+        (["evaluate", "/nonexistent.pt"], "does not exist"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_train_then_evaluate_letters(tmp_path, capsys):
+    ckpt = tmp_path / "m.pt"
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "letters",
+            "--letters-copies",
+            "20",
+            "--epochs",
+            "15",
+            "--batch-size",
+            "25",
+            "--lr",
+            "0.03",
+            "--t-eval",
+            "20",
+            "--quiet",
+            "--out",
+            str(ckpt),
+            "--eps-test",
+            "0.0",
+            "0.2",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "exact" in out and f"checkpoint: {ckpt}" in out
+    assert main(["evaluate", str(ckpt), "--eps-test", "0", "0.5", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["eps_test"] for r in rows] == [0.0, 0.5]
+    assert rows[0]["accuracy"] == 1.0 and rows[0]["n"] == 100
+    assert rows[1]["exact"] + rows[1]["partial"] + rows[1]["wrong"] == 100
+
+
+def test_missing_data_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("SANODE_DATA_MIRROR", raising=False)
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--mirror",
+            str(tmp_path / "none"),
+            "--data-root",
+            str(tmp_path / "d"),
+            "--quiet",
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sanode: error: mirror folder") and "Traceback" not in err
+
+
+def test_train_mnist_from_a_tiny_mirror(tmp_path, capsys):
+    write_mirror(tmp_path / "m", n_train=60, n_test=30)
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "mnist",
+            "--mirror",
+            str(tmp_path / "m"),
+            "--data-root",
+            str(tmp_path / "d"),
+            "--no-verify-checksums",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "30",
+            "--t-train",
+            "1.0",
+            "--t-eval",
+            "1.0",
+            "--quiet",
+            "--out",
+            str(tmp_path / "x.pt"),
+        ]
+    )
+    assert code == 0
+    assert "wrong" in capsys.readouterr().out
+
+
+def test_bench_runs_small(capsys, tmp_path):
+    code = main(
+        [
+            "bench",
+            "--n",
+            "49",
+            "--k",
+            "5",
+            "--batch",
+            "8",
+            "--steps",
+            "5",
+            "--dtypes",
+            "float64",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path / "b.json"),
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "roofline" in out and "naive" in out
+    rows = json.loads((tmp_path / "b.json").read_text())
+    assert {r["variant"] for r in rows} == {"naive", "autograd", "sanode"}
+    assert all(r["image_steps_per_s"] > 0 and r["roofline_fraction"] > 0 for r in rows)

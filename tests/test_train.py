@@ -1,0 +1,105 @@
+import pytest
+import torch
+
+from sanode.checkpoint import load_checkpoint, load_model
+from sanode.config import ConfigError, TrainConfig
+from sanode.datasets import load_split
+from sanode.evaluate import evaluate
+from sanode.train import DivergenceError, train
+
+FAST = dict(
+    dataset="letters",
+    letters_copies=20,
+    batch_size=25,
+    lr=3e-2,
+    t_train=5.5,
+    t_eval=20.0,
+    epochs=15,
+    seed=0,
+)
+
+
+def _data(cfg):
+    split = load_split(cfg, "train")
+    return split.x, split.y, split.patterns
+
+
+def test_letters_training_reaches_full_accuracy():
+    cfg = TrainConfig(**FAST)
+    x, y, patterns = _data(cfg)
+    result = train(cfg, x, y, patterns, progress=False)
+    test = load_split(cfg, "test", letters_eps=0.0)
+    ev = evaluate(result.model, test.x, test.y, t_end=cfg.t_eval, dt=cfg.dt)
+    assert ev.accuracy == 1.0
+    assert ev.buckets.exact == len(test.y)
+    assert ev.nearest_accuracy == 1.0
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"] / 10
+    assert result.model.stability_report()["max_real_jacobian_eig"] < 0
+
+
+def test_resume_equals_uninterrupted_run(tmp_path):
+    cfg = TrainConfig(**{**FAST, "epochs": 4, "eps_train": 0.2})
+    x, y, patterns = _data(cfg)
+    straight = train(cfg, x, y, patterns, checkpoint_path=tmp_path / "a.pt", progress=False)
+    half = cfg.replace(epochs=2)
+    train(half, x, y, patterns, checkpoint_path=tmp_path / "b.pt", progress=False)
+    assert load_checkpoint(tmp_path / "b.pt")["epoch"] == 2
+    resumed = train(cfg, x, y, patterns, checkpoint_path=tmp_path / "b.pt", progress=False)
+    for p, q in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert straight.history == resumed.history
+    model, saved_cfg, payload = load_model(tmp_path / "b.pt")
+    assert saved_cfg == cfg and payload["epoch"] == 4
+    assert torch.equal(model.coupling(), resumed.model.coupling())
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
+    cfg = TrainConfig(**{**FAST, "epochs": 1})
+    x, y, patterns = _data(cfg)
+    train(cfg, x, y, patterns, checkpoint_path=tmp_path / "c.pt", progress=False)
+    with pytest.raises(ValueError, match=r"different settings \['lr'\]"):
+        train(
+            cfg.replace(lr=1e-3), x, y, patterns, checkpoint_path=tmp_path / "c.pt", progress=False
+        )
+
+
+def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = TrainConfig(**{**FAST, "epochs": 1, "clip": None})
+    x, y, patterns = _data(cfg)
+    path = tmp_path / "d.pt"
+    train(cfg, x, y, patterns, checkpoint_path=path, progress=False)
+    before = path.read_bytes()
+    # a huge step makes the cubic term overflow to inf/nan at once
+    bad = cfg.replace(epochs=2)
+    x_bad = x * 1e20
+    with pytest.raises(DivergenceError, match="loss became"):
+        train(bad, x_bad, y, patterns, checkpoint_path=path, progress=False)
+    assert path.read_bytes() == before
+
+
+def test_callback_sees_every_epoch_and_can_stop():
+    cfg = TrainConfig(**{**FAST, "epochs": 5})
+    x, y, patterns = _data(cfg)
+    seen = []
+    test = load_split(cfg, "test")
+
+    def cb(epoch, record, model):
+        seen.append((epoch, set(record)))
+        return epoch == 3
+
+    result = train(cfg, x, y, patterns, val=(test.x, test.y), callback=cb, progress=False)
+    assert [e for e, _ in seen] == [1, 2, 3] and result.stopped_early
+    assert {"train_loss", "val_accuracy", "val_exact", "val_nearest_accuracy"} <= seen[0][1]
+
+
+def test_config_errors_name_key_and_choices():
+    with pytest.raises(
+        ConfigError, match=r"dataset must be one of \['letters', 'mnist', 'fashion'\]"
+    ):
+        TrainConfig(dataset="cifar")
+    with pytest.raises(ConfigError, match=r"unknown training setting\(s\) \['learning_rate'\]"):
+        TrainConfig.from_dict({"learning_rate": 1.0})
+    with pytest.raises(ConfigError, match="eps_train must lie in"):
+        TrainConfig(eps_train=2.0)
+    with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
+        TrainConfig(batch_size=0)
