@@ -1,0 +1,266 @@
+"""The study pipeline's stages as plain functions; Snakemake scripts only wire files to them.
+
+The pipeline config (``workflow/config/*.yaml``, validated against
+``workflow/schemas/config.schema.yaml``) has a ``project`` block (data folder, mirror),
+``mlflow`` and ``ray`` blocks, and one entry per study under ``studies``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from . import plots, tables, tracking
+from .checkpoint import load_model
+from .config import TrainConfig
+from .prepare import load_prepared, prepare_dataset
+from .robustness import evaluate_noise_grid
+
+log = logging.getLogger(__name__)
+
+
+class PipelineConfigError(ValueError):
+    """The pipeline config is inconsistent; the message names the key and what is allowed."""
+
+
+def train_settings(config: dict, study: str) -> dict[str, Any]:
+    """The study's TrainConfig settings, with the project's data settings filled in."""
+    project = config.get("project", {})
+    base = dict(config["studies"][study]["train"])
+    base.setdefault("data_root", str(Path(project.get("data_root", "data")).resolve()))
+    base.setdefault("mirror", project.get("mirror"))
+    base.setdefault("verify_checksums", project.get("verify_checksums", True))
+    return base
+
+
+def study_settings(config: dict, study: str):
+    from .tune import StudySettings
+
+    spec = config["studies"][study]
+    resources = spec.get("resources", {})
+    return StudySettings(
+        name=study,
+        base=train_settings(config, study),
+        search_space=spec.get("search_space", {}),
+        num_samples=spec.get("num_samples", 1),
+        metric=spec.get("metric", "val_accuracy"),
+        mode=spec.get("mode", "max"),
+        scheduler=spec.get("scheduler", {"name": "fifo"}),
+        val_eps=spec.get("val_eps", 0.0),
+        cpus_per_trial=resources.get("cpus_per_trial", 1),
+        gpus_per_trial=resources.get("gpus_per_trial", 0),
+    )
+
+
+def validate_config(config: dict) -> None:
+    """Checks the JSON schema cannot express; raises :class:`PipelineConfigError`."""
+    studies = config.get("studies") or {}
+    if not studies:
+        raise PipelineConfigError("config has no studies; add at least one under 'studies'")
+    allowed = sorted(TrainConfig().to_dict())
+    for name, spec in studies.items():
+        unknown = sorted(set(spec.get("train", {})) - set(allowed))
+        unknown_space = sorted(set(spec.get("search_space", {})) - set(allowed))
+        for where, keys in (("train", unknown), ("search_space", unknown_space)):
+            if keys:
+                raise PipelineConfigError(
+                    f"studies.{name}.{where}: unknown key(s) {keys}; allowed keys: {allowed}"
+                )
+        try:
+            study_settings(config, name)
+        except ValueError as err:
+            raise PipelineConfigError(f"studies.{name}: {err}") from None
+
+
+def eps_train_grid(config: dict, study: str) -> list[float]:
+    return study_settings(config, study).eps_train_grid()
+
+
+def eps_label(eps: float) -> str:
+    """The ``eps_train`` wildcard value of a noise level (``0.3`` -> ``"0.3"``)."""
+    return f"{float(eps):g}"
+
+
+def tracking_uri(config: dict) -> str:
+    return tracking.resolve_tracking_uri(config.get("mlflow", {}).get("tracking_uri"), Path.cwd())
+
+
+def experiment_name(config: dict) -> str:
+    return config.get("mlflow", {}).get("experiment", "sanode")
+
+
+# -- stages ----------------------------------------------------------------------------------
+def prepare_stage(config: dict, study: str, out: str) -> None:
+    spec = config["studies"][study]
+    prep = spec.get("prepare", {})
+    cfg = TrainConfig.from_dict(train_settings(config, study))
+    meta = prepare_dataset(
+        cfg,
+        out,
+        val_fraction=prep.get("val_fraction", 0.1),
+        test_per_class=prep.get("test_per_class"),
+    )
+    log.info("prepared %s: %s", study, meta["sizes"])
+
+
+def tune_stage(
+    config: dict, study: str, data: str, out_dir: str, storage_dir: str, threads: int
+) -> None:
+    from .tune import run_study
+
+    ray_cfg = config.get("ray", {})
+    table = run_study(
+        study_settings(config, study),
+        data_path=data,
+        out_dir=out_dir,
+        storage_dir=storage_dir,
+        tracking_uri=tracking_uri(config),
+        experiment=experiment_name(config),
+        ray_address=ray_cfg.get("address"),
+        num_cpus=ray_cfg.get("num_cpus") or threads,
+        project_root=Path.cwd(),
+    )
+    log.info("study %s: %d trials", study, table["trial_id"].nunique())
+
+
+def evaluate_stage(
+    config: dict,
+    study: str,
+    eps_train: str,
+    checkpoint: str,
+    data: str,
+    best_json: str,
+    accuracy_out: str,
+    mse_out: str,
+    states_out: str,
+    threads: int,
+) -> None:
+    """Evaluate the best model of one eps_train over the study's eps_test grid."""
+    torch.set_num_threads(max(1, threads))
+    spec = config["studies"][study].get("evaluate", {})
+    model, cfg, _ = load_model(checkpoint)
+    prepared = load_prepared(data)
+    x, y = prepared.split("test")
+    best = json.loads(Path(best_json).read_text())["models"][eps_train]
+    client = tracking.client(tracking_uri(config))
+    exp_id = tracking.experiment_id(client, experiment_name(config))
+    key = {"sanode.study": study, "sanode.rule": "evaluate", "sanode.eps_train": eps_train}
+    tracking.mark_stale_runs(client, exp_id, key)
+    parent = tracking.find_run(client, exp_id, {"sanode.study": study, "sanode.kind": "study"})
+    run_id = tracking.start_or_resume_run(
+        client,
+        exp_id,
+        key=key,
+        name=f"evaluate-{study}-eps{eps_train}",
+        tags={
+            **tracking.provenance_tags(),
+            "sanode.kind": "evaluation",
+            "sanode.trial_id": str(best["trial_id"]),
+            "sanode.wildcards": json.dumps({"study": study, "eps_train": eps_train}),
+        },
+        parent_run_id=parent,
+    )
+    try:
+        t_eval = float(spec.get("t_eval", cfg.t_eval))
+        res = evaluate_noise_grid(
+            model,
+            x,
+            y,
+            eps_test=[float(e) for e in spec.get("eps_test", [0.0])],
+            t_end=t_eval,
+            dt=cfg.dt,
+            method=cfg.method,
+            threshold=cfg.threshold,
+            batch_size=int(spec.get("batch_size", cfg.eval_batch_size)),
+            seed=int(spec.get("seed", 0)),
+            mse_items=int(spec.get("mse_items", 200)),
+            mse_every=int(spec.get("mse_every", 10)),
+        )
+        tracking.log_params(
+            client,
+            run_id,
+            {
+                "checkpoint": checkpoint,
+                "t_eval": t_eval,
+                "eps_test": json.dumps(spec.get("eps_test")),
+            },
+        )
+        for i, row in res.accuracy.iterrows():
+            tracking.log_metrics(client, run_id, row.to_dict(), step=int(i))
+        extra = {
+            "study": study,
+            "dataset": cfg.dataset,
+            "eps_train": float(eps_train),
+            "trial_id": str(best["trial_id"]),
+            "mlflow_run_id": run_id,
+        }
+        accuracy = res.accuracy.assign(**extra)
+        mse = res.mse.assign(**{k: v for k, v in extra.items() if k != "trial_id"})
+        tables.check_schema(accuracy, "accuracy").to_parquet(accuracy_out, index=False)
+        tables.check_schema(mse, "mse_curves").to_parquet(mse_out, index=False)
+        torch.save({k: v.contiguous() for k, v in res.states.items()}, states_out)
+        client.log_artifact(run_id, accuracy_out, artifact_path="tables")
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def aggregate_stage(
+    trials: list[str], accuracy: list[str], mse: list[str], outputs: dict[str, str]
+) -> None:
+    """Stack the per-study tables into ``results/tables`` (schemas checked)."""
+    for name, paths in (("trials", trials), ("accuracy", accuracy), ("mse_curves", mse)):
+        frame = tables.concat_tables(paths, name)
+        Path(outputs[name]).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_parquet(outputs[name], index=False)
+        log.info("%s: %d rows", name, len(frame))
+
+
+def figures_stage(config: dict, tables_in: dict[str, str], outputs: dict[str, Any]) -> None:
+    """Draw every figure from the tables and log figures and tables to each study's run."""
+    trials = pd.read_parquet(tables_in["trials"])
+    accuracy = pd.read_parquet(tables_in["accuracy"])
+    curves = pd.read_parquet(tables_in["mse_curves"])
+    for study, path in outputs["fig3"].items():
+        plots.mf_vs_eps_test(accuracy, study, path)
+    for study, path in outputs["fig4"].items():
+        plots.mse_over_time(curves, study, path)
+    for study, path in outputs["tuning"].items():
+        plots.tuning_curves(trials, study, study_settings(config, study).metric, path)
+    plots.buckets_vs_paper(accuracy, outputs["buckets"])
+    client = tracking.client(tracking_uri(config))
+    exp_id = tracking.experiment_id(client, experiment_name(config))
+    for study in config["studies"]:
+        parent = tracking.find_run(client, exp_id, {"sanode.study": study, "sanode.kind": "study"})
+        if parent is None:
+            continue
+        for group in ("fig3", "fig4", "tuning"):
+            client.log_artifact(parent, outputs[group][study], artifact_path="figures")
+        client.log_artifact(parent, outputs["buckets"], artifact_path="figures")
+        for path in tables_in.values():
+            client.log_artifact(parent, path, artifact_path="tables")
+
+
+def setup_logging(log_file: str | os.PathLike | None) -> None:
+    """Send everything a pipeline step prints (Python logging, warnings, Ray's progress
+    tables, child processes) to its Snakemake log file."""
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        for stream in (1, 2):
+            os.dup2(fd, stream)
+        os.close(fd)
+    logging.basicConfig(
+        level=logging.INFO,
+        handlers=[logging.StreamHandler()],
+        force=True,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
+    logging.captureWarnings(True)

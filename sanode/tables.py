@@ -1,0 +1,92 @@
+"""Tidy Parquet tables of the pipeline: their schemas, aggregation and the paper's numbers.
+
+Schemas (column -> pandas dtype kind: f float, i integer, O string/object):
+
+trials.parquet       one row per (trial, epoch) of every Ray Tune study
+accuracy.parquet     one row per (study, eps_train, eps_test): accuracy buckets and scores
+mse_curves.parquet   one row per (study, eps_train, eps_test, t): MSE(t) of eq. 6
+
+Every row carries ``mlflow_run_id``: the trial's run (trials) or the evaluation run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import pandas as pd
+
+SCHEMAS: dict[str, dict[str, str]] = {
+    "trials": {
+        "study": "O",
+        "trial_id": "O",
+        "status": "O",
+        "epoch": "i",
+        "train_loss": "f",
+        "eps_train": "f",
+        "mlflow_run_id": "O",
+    },
+    "accuracy": {
+        "study": "O",
+        "dataset": "O",
+        "eps_train": "f",
+        "eps_test": "f",
+        "n": "i",
+        "exact": "i",
+        "partial": "i",
+        "wrong": "i",
+        "accuracy": "f",
+        "nearest_accuracy": "f",
+        "m_f": "f",
+        "m_f_std": "f",
+        "mse": "f",
+        "trial_id": "O",
+        "mlflow_run_id": "O",
+    },
+    "mse_curves": {
+        "study": "O",
+        "dataset": "O",
+        "eps_train": "f",
+        "eps_test": "f",
+        "t": "f",
+        "mse": "f",
+        "mlflow_run_id": "O",
+    },
+}
+
+# Sec. V of the paper: 10,000 test images, exact / partial (0.95 <= m_f < 1) / wrong.
+PAPER_BUCKETS = {
+    "mnist": {"exact": 9776, "partial": 30, "wrong": 194, "accuracy": 0.9806},
+    "fashion": {"exact": 8740, "partial": 81, "wrong": 1179, "accuracy": 0.8821},
+}
+
+
+class SchemaError(ValueError):
+    """A table lacks a documented column or has the wrong kind of values in it."""
+
+
+def check_schema(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Raise :class:`SchemaError` unless ``frame`` holds every column of table ``name``."""
+    for column, kind in SCHEMAS[name].items():
+        if column not in frame.columns:
+            raise SchemaError(f"table {name} lacks column {column!r} (has {list(frame.columns)})")
+        actual = frame[column].dtype.kind
+        ok = actual == kind or (kind == "f" and actual in "fi") or (kind == "O" and actual in "OSU")
+        if not ok and not frame.empty:
+            raise SchemaError(
+                f"table {name}: column {column!r} has kind {actual!r}, expected {kind!r}"
+            )
+    return frame
+
+
+def concat_tables(paths: Iterable[str | os.PathLike], name: str) -> pd.DataFrame:
+    """Read and stack Parquet files of one table kind, checking the schema."""
+    frames = [pd.read_parquet(p) for p in paths]
+    frame = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=list(SCHEMAS[name]))
+    )
+    if name == "trials" and "status" in frame:
+        frame["status"] = frame["status"].astype(str)
+    return check_schema(frame, name)

@@ -1,0 +1,169 @@
+"""MLflow tracking: a SQLite store under the project by default, explicit client calls only.
+
+Every run carries provenance tags (git revision, package versions, python) and the
+``sanode.*`` tags that tie it to a study, a trial or a pipeline rule.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STORE = "mlflow.db"
+MAX_PARAM_LENGTH = 6000
+
+
+def resolve_tracking_uri(configured: str | None, project_root: str | os.PathLike) -> str:
+    """``$MLFLOW_TRACKING_URI``, else the configured URI, else ``sqlite:///<root>/mlflow.db``."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if not uri:
+        return f"sqlite:///{(Path(project_root).resolve() / DEFAULT_STORE)}"
+    if uri.startswith("file:") or "://" not in uri:
+        raise ValueError(
+            f"MLflow tracking URI {uri!r} is a file store, which MLflow 3 refuses; use a "
+            "database (sqlite:////absolute/path/mlflow.db) or a server (http://host:5000)"
+        )
+    return uri
+
+
+def client(uri: str):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def experiment_id(mlflow_client, name: str) -> str:
+    exp = mlflow_client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return mlflow_client.create_experiment(name)
+
+
+def git_revision(cwd: str | os.PathLike | None = None) -> str:
+    """``<sha>`` of HEAD, with ``-dirty`` if tracked files changed; ``unknown`` outside git."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def provenance_tags(cwd: str | os.PathLike | None = None) -> dict[str, str]:
+    """Git revision and versions of the packages that determine a result."""
+    import mlflow
+    import torch
+
+    from . import __version__
+
+    tags = {
+        "sanode.git_revision": git_revision(cwd),
+        "sanode.version": __version__,
+        "sanode.torch_version": torch.__version__,
+        "sanode.mlflow_version": mlflow.__version__,
+        "sanode.python": platform.python_version(),
+        "sanode.host": platform.node(),
+    }
+    try:
+        import ray
+
+        tags["sanode.ray_version"] = ray.__version__
+    except ImportError:  # ray is a dependency, but tracking works without it
+        pass
+    return tags
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``, values as strings cut to MLflow's limit."""
+    out: dict[str, str] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = str(value)[:MAX_PARAM_LENGTH]
+    return out
+
+
+def find_run(mlflow_client, exp_id: str, tags: Mapping[str, str]) -> str | None:
+    """The newest run of the experiment whose tags equal ``tags``; ``None`` if there is none."""
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    runs = mlflow_client.search_runs(
+        [exp_id], filter_string=query, max_results=1, order_by=["attributes.start_time DESC"]
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def start_or_resume_run(
+    mlflow_client,
+    exp_id: str,
+    *,
+    key: Mapping[str, str],
+    name: str,
+    tags: Mapping[str, str] | None = None,
+    parent_run_id: str | None = None,
+) -> str:
+    """Reuse the run identified by the ``key`` tags (set back to RUNNING) or create it."""
+    run_id = find_run(mlflow_client, exp_id, key)
+    if run_id is not None:
+        mlflow_client.update_run(run_id, status="RUNNING")
+        return run_id
+    all_tags = {**key, **(tags or {})}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    return mlflow_client.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
+
+
+def log_params(mlflow_client, run_id: str, params: Mapping[str, Any]) -> None:
+    from mlflow.entities import Param
+
+    items = [Param(k, v) for k, v in flatten(params).items()]
+    for start in range(0, len(items), 100):
+        mlflow_client.log_batch(run_id, params=items[start : start + 100])
+
+
+def log_metrics(mlflow_client, run_id: str, metrics: Mapping[str, Any], step: int = 0) -> None:
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [
+        Metric(k, float(v), now, step)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    ]
+    if items:
+        mlflow_client.log_batch(run_id, metrics=items)
+
+
+def mark_stale_runs(
+    mlflow_client, exp_id: str, tags: Mapping[str, str], status: str = "KILLED"
+) -> list[str]:
+    """Close runs with these tags that a killed process left RUNNING; returns their ids."""
+    query = " and ".join(
+        [f"tags.`{k}` = '{v}'" for k, v in tags.items()] + ["attributes.status = 'RUNNING'"]
+    )
+    stale = [r.info.run_id for r in mlflow_client.search_runs([exp_id], filter_string=query)]
+    for run_id in stale:
+        mlflow_client.set_tag(run_id, "sanode.closed_as", status)
+        mlflow_client.set_terminated(run_id, status=status)
+    return stale

@@ -1,0 +1,404 @@
+"""Hyperparameter and training-noise studies with Ray Tune (every Ray call lives here).
+
+One Ray Tune experiment per study (data set). Each trial is :func:`trainable`: a function of
+the sampled parameters that resumes from ``tune.get_checkpoint()``, trains one epoch at a
+time and reports its metrics with a checkpoint after every epoch. MLflow logging happens on
+the driver in :class:`MlflowTrialCallback` (one child run per trial under the study's run),
+so the tracking store has a single writer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+import torch
+from ray import tune
+
+from . import tracking
+from .config import TrainConfig
+from .noise import add_pixel_noise
+from .prepare import load_prepared
+from .train import train
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "model.pt"
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What one study searches and how (validated by the workflow schema and here)."""
+
+    name: str
+    base: dict[str, Any]  # TrainConfig settings shared by every trial
+    search_space: dict[str, Any]  # key -> list (grid) or {"loguniform"|"uniform"|"choice": ...}
+    num_samples: int = 1
+    metric: str = "val_accuracy"
+    mode: str = "max"
+    scheduler: dict[str, Any] = field(default_factory=lambda: {"name": "fifo"})
+    val_eps: float | None = 0.0  # validation noise; None: each trial's own eps_train
+    cpus_per_trial: float = 1
+    gpus_per_trial: float = 0
+
+    def __post_init__(self) -> None:
+        TrainConfig.from_dict(self.base)  # unknown keys / bad values fail here
+        allowed = set(TrainConfig().to_dict())
+        unknown = sorted(set(self.search_space) - allowed)
+        if unknown:
+            raise ValueError(
+                f"search_space has unknown key(s) {unknown}; allowed: {sorted(allowed)}"
+            )
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
+
+    def eps_train_grid(self) -> list[float]:
+        grid = self.search_space.get("eps_train")
+        if grid is None:
+            return [float(self.base.get("eps_train", 0.0))]
+        if not isinstance(grid, list):
+            raise ValueError("eps_train in search_space must be a list (a grid) of noise levels")
+        return [float(e) for e in grid]
+
+
+def _param_space(space: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, spec in space.items():
+        if isinstance(spec, list):
+            out[key] = tune.grid_search(spec)
+        elif isinstance(spec, Mapping) and len(spec) == 1:
+            ((kind, args),) = spec.items()
+            if kind == "loguniform":
+                out[key] = tune.loguniform(*args)
+            elif kind == "uniform":
+                out[key] = tune.uniform(*args)
+            elif kind == "choice":
+                out[key] = tune.choice(list(args))
+            else:
+                raise ValueError(
+                    f"search_space.{key}: unknown sampler {kind!r}; use a list "
+                    "(grid), loguniform, uniform or choice"
+                )
+        else:
+            out[key] = spec  # a constant
+    return out
+
+
+def _scheduler(spec: Mapping[str, Any], epochs: int):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    name = spec.get("name", "fifo")
+    if name == "fifo":
+        return FIFOScheduler()
+    if name == "asha":
+        return ASHAScheduler(
+            time_attr="epoch",
+            max_t=epochs,
+            grace_period=int(spec.get("grace_period", 1)),
+            reduction_factor=float(spec.get("reduction_factor", 2)),
+        )
+    raise ValueError(f"scheduler {name!r} is not one of ['fifo', 'asha']")
+
+
+def trainable(params: dict, *, base: dict, data_path: str, val_eps: float | None) -> None:
+    """One trial: resume from Tune's checkpoint, train, report every epoch with a checkpoint."""
+    cfg = TrainConfig.from_dict({**base, **params})
+    data = load_prepared(data_path)
+    x, y = data.split("train")
+    xv, yv = data.split("val")
+    eps_val = cfg.eps_train if val_eps is None else val_eps
+    xv = add_pixel_noise(xv, eps_val, torch.Generator().manual_seed(10_007 + cfg.seed))
+    workdir = Path(tempfile.mkdtemp(prefix="sanode-trial-"))
+    ckpt_file = workdir / CHECKPOINT_FILE
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as d:
+            shutil.copy(Path(d) / CHECKPOINT_FILE, ckpt_file)
+
+    def report(epoch: int, record: dict, model) -> None:
+        tune.report(dict(record), checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+
+    try:
+        train(
+            cfg,
+            x,
+            y,
+            data.patterns,
+            val=(xv, yv),
+            checkpoint_path=ckpt_file,
+            resume=True,
+            callback=report,
+            progress=False,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class MlflowTrialCallback(tune.Callback):
+    """Driver-side MLflow logging: one child run per trial, per-epoch metrics, final status."""
+
+    def __init__(
+        self,
+        uri: str,
+        exp_id: str,
+        parent_run_id: str,
+        study: str,
+        base: dict,
+        tags: dict[str, str],
+    ):
+        self.uri, self.exp_id, self.parent, self.study = uri, exp_id, parent_run_id, study
+        self.base, self.tags = base, tags
+        self.runs: dict[str, str] = {}
+        self._client = None
+
+    def __getstate__(self):  # Tune pickles its run config; the client is rebuilt lazily
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = tracking.client(self.uri)
+        return self._client
+
+    def run_id(self, trial) -> str:
+        if trial.trial_id not in self.runs:
+            self.runs[trial.trial_id] = tracking.start_or_resume_run(
+                self.client,
+                self.exp_id,
+                key={"sanode.study": self.study, "sanode.trial_id": trial.trial_id},
+                name=f"{self.study}-{trial.trial_id}",
+                tags={**self.tags, "sanode.rule": "tune", "sanode.kind": "trial"},
+                parent_run_id=self.parent,
+            )
+            settings = {**self.base, **trial.config}
+            tracking.log_params(self.client, self.runs[trial.trial_id], settings)
+        return self.runs[trial.trial_id]
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.run_id(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        metrics = {k: v for k, v in result.items() if k in _METRIC_KEYS or k.startswith("val_")}
+        tracking.log_metrics(
+            self.client, self.run_id(trial), metrics, step=int(result.get("epoch", 0))
+        )
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        run_id = self.run_id(trial)
+        ckpt = trial.checkpoint
+        if ckpt is not None and os.path.isdir(ckpt.path):
+            self.client.log_artifacts(run_id, ckpt.path, artifact_path="checkpoint")
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        run_id = self.run_id(trial)
+        self.client.set_tag(run_id, "sanode.error_file", str(getattr(trial, "error_file", "")))
+        self.client.set_terminated(run_id, status="FAILED")
+
+
+_METRIC_KEYS = {"epoch", "train_loss", "gamma"}
+
+
+def _short_tmpdir(project_root: Path) -> str:
+    """RAY_TMPDIR inside the project when its path is short enough for Unix sockets."""
+    candidate = project_root / ".ray"
+    if len(str(candidate)) <= 40:
+        candidate.mkdir(parents=True, exist_ok=True)
+        return str(candidate)
+    return tempfile.mkdtemp(prefix="sray")
+
+
+def init_ray(
+    address: str | None, num_cpus: int, project_root: Path, num_gpus: int | None = None
+) -> None:
+    """Connect to ``address`` (or ``$RAY_ADDRESS``), else start a local Ray of ``num_cpus``."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        log.info("connecting to the Ray cluster at %s", address)
+        ray.init(address=address, log_to_driver=False)
+        return
+    os.environ.setdefault("RAY_TMPDIR", _short_tmpdir(project_root))
+    kwargs: dict[str, Any] = {
+        "num_cpus": num_cpus,
+        "include_dashboard": False,
+        "log_to_driver": False,
+    }
+    if num_gpus is not None:
+        kwargs["num_gpus"] = num_gpus
+    ray.init(**kwargs)
+
+
+def run_study(
+    settings: StudySettings,
+    *,
+    data_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    storage_dir: str | os.PathLike,
+    tracking_uri: str,
+    experiment: str = "sanode",
+    ray_address: str | None = None,
+    num_cpus: int = 1,
+    project_root: str | os.PathLike = ".",
+) -> pd.DataFrame:
+    """Run (or resume) a study and write its outputs under ``out_dir``.
+
+    Writes ``trials.parquet`` (one row per trial and epoch), ``best.json`` and, for every
+    eps_train of the grid, the best trial's checkpoint ``best/eps_train=<eps>.pt``.
+    An interrupted study resumes with ``Tuner.restore``: finished trials are not recomputed,
+    unfinished ones continue from their last epoch, failed ones stay failed.
+    """
+    project_root = Path(project_root).resolve()
+    out_dir, storage_dir = Path(out_dir).resolve(), Path(storage_dir).resolve()
+    data_path = str(Path(data_path).resolve())
+    client = tracking.client(tracking_uri)
+    exp_id = tracking.experiment_id(client, experiment)
+    study_key = {"sanode.study": settings.name}
+    stale = tracking.mark_stale_runs(client, exp_id, study_key)
+    if stale:
+        log.warning(
+            "marked %d MLflow run(s) left RUNNING by an interrupted run as KILLED", len(stale)
+        )
+    tags = tracking.provenance_tags(project_root)
+    meta = load_prepared(data_path).meta
+    parent = tracking.start_or_resume_run(
+        client,
+        exp_id,
+        key={**study_key, "sanode.kind": "study"},
+        name=f"study-{settings.name}",
+        tags={**tags, "sanode.rule": "tune"},
+    )
+    tracking.log_params(
+        client,
+        parent,
+        {
+            "base": settings.base,
+            "search_space": json.dumps(settings.search_space),
+            "num_samples": settings.num_samples,
+            "metric": settings.metric,
+            "mode": settings.mode,
+            "scheduler": json.dumps(settings.scheduler),
+        },
+    )
+    client.set_tag(parent, "sanode.data_sha256", meta.get("cache_sha256", ""))
+    for name, md5 in meta.get("raw_md5", {}).items():
+        client.set_tag(parent, f"sanode.data_md5.{name}", md5)
+
+    base = {**settings.base, "threads": max(1, int(settings.cpus_per_trial)), "device": "auto"}
+    fn = tune.with_resources(
+        tune.with_parameters(trainable, base=base, data_path=data_path, val_eps=settings.val_eps),
+        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
+    )
+    callback = MlflowTrialCallback(tracking_uri, exp_id, parent, settings.name, base, tags)
+    experiment_path = storage_dir / "study"
+    init_ray(ray_address, num_cpus, project_root)
+    try:
+        if tune.Tuner.can_restore(str(experiment_path)):
+            log.info("resuming the interrupted study at %s", experiment_path)
+            tuner = tune.Tuner.restore(
+                str(experiment_path), trainable=fn, resume_unfinished=True, resume_errored=False
+            )
+        else:
+            tuner = tune.Tuner(
+                fn,
+                param_space=_param_space(settings.search_space),
+                tune_config=tune.TuneConfig(
+                    metric=settings.metric,
+                    mode=settings.mode,
+                    num_samples=settings.num_samples,
+                    scheduler=_scheduler(settings.scheduler, int(base.get("epochs", 10))),
+                ),
+                run_config=tune.RunConfig(
+                    name="study",
+                    storage_path=str(storage_dir),
+                    callbacks=[callback],
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    failure_config=tune.FailureConfig(max_failures=0),
+                    verbose=1,
+                ),
+            )
+        if hasattr(tuner, "_local_tuner") and tuner._local_tuner is not None:
+            # a restored tuner forgets its callbacks (they are not serialised): add ours again
+            tuner._local_tuner._run_config.callbacks = [callback]
+        grid = tuner.fit()
+    finally:
+        ray.shutdown()
+    table = _trials_table(grid, settings, client, exp_id)
+    _write_outputs(table, grid, settings, out_dir, parent, client)
+    client.set_terminated(parent, status="FINISHED")
+    return table
+
+
+def _trials_table(grid, settings: StudySettings, client, exp_id: str) -> pd.DataFrame:
+    frames = []
+    for result in grid:
+        trial_id = result.metrics.get("trial_id") if result.metrics else None
+        trial_id = trial_id or Path(result.path).name.split("_")[-2]
+        history = result.metrics_dataframe
+        if history is None or history.empty:
+            history = pd.DataFrame({"epoch": [0]})
+        keep = [c for c in history.columns if c in _METRIC_KEYS or c.startswith("val_")]
+        frame = history[keep].copy()
+        for key in settings.search_space:
+            frame[f"param_{key}"] = result.config.get(key)
+        frame["eps_train"] = float(
+            result.config.get("eps_train", settings.base.get("eps_train", 0.0))
+        )
+        frame["trial_id"] = trial_id
+        frame["status"] = "ERROR" if result.error else "TERMINATED"
+        frame["checkpoint"] = result.checkpoint.path if result.checkpoint else None
+        frame["mlflow_run_id"] = tracking.find_run(
+            client, exp_id, {"sanode.study": settings.name, "sanode.trial_id": trial_id}
+        )
+        frame["study"] = settings.name
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _write_outputs(
+    table: pd.DataFrame, grid, settings: StudySettings, out_dir: Path, parent: str, client
+) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "best").mkdir(exist_ok=True)
+    table.to_parquet(out_dir / "trials.parquet", index=False)
+    last = table.sort_values("epoch").groupby("trial_id").tail(1)
+    ok = (
+        last[(last["status"] == "TERMINATED") & last[settings.metric].notna()]
+        if settings.metric in last
+        else last.iloc[0:0]
+    )
+    best: dict[str, Any] = {"metric": settings.metric, "mode": settings.mode, "models": {}}
+    for eps in settings.eps_train_grid():
+        group = ok[(ok["eps_train"] - eps).abs() < 1e-9]
+        if group.empty:
+            raise RuntimeError(
+                f"study {settings.name}: every trial with eps_train={eps} failed, so there is no "
+                "model to evaluate; see the trial errors in "
+                f"{out_dir / 'trials.parquet'} and MLflow"
+            )
+        row = group.sort_values(settings.metric, ascending=settings.mode == "max").iloc[-1]
+        target = out_dir / "best" / f"eps_train={eps:g}.pt"
+        shutil.copy(Path(row["checkpoint"]) / CHECKPOINT_FILE, target)
+        best["models"][f"{eps:g}"] = {
+            "trial_id": row["trial_id"],
+            "mlflow_run_id": row["mlflow_run_id"],
+            settings.metric: float(row[settings.metric]),
+            "checkpoint": str(target),
+            "params": {k[6:]: _plain(row[k]) for k in row.index if k.startswith("param_")},
+        }
+    best["failed_trials"] = sorted(last.loc[last["status"] == "ERROR", "trial_id"].tolist())
+    (out_dir / "best.json").write_text(json.dumps(best, indent=2))
+    client.log_artifact(parent, str(out_dir / "trials.parquet"), artifact_path="tune")
+    client.log_artifact(parent, str(out_dir / "best.json"), artifact_path="tune")
+
+
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value

@@ -1,0 +1,150 @@
+"""The Snakemake workflow: DAG, lint, config validation and the smoke study end to end."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from sanode import tables
+
+from .idx import write_mirror
+from .workflow_helpers import ROOT, load_config, snakemake, workflow_env, write_config
+
+STAGES = ["prepare_data", "tune", "evaluate", "aggregate", "figures", "all"]
+
+
+def test_dry_run_lists_every_stage(tmp_path):
+    for name in ("smoke", "default", "paper"):
+        res = snakemake(
+            tmp_path,
+            "-n",
+            "--configfile",
+            str(ROOT / f"workflow/config/{name}.yaml"),
+            env=workflow_env(tmp_path),
+            timeout=120,
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+        for stage in STAGES:
+            assert f"rule {stage}:" in res.stdout or f"localrule {stage}:" in res.stdout, stage
+
+
+def test_lint_is_clean(tmp_path):
+    res = snakemake(
+        tmp_path,
+        "--lint",
+        "--configfile",
+        str(ROOT / "workflow/config/smoke.yaml"),
+        env=workflow_env(tmp_path),
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "Congratulations, your workflow is in a good condition!" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda c: c["studies"]["letters"]["train"].update(learning_rate=1.0),
+            "unknown key(s) ['learning_rate']",
+        ),
+        (
+            lambda c: c["studies"]["letters"]["train"].update(dataset="cifar"),
+            "'cifar' is not one of ['letters', 'mnist', 'fashion']",
+        ),
+        (
+            lambda c: c["studies"]["letters"].update(scheduler={"name": "hyperband"}),
+            "'hyperband' is not one of ['fifo', 'asha']",
+        ),
+        (lambda c: c.update(colour="blue"), "'colour' was unexpected"),
+        (
+            lambda c: c["studies"]["letters"]["train"].update(eps_train=3.0),
+            "eps_train must lie in [0, 1]",
+        ),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, change, message):
+    config = load_config("smoke")
+    change(config)
+    path = write_config(tmp_path / "bad.yaml", config)
+    res = snakemake(
+        tmp_path, "--cores", "1", "--configfile", str(path), env=workflow_env(tmp_path), timeout=120
+    )
+    assert res.returncode != 0
+    out = res.stdout + res.stderr
+    assert message in out, out[-3000:]
+    assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
+
+
+@pytest.mark.slow
+def test_smoke_study_end_to_end(tmp_path):
+    mirror = tmp_path / "mirror"
+    write_mirror(mirror, n_train=100, n_test=30)
+    config = load_config("smoke")
+    config["project"]["verify_checksums"] = False  # tiny test files are not the official ones
+    path = write_config(tmp_path / "smoke.yaml", config)
+    res = snakemake(
+        tmp_path,
+        "--cores",
+        "2",
+        "--configfile",
+        str(path),
+        env=workflow_env(tmp_path, mirror),
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stderr[-5000:]
+
+    results = tmp_path / "results"
+    for name in ("trials", "accuracy", "mse_curves"):
+        frame = pd.read_parquet(results / "tables" / f"{name}.parquet")
+        tables.check_schema(frame, name)
+        assert frame["mlflow_run_id"].notna().all() and len(frame) > 0
+    accuracy = pd.read_parquet(results / "tables" / "accuracy.parquet")
+    assert set(accuracy["study"]) == {"letters", "mnist"}
+    assert sorted(accuracy.loc[accuracy["study"] == "letters", "eps_train"].unique()) == [0.0, 0.3]
+    assert (accuracy["exact"] + accuracy["partial"] + accuracy["wrong"] == accuracy["n"]).all()
+    for figure in (
+        "fig3_mf_vs_eps_test_letters",
+        "fig4a_mse_over_time_mnist",
+        "tuning_letters",
+        "accuracy_buckets",
+    ):
+        assert (results / "figures" / f"{figure}.png").stat().st_size > 5_000
+    for rule in ("prepare_data", "tune", "evaluate"):
+        assert list((results / "benchmarks" / rule).rglob("*.tsv")), rule
+    assert (results / "logs" / "tune" / "letters.log").stat().st_size > 0
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("sanode-smoke")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    studies = {
+        r.data.tags["sanode.study"]: r for r in runs if r.data.tags.get("sanode.kind") == "study"
+    }
+    assert set(studies) == {"letters", "mnist"}
+    for study, parent in studies.items():
+        assert parent.info.status == "FINISHED"
+        assert parent.data.tags["sanode.git_revision"]
+        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        trials = [r for r in children if r.data.tags.get("sanode.kind") == "trial"]
+        evals = [r for r in children if r.data.tags.get("sanode.rule") == "evaluate"]
+        assert len(trials) == 2 and evals
+        for trial in trials:
+            history = client.get_metric_history(trial.info.run_id, "train_loss")
+            assert min(m.step for m in history) == 1
+            assert "lr" in trial.data.params
+        artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
+        assert f"figures/fig3_mf_vs_eps_test_{study}.png" in artifacts
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+    report = snakemake(
+        tmp_path,
+        "--configfile",
+        str(path),
+        "--report",
+        str(results / "report.html"),
+        env=workflow_env(tmp_path, mirror),
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (results / "report.html").stat().st_size > 10_000

@@ -1,0 +1,67 @@
+"""Run the Snakemake workflow of this checkout in a temporary project folder."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEFILE = ROOT / "Snakefile"
+
+
+def load_config(name: str) -> dict:
+    return yaml.safe_load((ROOT / "workflow" / "config" / f"{name}.yaml").read_text())
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def workflow_env(workdir: Path, mirror: Path | None = None) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "SANODE_DATA_MIRROR")
+    }
+    env["RAY_AUTH_MODE"] = "disabled"
+    # short, unique Ray folder (Unix socket paths are limited to ~107 characters)
+    env["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="sray")
+    env["PYTHONWARNINGS"] = "ignore"
+    if mirror is not None:
+        env["SANODE_DATA_MIRROR"] = str(mirror)
+    return env
+
+
+def snakemake(
+    workdir: Path, *args: str, env: dict[str, str], timeout: float = 600, **popen
+) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(workdir),
+        *args,
+    ]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, **popen)
+
+
+def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(SNAKEFILE),
+        "--directory",
+        str(workdir),
+        *args,
+    ]

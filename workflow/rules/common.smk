@@ -1,0 +1,37 @@
+# Config validation (schema, then the package's own checks) and input functions.
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir).resolve()))  # import sanode from this checkout
+
+from sanode.pipeline import PipelineConfigError, eps_label, eps_train_grid, validate_config
+
+validate(config, "../schemas/config.schema.yaml")
+try:
+    validate_config(config)
+except PipelineConfigError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
+
+STUDIES = list(config["studies"])
+DATA = config["project"]["data_root"]
+CONDA_ENV = "../../envs/sanode.yaml"
+
+
+wildcard_constraints:
+    study="|".join(STUDIES),
+    eps=r"[0-9.e-]+",
+
+
+def eps_labels(study):
+    return [eps_label(e) for e in eps_train_grid(config, study)]
+
+
+def evaluation_outputs(kind):
+    return [
+        f"results/eval/{study}/eps_train={eps}/{kind}"
+        for study in STUDIES
+        for eps in eps_labels(study)
+    ]

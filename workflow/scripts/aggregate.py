@@ -1,0 +1,12 @@
+import _bootstrap  # noqa: F401  (puts this checkout's sanode on sys.path)
+
+from sanode.pipeline import aggregate_stage, setup_logging
+
+snakemake = globals()["snakemake"]
+setup_logging(snakemake.log[0])
+aggregate_stage(
+    list(snakemake.input.trials),
+    list(snakemake.input.accuracy),
+    list(snakemake.input.mse),
+    dict(snakemake.output.items()),
+)

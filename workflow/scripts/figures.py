@@ -1,0 +1,22 @@
+import _bootstrap  # noqa: F401  (puts this checkout's sanode on sys.path)
+
+from sanode.pipeline import figures_stage, setup_logging
+
+snakemake = globals()["snakemake"]
+setup_logging(snakemake.log[0])
+studies = snakemake.params.studies
+out = snakemake.output
+figures_stage(
+    snakemake.config,
+    {
+        "trials": snakemake.input.trials,
+        "accuracy": snakemake.input.accuracy,
+        "mse_curves": snakemake.input.mse_curves,
+    },
+    {
+        "fig3": dict(zip(studies, out.fig3, strict=True)),
+        "fig4": dict(zip(studies, out.fig4, strict=True)),
+        "tuning": dict(zip(studies, out.tuning, strict=True)),
+        "buckets": out.buckets,
+    },
+)
