@@ -1,0 +1,134 @@
+"""Ray Tune studies: failed trials, MLflow records, and a study against a real Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from sanode.config import TrainConfig
+from sanode.prepare import prepare_dataset
+from sanode.tune import StudySettings, run_study
+
+BASE = dict(
+    dataset="letters", letters_copies=8, batch_size=20, lr=0.03, t_train=3.0, t_eval=5.0, epochs=2
+)
+
+
+@pytest.fixture
+def ray_env(monkeypatch):
+    tmp = tempfile.mkdtemp(prefix="sray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_TMPDIR", tmp)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _prepare(tmp_path: Path) -> Path:
+    path = tmp_path / "data" / "letters.pt"
+    prepare_dataset(TrainConfig(**BASE), path, val_fraction=0.25)
+    return path
+
+
+def _runs(uri: str, experiment: str):
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+@pytest.mark.slow
+def test_diverging_trial_is_failed_and_study_completes(tmp_path, ray_env):
+    data = _prepare(tmp_path)
+    settings = StudySettings(
+        name="letters",
+        base={**BASE, "clip": None, "t_train": 30.0},
+        search_space={"dt": [0.1, 3.0]},  # dt = 3 makes the cubic term blow up to inf
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    table = run_study(
+        settings,
+        data_path=data,
+        out_dir=tmp_path / "out",
+        storage_dir=tmp_path / "ray",
+        tracking_uri=uri,
+        experiment="t",
+        num_cpus=2,
+        project_root=tmp_path,
+    )
+    status = table.groupby("trial_id")["status"].first()
+    assert sorted(status) == ["ERROR", "TERMINATED"]
+    best = json.loads((tmp_path / "out" / "best.json").read_text())
+    assert best["models"]["0"]["params"]["dt"] == 0.1
+    assert len(best["failed_trials"]) == 1
+    assert (tmp_path / "out" / "best" / "eps_train=0.pt").is_file()
+    client, runs = _runs(uri, "t")
+    by_kind = {}
+    for r in runs:
+        by_kind.setdefault(r.data.tags.get("sanode.kind"), []).append(r)
+    assert [r.info.status for r in by_kind["study"]] == ["FINISHED"]
+    assert sorted(r.info.status for r in by_kind["trial"]) == ["FAILED", "FINISHED"]
+    finished = next(r for r in by_kind["trial"] if r.info.status == "FINISHED")
+    assert {a.path for a in client.list_artifacts(finished.info.run_id)} == {"checkpoint"}
+    frame = pd.read_parquet(tmp_path / "out" / "trials.parquet")
+    assert set(frame["mlflow_run_id"]) == {r.info.run_id for r in by_kind["trial"]}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_study_on_a_ray_cluster(tmp_path, ray_env):
+    data = _prepare(tmp_path)
+    port = _free_port()
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    env = {**os.environ, "RAY_TMPDIR": ray_env}
+    start = subprocess.run(
+        [
+            ray_cli,
+            "start",
+            "--head",
+            "--node-ip-address",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--num-cpus",
+            "2",
+            "--include-dashboard",
+            "false",
+            "--disable-usage-stats",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert start.returncode == 0, start.stderr[-3000:]
+    try:
+        settings = StudySettings(name="letters", base=BASE, search_space={"lr": [0.03, 0.01]})
+        table = run_study(
+            settings,
+            data_path=data,
+            out_dir=tmp_path / "out",
+            storage_dir=tmp_path / "ray",
+            tracking_uri=f"sqlite:///{tmp_path}/m.db",
+            ray_address=f"127.0.0.1:{port}",
+            project_root=tmp_path,
+        )
+    finally:
+        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+    assert sorted(table.groupby("trial_id")["status"].first()) == ["TERMINATED", "TERMINATED"]
+    assert set(table["epoch"]) == {1, 2}

@@ -1,0 +1,128 @@
+"""Killing the workflow mid-study (SIGINT, then SIGKILL) and rerunning it loses nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from .workflow_helpers import snakemake, snakemake_cmd, workflow_env, write_config
+
+EPOCHS = 5
+CONFIG = {
+    "project": {"data_root": "data", "mirror": None, "verify_checksums": True},
+    "mlflow": {"tracking_uri": None, "experiment": "faults"},
+    "ray": {"address": None, "num_cpus": None, "gpus": 0},
+    "studies": {
+        "letters": {
+            "train": {
+                "dataset": "letters",
+                "letters_copies": 40,
+                "batch_size": 20,
+                "epochs": EPOCHS,
+                "lr": 0.03,
+                "t_train": 30.0,
+                "t_eval": 5.0,
+            },
+            "prepare": {"val_fraction": 0.2},
+            "search_space": {"eps_train": [0.0, 0.1, 0.2, 0.3], "lr": [0.03]},
+            "evaluate": {"eps_test": [0.0], "mse_items": 5},
+        }
+    },
+}
+
+
+def _results(workdir: Path) -> dict[str, list[dict]]:
+    """Per trial folder: the epochs recorded in Ray's result.json."""
+    out = {}
+    for path in (workdir / "results" / "ray" / "letters" / "study").glob("*/result.json"):
+        lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+        out[path.parent.name] = lines
+    return out
+
+
+def _wait_for_finished_trial(workdir: Path, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(len(v) >= EPOCHS for v in _results(workdir).values()):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"workflow ended before the interrupt: {proc.returncode}")
+        time.sleep(0.5)
+    raise AssertionError("no trial finished in time")
+
+
+def _kill_orphans(ray_tmp: str) -> None:
+    subprocess.run(["pkill", "-9", "-f", ray_tmp], capture_output=True)
+
+
+@pytest.mark.slow
+def test_interrupted_study_resumes_without_recomputing(tmp_path):
+    config = write_config(tmp_path / "faults.yaml", CONFIG)
+    env = workflow_env(tmp_path)
+    cmd = snakemake_cmd(tmp_path, "--cores", "2", "--configfile", str(config))
+    with open(tmp_path / "run1.log", "w") as log:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_for_finished_trial(tmp_path, proc, timeout=300)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        _kill_orphans(env["RAY_TMPDIR"])
+    before = _results(tmp_path)
+    done_before = {k: v for k, v in before.items() if len(v) >= EPOCHS}
+    assert done_before and not (tmp_path / "results" / "tune" / "letters" / "best.json").exists()
+
+    # second run, killed hard (SIGKILL of the whole process group) once more progress is made
+    with open(tmp_path / "run2.log", "w") as log:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            now = _results(tmp_path)
+            if sum(len(v) for v in now.values()) > sum(len(v) for v in before.values()) + 1:
+                break
+            time.sleep(0.5)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        _kill_orphans(env["RAY_TMPDIR"])
+
+    unlock = snakemake(tmp_path, "--unlock", "--configfile", str(config), env=env, timeout=120)
+    assert unlock.returncode == 0, unlock.stderr[-2000:]
+    final = snakemake(tmp_path, "--cores", "2", "--configfile", str(config), env=env, timeout=600)
+    assert final.returncode == 0, final.stderr[-4000:]
+
+    after = _results(tmp_path)
+    for name, lines in done_before.items():  # finished trials were not run again
+        assert after[name] == lines
+    for lines in after.values():  # every trial: each epoch exactly once, none repeated
+        assert [r["epoch"] for r in lines] == list(range(1, EPOCHS + 1))
+    trials = pd.read_parquet(tmp_path / "results" / "tables" / "trials.parquet")
+    assert trials.groupby("trial_id")["epoch"].apply(sorted).map(tuple).nunique() == 1
+    assert len(trials) == 4 * EPOCHS
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("faults")
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert any(r.data.tags.get("sanode.closed_as") == "KILLED" for r in runs)
+    trial_runs = [r for r in runs if r.data.tags.get("sanode.kind") == "trial"]
+    assert len(trial_runs) == 4  # resumed trials kept their run
+    for run in trial_runs:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+        assert sorted(set(steps)) == list(range(1, EPOCHS + 1))
