@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -340,8 +341,7 @@ def run_study(
 def _trials_table(grid, settings: StudySettings, client, exp_id: str) -> pd.DataFrame:
     frames = []
     for result in grid:
-        trial_id = result.metrics.get("trial_id") if result.metrics else None
-        trial_id = trial_id or Path(result.path).name.split("_")[-2]
+        trial_id = (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
         history = result.metrics_dataframe
         if history is None or history.empty:
             history = pd.DataFrame({"epoch": [0]})
@@ -398,6 +398,14 @@ def _write_outputs(
     (out_dir / "best.json").write_text(json.dumps(best, indent=2))
     client.log_artifact(parent, str(out_dir / "trials.parquet"), artifact_path="tune")
     client.log_artifact(parent, str(out_dir / "best.json"), artifact_path="tune")
+
+
+def _trial_id_from_path(path: str) -> str:
+    """``<experiment>_<5 hex>_<5 digits>`` in Ray's trial folder name, e.g. ``6bf0a_00003``."""
+    match = re.search(r"_([0-9a-f]{5}_\d{5})_", Path(path).name)
+    if match is None:
+        raise ValueError(f"cannot read a trial id from the Ray trial folder {path}")
+    return match.group(1)
 
 
 def _plain(value):

@@ -132,3 +132,18 @@ def test_study_on_a_ray_cluster(tmp_path, ray_env):
         subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
     assert sorted(table.groupby("trial_id")["status"].first()) == ["TERMINATED", "TERMINATED"]
     assert set(table["epoch"]) == {1, 2}
+
+
+def test_study_settings_and_search_space_are_checked():
+    from sanode.tune import _param_space, _trial_id_from_path
+
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['learning_rate'\]"):
+        StudySettings(name="x", base=BASE, search_space={"learning_rate": [1.0]})
+    with pytest.raises(ValueError, match="unknown sampler 'normal'"):
+        _param_space({"lr": {"normal": [0, 1]}})
+    settings = StudySettings(name="x", base=BASE, search_space={"eps_train": [0.0, 0.5]})
+    assert settings.eps_train_grid() == [0.0, 0.5]
+    assert StudySettings(name="x", base=BASE, search_space={}).eps_train_grid() == [0.0]
+    assert _trial_id_from_path("/r/trainable_6bf0a_00003_3_lr=0.01_2026-11-28_17-44-55") == (
+        "6bf0a_00003"
+    )
