@@ -149,33 +149,27 @@ def run_benchmark(
     print(f"sanode bench: N={n}, K={k}, batch={batch}, threads={torch.get_num_threads()}")
     for name in dtypes:
         dtype = DTYPES[name]
-        flops = matmul_flops(n, batch, dtype)
-        roofline = flops / (6 * n * n)
+        jobs = [("naive", naive_steps)] if naive else []
+        jobs += [(variant, s) for s in steps for variant in ("autograd", "sanode")]
         naive_rate = None
-        if naive:
+        for variant, s in jobs:
+            # the roofline is measured right before each timing: shared machines drift
+            flops = matmul_flops(n, batch, dtype)
             r = time_training_step(
-                "naive",
+                variant,
                 n=n,
                 k=k,
                 batch=batch,
-                steps=naive_steps,
+                steps=s,
                 dtype=dtype,
-                repeats=max(1, repeats - 1),
+                repeats=max(1, repeats - 1) if variant == "naive" else repeats,
             )
-            naive_rate = r["image_steps_per_s"]
+            r["matmul_gflops"] = flops / 1e9
+            r["roofline_fraction"] = r["image_steps_per_s"] / (flops / (6 * n * n))
+            if variant == "naive":
+                naive_rate = r["image_steps_per_s"]
+            r["vs_naive"] = r["image_steps_per_s"] / naive_rate if naive_rate else None
             rows.append(r)
-        for s in steps:
-            for variant in ("autograd", "sanode"):
-                rows.append(
-                    time_training_step(
-                        variant, n=n, k=k, batch=batch, steps=s, dtype=dtype, repeats=repeats
-                    )
-                )
-        for r in rows:
-            if r["dtype"] == name:
-                r["matmul_gflops"] = flops / 1e9
-                r["roofline_fraction"] = r["image_steps_per_s"] / roofline
-                r["vs_naive"] = r["image_steps_per_s"] / naive_rate if naive_rate else None
     header = (
         f"{'variant':>9} {'dtype':>8} {'steps':>6} {'img*steps/s':>12} {'roofline':>9} "
         f"{'x naive':>8} {'saved MiB':>10} {'matmul GF/s':>12}"

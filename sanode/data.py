@@ -84,11 +84,8 @@ def md5sum(path: Path) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _md5(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.md5()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def read_idx_header(path: Path) -> tuple[int, ...]:

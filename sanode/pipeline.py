@@ -63,6 +63,12 @@ def validate_config(config: dict) -> None:
     studies = config.get("studies") or {}
     if not studies:
         raise PipelineConfigError("config has no studies; add at least one under 'studies'")
+    mirror = config.get("project", {}).get("mirror")
+    if mirror and not Path(mirror).expanduser().is_dir():
+        raise PipelineConfigError(
+            f"project.mirror: folder {mirror} does not exist; point it at a folder holding "
+            "MNIST/raw and FashionMNIST/raw, or set it to null to download"
+        )
     allowed = sorted(TrainConfig().to_dict())
     for name, spec in studies.items():
         unknown = sorted(set(spec.get("train", {})) - set(allowed))
@@ -246,6 +252,18 @@ def figures_stage(config: dict, tables_in: dict[str, str], outputs: dict[str, An
         client.log_artifact(parent, outputs["buckets"], artifact_path="figures")
         for path in tables_in.values():
             client.log_artifact(parent, path, artifact_path="tables")
+
+
+def run_stage(stage, *args, **kwargs) -> None:
+    """Run a stage; a data or config problem ends it with its one-line message, no traceback."""
+    from .config import ConfigError
+    from .data import DataError
+
+    try:
+        stage(*args, **kwargs)
+    except (DataError, ConfigError, PipelineConfigError) as err:
+        log.error("%s", err)
+        raise SystemExit(f"sanode: error: {err}") from None
 
 
 def setup_logging(log_file: str | os.PathLike | None) -> None:

@@ -1,10 +1,11 @@
 import _bootstrap  # noqa: F401  (puts this checkout's sanode on sys.path)
 
-from sanode.pipeline import aggregate_stage, setup_logging
+from sanode.pipeline import aggregate_stage, run_stage, setup_logging
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])
-aggregate_stage(
+run_stage(
+    aggregate_stage,
     list(snakemake.input.trials),
     list(snakemake.input.accuracy),
     list(snakemake.input.mse),

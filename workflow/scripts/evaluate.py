@@ -1,11 +1,12 @@
 import _bootstrap  # noqa: F401  (puts this checkout's sanode on sys.path)
 
-from sanode.pipeline import evaluate_stage, setup_logging
+from sanode.pipeline import evaluate_stage, run_stage, setup_logging
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])
 eps = snakemake.wildcards.eps
-evaluate_stage(
+run_stage(
+    evaluate_stage,
     snakemake.config,
     snakemake.wildcards.study,
     eps,

@@ -1,12 +1,13 @@
 import _bootstrap  # noqa: F401  (puts this checkout's sanode on sys.path)
 
-from sanode.pipeline import figures_stage, setup_logging
+from sanode.pipeline import figures_stage, run_stage, setup_logging
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])
 studies = snakemake.params.studies
 out = snakemake.output
-figures_stage(
+run_stage(
+    figures_stage,
     snakemake.config,
     {
         "trials": snakemake.input.trials,

@@ -1,7 +1,7 @@
 import _bootstrap  # noqa: F401  (puts this checkout's sanode on sys.path)
 
-from sanode.pipeline import prepare_stage, setup_logging
+from sanode.pipeline import prepare_stage, run_stage, setup_logging
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])
-prepare_stage(snakemake.config, snakemake.wildcards.study, snakemake.output.data)
+run_stage(prepare_stage, snakemake.config, snakemake.wildcards.study, snakemake.output.data)

@@ -1,10 +1,11 @@
 import _bootstrap  # noqa: F401  (puts this checkout's sanode on sys.path)
 
-from sanode.pipeline import setup_logging, tune_stage
+from sanode.pipeline import run_stage, setup_logging, tune_stage
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])
-tune_stage(
+run_stage(
+    tune_stage,
     snakemake.config,
     snakemake.wildcards.study,
     snakemake.input.data,
