@@ -38,30 +38,14 @@ def workflow_env(workdir: Path, mirror: Path | None = None) -> dict[str, str]:
     return env
 
 
+def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+    """The command line that runs this checkout's workflow in ``workdir``."""
+    return [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--directory", str(workdir),
+            *args]  # fmt: skip
+
+
 def snakemake(
     workdir: Path, *args: str, env: dict[str, str], timeout: float = 600, **popen
 ) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(SNAKEFILE),
-        "--directory",
-        str(workdir),
-        *args,
-    ]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, **popen)
-
-
-def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(SNAKEFILE),
-        "--directory",
-        str(workdir),
-        *args,
-    ]
+    return subprocess.run(snakemake_cmd(workdir, *args), env=env, capture_output=True,
+                          text=True, timeout=timeout, **popen)  # fmt: skip
