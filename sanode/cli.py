@@ -92,7 +92,7 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def _eval_rows(model, cfg, split, eps_values, seed) -> list[dict]:
+def _eval_rows(model, cfg, split, eps_values, seed, tol=None) -> list[dict]:
     import torch
 
     from .evaluate import evaluate
@@ -111,6 +111,7 @@ def _eval_rows(model, cfg, split, eps_values, seed) -> list[dict]:
             method=cfg.method,
             batch_size=cfg.eval_batch_size,
             threshold=cfg.threshold,
+            tol=tol,
         )
         rows.append(
             {
@@ -183,7 +184,7 @@ def _cmd_evaluate(args, parser) -> int:
     except ConfigError as err:
         parser.error(str(err))
     split = load_split(cfg, args.split, letters_eps=0.0)
-    rows = _eval_rows(model, cfg, split, args.eps_test, args.seed)
+    rows = _eval_rows(model, cfg, split, args.eps_test, args.seed, tol=args.early_exit)
     if args.json:
         print(json.dumps(rows))
     else:
@@ -250,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", help="mirror folder of the MNIST/Fashion-MNIST IDX files")
     p.add_argument("--data-root", help="data folder (default: the checkpoint's)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument(
+        "--early-exit",
+        type=float,
+        metavar="TOL",
+        help="stop each item once max|F(x)| < TOL (t-eval stays the upper bound)",
+    )
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(

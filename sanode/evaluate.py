@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from . import metrics
+from .converge import integrate_until_converged
 from .integrate import integrate
 from .model import SANode
 
@@ -20,14 +21,23 @@ def final_states(
     dt: float,
     method: str = "euler",
     batch_size: int = 2000,
+    tol: float | None = None,
 ) -> torch.Tensor:
-    """x(t_end) for every row of x (M, N), integrated in batches; returned on the CPU."""
+    """x(t_end) for every row of x (M, N), integrated in batches; returned on the CPU.
+
+    With ``tol``, items stop as soon as they sit on a fixed point (``max |F| < tol``, see
+    :mod:`sanode.converge`) instead of running all floor(t_end/dt) steps.
+    """
     dyn = model.dynamics()  # A built once for all batches
     device = model.gamma.device
     out = []
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device=device, dtype=model.dtype)
-        out.append(integrate(dyn, xb, t_end, dt, method=method).cpu())
+        if tol is None:
+            out.append(integrate(dyn, xb, t_end, dt, method=method).cpu())
+        else:
+            final, _ = integrate_until_converged(dyn, xb, t_end, dt, method=method, tol=tol)
+            out.append(final.cpu())
     return torch.cat(out) if out else x.new_empty((0, x.shape[1]))
 
 
@@ -66,9 +76,13 @@ def evaluate(
     method: str = "euler",
     batch_size: int = 2000,
     threshold: float = 0.95,
+    tol: float | None = None,
 ) -> Evaluation:
-    """Integrate every item of x (M, N) to ``t_end`` and score it against its label y (M,)."""
-    states = final_states(model, x, t_end=t_end, dt=dt, method=method, batch_size=batch_size)
+    """Integrate every item of x (M, N) to ``t_end`` (or to convergence, with ``tol``) and
+    score it against its label y (M,)."""
+    states = final_states(
+        model, x, t_end=t_end, dt=dt, method=method, batch_size=batch_size, tol=tol
+    )
     patterns = model.patterns.cpu()
     y = y.cpu()
     overlap = metrics.sign_overlap(states, patterns, y)

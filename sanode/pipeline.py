@@ -187,6 +187,7 @@ def evaluate_stage(
             seed=int(spec.get("seed", 0)),
             mse_items=int(spec.get("mse_items", 200)),
             mse_every=int(spec.get("mse_every", 10)),
+            tol=spec.get("tol"),
         )
         tracking.log_params(
             client,

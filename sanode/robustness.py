@@ -43,6 +43,7 @@ def evaluate_noise_grid(
     seed: int = 0,
     mse_items: int = 200,
     mse_every: int = 10,
+    tol: float | None = None,
 ) -> RobustnessResult:
     """Score ``model`` on x (M, N), y (M,) at every test-noise level of ``eps_test``.
 
@@ -64,6 +65,7 @@ def evaluate_noise_grid(
             method=method,
             batch_size=batch_size,
             threshold=threshold,
+            tol=tol,
         )
         mf = metrics.magnetization(res.states, model.patterns.cpu(), y, model.a)
         rows.append(

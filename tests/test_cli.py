@@ -65,6 +65,13 @@ def test_train_then_evaluate_letters(tmp_path, capsys):
     assert [r["eps_test"] for r in rows] == [0.0, 0.5]
     assert rows[0]["accuracy"] == 1.0 and rows[0]["n"] == 100
     assert rows[1]["exact"] + rows[1]["partial"] + rows[1]["wrong"] == 100
+    assert (
+        main(["evaluate", str(ckpt), "--eps-test", "0", "0.5", "--json", "--early-exit", "1e-4"])
+        == 0
+    )
+    early = json.loads(capsys.readouterr().out)
+    for a, b in zip(rows, early, strict=True):
+        assert (a["exact"], a["partial"], a["wrong"]) == (b["exact"], b["partial"], b["wrong"])
 
 
 def test_missing_data_is_one_clear_line(tmp_path, capsys, monkeypatch):

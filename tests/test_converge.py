@@ -1,0 +1,40 @@
+import pytest
+import torch
+
+from sanode.config import TrainConfig
+from sanode.converge import integrate_until_converged
+from sanode.datasets import load_split
+from sanode.evaluate import evaluate
+from sanode.integrate import integrate, num_steps
+from sanode.noise import add_pixel_noise
+from sanode.train import train
+
+
+@pytest.fixture(scope="module")
+def letters_model():
+    cfg = TrainConfig(dataset="letters", letters_copies=20, batch_size=25, lr=3e-2, epochs=15)
+    split = load_split(cfg, "train")
+    return train(cfg, split.x, split.y, split.patterns, progress=False).model, split
+
+
+def test_early_exit_gives_the_fixed_horizon_buckets_with_less_work(letters_model):
+    model, split = letters_model
+    x = add_pixel_noise(split.x, 0.3, torch.Generator().manual_seed(0))
+    fixed = evaluate(model, x, split.y, t_end=40.0, dt=0.1)
+    early = evaluate(model, x, split.y, t_end=40.0, dt=0.1, tol=1e-4)
+    assert early.buckets == fixed.buckets
+    assert torch.equal(torch.sign(early.states), torch.sign(fixed.states))
+    assert (early.states - fixed.states).abs().max() < 1e-3
+    _, steps = integrate_until_converged(model.dynamics(), x, 40.0, 0.1, tol=1e-4)
+    assert steps.sum() < 0.5 * len(x) * num_steps(40.0, 0.1)
+
+
+def test_items_that_never_converge_run_to_the_horizon(letters_model):
+    model, _ = letters_model
+    dyn = model.dynamics()
+    x0 = torch.rand(4, 49, generator=torch.Generator().manual_seed(1))
+    final, steps = integrate_until_converged(dyn, x0, 0.5, 0.1, tol=1e-12)
+    assert torch.equal(steps, torch.full((4,), 5))
+    assert torch.allclose(final, integrate(dyn, x0, 0.5, 0.1))
+    with pytest.raises(ValueError, match="tolerance"):
+        integrate_until_converged(dyn, x0, 1.0, 0.1, tol=0.0)
