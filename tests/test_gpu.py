@@ -1,0 +1,38 @@
+"""CUDA paths: skipped cleanly where no GPU is present (CI never has one)."""
+
+import pytest
+import torch
+
+from sanode import SANode, block_patterns
+from sanode.config import TrainConfig
+from sanode.datasets import load_split
+from sanode.evaluate import evaluate
+from sanode.train import train
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def test_lean_euler_gradients_match_on_gpu():
+    patterns = block_patterns(64, 4)
+    x0 = torch.rand(16, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for device in ("cpu", "cuda"):
+        model = SANode(patterns, dtype=torch.float64, seed=1).to(device)
+        out = model(x0.to(device), 3.0, 0.1)
+        (out**2).mean().backward()
+        grads.append([p.grad.cpu() for p in model.parameters()])
+    for cpu, gpu in zip(*grads, strict=True):
+        assert torch.allclose(cpu, gpu, rtol=1e-9, atol=1e-12)
+
+
+def test_letters_training_on_gpu_reaches_full_accuracy():
+    cfg = TrainConfig(
+        dataset="letters", letters_copies=20, batch_size=25, lr=3e-2, epochs=15, device="cuda"
+    )
+    split = load_split(cfg, "train")
+    model = train(cfg, split.x, split.y, split.patterns, progress=False).model
+    assert model.gamma.device.type == "cuda"
+    assert evaluate(model, split.x, split.y, t_end=20.0, dt=0.1).accuracy == 1.0
