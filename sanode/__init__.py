@@ -1,8 +1,29 @@
-"""sanode: stable-attractor neural ODE classifiers (SA-nODE) and their study pipeline."""
+"""sanode: stable-attractor neural ODE classifiers (SA-nODE) and their study pipeline.
 
-from .integrate import SOLVERS, Dynamics, integrate
-from .model import SANode
-from .patterns import block_patterns
+The public names are imported on first use, so light modules (``sanode.config``,
+``sanode.study``) load without torch.
+"""
 
-__all__ = ["SOLVERS", "Dynamics", "SANode", "block_patterns", "integrate"]
+import importlib
+
 __version__ = "0.1.0"
+__all__ = ["SOLVERS", "Dynamics", "SANode", "block_patterns"]
+
+_WHERE = {
+    "SOLVERS": "integrate",
+    "Dynamics": "integrate",
+    "SANode": "model",
+    "block_patterns": "patterns",
+}
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sanode' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*__all__, "__version__"])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .config import DTYPES
+from .config import torch_dtype
 from .integrate import Dynamics, get_solver
 from .model import SANode
 from .patterns import block_patterns
@@ -148,7 +148,7 @@ def run_benchmark(
     rows = []
     print(f"sanode bench: N={n}, K={k}, batch={batch}, threads={torch.get_num_threads()}")
     for name in dtypes:
-        dtype = DTYPES[name]
+        dtype = torch_dtype(name)
         jobs = [("naive", naive_steps)] if naive else []
         jobs += [(variant, s) for s in steps for variant in ("autograd", "sanode")]
         naive_rate = None

@@ -1,16 +1,21 @@
-"""Training configuration: one validated dataclass, the single source of truth for a run."""
+"""Training configuration: one validated dataclass, the single source of truth for a run.
+
+Importing this module does not import torch, so the workflow can validate configs in a
+Snakemake process that has only Snakemake installed (``--use-conda``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 DATASETS = ("letters", "mnist", "fashion")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = ("float32", "float64")
 
 
 class ConfigError(ValueError):
@@ -58,7 +63,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _one_of("dataset", self.dataset, DATASETS)
-        _one_of("dtype", self.dtype, tuple(DTYPES))
+        _one_of("dtype", self.dtype, DTYPES)
         _one_of("method", self.method, ("euler", "rk4"))
         _one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda"))
         for key in ("a", "lr", "t_train", "t_eval", "dt", "basis_gain", "eig_std"):
@@ -84,7 +89,7 @@ class TrainConfig:
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        return DTYPES[self.dtype]
+        return torch_dtype(self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -119,8 +124,18 @@ def _positive(key: str, value: Any) -> None:
         raise ConfigError(f"{key} must be a positive number, got {value!r}")
 
 
+def torch_dtype(name: str) -> torch.dtype:
+    """``"float32"`` -> ``torch.float32`` (and float64)."""
+    import torch
+
+    _one_of("dtype", name, DTYPES)
+    return getattr(torch, name)
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available, else the CPU."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)

@@ -21,76 +21,16 @@ from .checkpoint import load_model
 from .config import TrainConfig
 from .prepare import load_prepared, prepare_dataset
 from .robustness import evaluate_noise_grid
+from .study import (  # noqa: F401  (re-exported for the workflow scripts)
+    PipelineConfigError,
+    eps_label,
+    eps_train_grid,
+    study_settings,
+    train_settings,
+    validate_config,
+)
 
 log = logging.getLogger(__name__)
-
-
-class PipelineConfigError(ValueError):
-    """The pipeline config is inconsistent; the message names the key and what is allowed."""
-
-
-def train_settings(config: dict, study: str) -> dict[str, Any]:
-    """The study's TrainConfig settings, with the project's data settings filled in."""
-    project = config.get("project", {})
-    base = dict(config["studies"][study]["train"])
-    base.setdefault("data_root", str(Path(project.get("data_root", "data")).resolve()))
-    base.setdefault("mirror", project.get("mirror"))
-    base.setdefault("verify_checksums", project.get("verify_checksums", True))
-    return base
-
-
-def study_settings(config: dict, study: str):
-    from .tune import StudySettings
-
-    spec = config["studies"][study]
-    resources = spec.get("resources", {})
-    return StudySettings(
-        name=study,
-        base=train_settings(config, study),
-        search_space=spec.get("search_space", {}),
-        num_samples=spec.get("num_samples", 1),
-        metric=spec.get("metric", "val_accuracy"),
-        mode=spec.get("mode", "max"),
-        scheduler=spec.get("scheduler", {"name": "fifo"}),
-        val_eps=spec.get("val_eps", 0.0),
-        cpus_per_trial=resources.get("cpus_per_trial", 1),
-        gpus_per_trial=resources.get("gpus_per_trial", 0),
-    )
-
-
-def validate_config(config: dict) -> None:
-    """Checks the JSON schema cannot express; raises :class:`PipelineConfigError`."""
-    studies = config.get("studies") or {}
-    if not studies:
-        raise PipelineConfigError("config has no studies; add at least one under 'studies'")
-    mirror = config.get("project", {}).get("mirror")
-    if mirror and not Path(mirror).expanduser().is_dir():
-        raise PipelineConfigError(
-            f"project.mirror: folder {mirror} does not exist; point it at a folder holding "
-            "MNIST/raw and FashionMNIST/raw, or set it to null to download"
-        )
-    allowed = sorted(TrainConfig().to_dict())
-    for name, spec in studies.items():
-        unknown = sorted(set(spec.get("train", {})) - set(allowed))
-        unknown_space = sorted(set(spec.get("search_space", {})) - set(allowed))
-        for where, keys in (("train", unknown), ("search_space", unknown_space)):
-            if keys:
-                raise PipelineConfigError(
-                    f"studies.{name}.{where}: unknown key(s) {keys}; allowed keys: {allowed}"
-                )
-        try:
-            study_settings(config, name)
-        except ValueError as err:
-            raise PipelineConfigError(f"studies.{name}: {err}") from None
-
-
-def eps_train_grid(config: dict, study: str) -> list[float]:
-    return study_settings(config, study).eps_train_grid()
-
-
-def eps_label(eps: float) -> str:
-    """The ``eps_train`` wildcard value of a noise level (``0.3`` -> ``"0.3"``)."""
-    return f"{float(eps):g}"
 
 
 def tracking_uri(config: dict) -> str:

@@ -16,7 +16,6 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,46 +28,12 @@ from . import tracking
 from .config import TrainConfig
 from .noise import add_pixel_noise
 from .prepare import load_prepared
+from .study import StudySettings
 from .train import train
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "model.pt"
-
-
-@dataclass(frozen=True)
-class StudySettings:
-    """What one study searches and how (validated by the workflow schema and here)."""
-
-    name: str
-    base: dict[str, Any]  # TrainConfig settings shared by every trial
-    search_space: dict[str, Any]  # key -> list (grid) or {"loguniform"|"uniform"|"choice": ...}
-    num_samples: int = 1
-    metric: str = "val_accuracy"
-    mode: str = "max"
-    scheduler: dict[str, Any] = field(default_factory=lambda: {"name": "fifo"})
-    val_eps: float | None = 0.0  # validation noise; None: each trial's own eps_train
-    cpus_per_trial: float = 1
-    gpus_per_trial: float = 0
-
-    def __post_init__(self) -> None:
-        TrainConfig.from_dict(self.base)  # unknown keys / bad values fail here
-        allowed = set(TrainConfig().to_dict())
-        unknown = sorted(set(self.search_space) - allowed)
-        if unknown:
-            raise ValueError(
-                f"search_space has unknown key(s) {unknown}; allowed: {sorted(allowed)}"
-            )
-        if self.mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
-
-    def eps_train_grid(self) -> list[float]:
-        grid = self.search_space.get("eps_train")
-        if grid is None:
-            return [float(self.base.get("eps_train", 0.0))]
-        if not isinstance(grid, list):
-            raise ValueError("eps_train in search_space must be a list (a grid) of noise levels")
-        return [float(e) for e in grid]
 
 
 def _param_space(space: Mapping[str, Any]) -> dict[str, Any]:

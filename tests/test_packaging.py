@@ -24,3 +24,22 @@ def test_readme_commands_are_the_makefile_targets():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     makefile = (ROOT / "Makefile").read_text()
     assert "torch==2.14.1 torchvision==0.29.1" in makefile
+
+
+def test_config_checks_need_no_heavy_imports():
+    """The Snakefile validates configs in Snakemake's own process (conda: Snakemake only)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, yaml\n"
+        "from sanode.study import validate_config, eps_train_grid\n"
+        "c = yaml.safe_load(open('workflow/config/default.yaml'))\n"
+        "validate_config(c)\n"
+        "assert eps_train_grid(c, 'letters')[-1] == 1.0\n"
+        "print(sorted(m for m in ('torch', 'ray', 'pandas', 'mlflow') if m in sys.modules))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

@@ -17,7 +17,8 @@ from mlflow import MlflowClient
 
 from sanode.config import TrainConfig
 from sanode.prepare import prepare_dataset
-from sanode.tune import StudySettings, run_study
+from sanode.study import StudySettings
+from sanode.tune import run_study
 
 BASE = dict(
     dataset="letters", letters_copies=8, batch_size=20, lr=0.03, t_train=3.0, t_eval=5.0, epochs=2

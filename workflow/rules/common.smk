@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir).resolve()))  # import sanode from this checkout
 
-from sanode.pipeline import PipelineConfigError, eps_label, eps_train_grid, validate_config
+from sanode.study import PipelineConfigError, eps_label, eps_train_grid, validate_config
 
 validate(config, "../schemas/config.schema.yaml")
 try:
