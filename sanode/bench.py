@@ -151,7 +151,7 @@ def run_benchmark(
         dtype = torch_dtype(name)
         jobs = [("naive", naive_steps)] if naive else []
         jobs += [(variant, s) for s in steps for variant in ("autograd", "sanode")]
-        naive_rate = None
+        naive_rate = naive_fraction = None
         for variant, s in jobs:
             # the roofline is measured right before each timing: shared machines drift
             flops = matmul_flops(n, batch, dtype)
@@ -167,21 +167,28 @@ def run_benchmark(
             r["matmul_gflops"] = flops / 1e9
             r["roofline_fraction"] = r["image_steps_per_s"] / (flops / (6 * n * n))
             if variant == "naive":
-                naive_rate = r["image_steps_per_s"]
+                naive_rate, naive_fraction = r["image_steps_per_s"], r["roofline_fraction"]
             r["vs_naive"] = r["image_steps_per_s"] / naive_rate if naive_rate else None
+            # the same ratio with each row divided by the matmul speed measured just before it:
+            # robust to a machine whose speed drifts between the rows
+            r["vs_naive_normalised"] = (r["roofline_fraction"] / naive_fraction
+                                        if naive_rate else None)  # fmt: skip
             rows.append(r)
     header = (
         f"{'variant':>9} {'dtype':>8} {'steps':>6} {'img*steps/s':>12} {'roofline':>9} "
-        f"{'x naive':>8} {'saved MiB':>10} {'matmul GF/s':>12}"
+        f"{'x naive':>8} {'x naive*':>9} {'saved MiB':>10} {'matmul GF/s':>12}"
     )
     print(header)
     for r in rows:
         vs = f"{r['vs_naive']:.1f}" if r.get("vs_naive") else "-"
+        vsn = f"{r['vs_naive_normalised']:.1f}" if r.get("vs_naive_normalised") else "-"
         print(
             f"{r['variant']:>9} {r['dtype']:>8} {r['steps']:>6} {r['image_steps_per_s']:>12,.0f} "
-            f"{r['roofline_fraction']:>9.1%} {vs:>8} {r['saved_mib']:>10.1f} "
+            f"{r['roofline_fraction']:>9.1%} {vs:>8} {vsn:>9} {r['saved_mib']:>10.1f} "
             f"{r['matmul_gflops']:>12.1f}"
         )
+    print("x naive* = the ratio of roofline fractions: each row against the matmul speed "
+          "measured right before it")  # fmt: skip
     print(
         "roofline = measured matmul flop/s / (6 N^2) image-steps/s (3 GEMMs per training step);"
         f" naive measured at {naive_steps} steps (its cost per step does not depend on T)"
