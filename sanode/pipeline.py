@@ -21,14 +21,7 @@ from .checkpoint import load_model
 from .config import TrainConfig
 from .prepare import load_prepared, prepare_dataset
 from .robustness import evaluate_noise_grid
-from .study import (  # noqa: F401  (re-exported for the workflow scripts)
-    PipelineConfigError,
-    eps_label,
-    eps_train_grid,
-    study_settings,
-    train_settings,
-    validate_config,
-)
+from .study import PipelineConfigError, study_settings, train_settings
 
 log = logging.getLogger(__name__)
 

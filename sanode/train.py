@@ -72,8 +72,8 @@ def train(
     Every epoch draws training noise at ``cfg.eps_train`` afresh, runs Adam over shuffled
     mini-batches, optionally evaluates ``val`` at ``cfg.t_eval`` and writes the checkpoint
     (model, optimiser, config, epoch, history). With ``resume`` an existing checkpoint is
-    continued. ``callback(epoch, metrics, model)`` runs after each epoch; a truthy return
-    stops training.
+    continued. ``callback(epoch, metrics, model)`` runs after each epoch, before that epoch's
+    checkpoint is written; a truthy return stops training.
 
     Raises:
         DivergenceError: a non-finite loss or parameter; the last checkpoint is kept.
@@ -156,6 +156,10 @@ def train(
             )
             record.update(result.summary("val_"))
         history.append(record)
+        bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
+        # the callback runs before the checkpoint is written: a crash between the two repeats
+        # (deterministically) an epoch the callback has seen, it never skips one
+        stop = bool(callback(epoch + 1, record, model)) if callback is not None else False
         if checkpoint_path is not None:
             save_checkpoint(
                 checkpoint_path,
@@ -167,8 +171,7 @@ def train(
                     "history": history,
                 },
             )
-        bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
-        if callback is not None and callback(epoch + 1, record, model):
+        if stop:
             stopped = True
             break
     bar.close()

@@ -1,10 +1,12 @@
 """Hyperparameter and training-noise studies with Ray Tune (every Ray call lives here).
 
 One Ray Tune experiment per study (data set). Each trial is :func:`trainable`: a function of
-the sampled parameters that resumes from ``tune.get_checkpoint()``, trains one epoch at a
-time and reports its metrics with a checkpoint after every epoch. MLflow logging happens on
-the driver in :class:`MlflowTrialCallback` (one child run per trial under the study's run),
-so the tracking store has a single writer.
+the sampled parameters that trains one epoch at a time, reports its metrics after every epoch
+and keeps its own checkpoint (``<storage>/trials/<trial_id>/model.pt``, written atomically
+after each report), from which a restarted trial continues. Tune's own checkpoint registry is
+not used: after a kill its experiment snapshot can name checkpoints it has already deleted.
+MLflow logging happens on the driver in :class:`MlflowTrialCallback` (one child run per
+trial under the study's run), so the tracking store has a single writer.
 """
 
 from __future__ import annotations
@@ -75,38 +77,28 @@ def _scheduler(spec: Mapping[str, Any], epochs: int):
     raise ValueError(f"scheduler {name!r} is not one of ['fifo', 'asha']")
 
 
-def trainable(params: dict, *, base: dict, data_path: str, val_eps: float | None) -> None:
-    """One trial: resume from Tune's checkpoint, train, report every epoch with a checkpoint."""
+def trial_checkpoint(state_dir: str | os.PathLike, trial_id: str) -> Path:
+    """Where trial ``trial_id`` keeps its checkpoint."""
+    return Path(state_dir) / trial_id / CHECKPOINT_FILE
+
+
+def trainable(
+    params: dict, *, base: dict, data_path: str, val_eps: float | None, state_dir: str
+) -> None:
+    """One trial: continue from its own checkpoint if any, train, report every epoch."""
     cfg = TrainConfig.from_dict({**base, **params})
     data = load_prepared(data_path)
     x, y = data.split("train")
     xv, yv = data.split("val")
     eps_val = cfg.eps_train if val_eps is None else val_eps
     xv = add_pixel_noise(xv, eps_val, torch.Generator().manual_seed(10_007 + cfg.seed))
-    workdir = Path(tempfile.mkdtemp(prefix="sanode-trial-"))
-    ckpt_file = workdir / CHECKPOINT_FILE
-    restored = tune.get_checkpoint()
-    if restored is not None:
-        with restored.as_directory() as d:
-            shutil.copy(Path(d) / CHECKPOINT_FILE, ckpt_file)
+    ckpt_file = trial_checkpoint(state_dir, tune.get_context().get_trial_id())
 
     def report(epoch: int, record: dict, model) -> None:
-        tune.report(dict(record), checkpoint=tune.Checkpoint.from_directory(str(workdir)))
+        tune.report(dict(record))
 
-    try:
-        train(
-            cfg,
-            x,
-            y,
-            data.patterns,
-            val=(xv, yv),
-            checkpoint_path=ckpt_file,
-            resume=True,
-            callback=report,
-            progress=False,
-        )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    train(cfg, x, y, data.patterns, val=(xv, yv), checkpoint_path=ckpt_file, resume=True,
+          callback=report, progress=False)  # fmt: skip
 
 
 class MlflowTrialCallback(tune.Callback):
@@ -120,9 +112,10 @@ class MlflowTrialCallback(tune.Callback):
         study: str,
         base: dict,
         tags: dict[str, str],
+        state_dir: str,
     ):
         self.uri, self.exp_id, self.parent, self.study = uri, exp_id, parent_run_id, study
-        self.base, self.tags = base, tags
+        self.base, self.tags, self.state_dir = base, tags, state_dir
         self.runs: dict[str, str] = {}
         self._client = None
 
@@ -160,9 +153,9 @@ class MlflowTrialCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         run_id = self.run_id(trial)
-        ckpt = trial.checkpoint
-        if ckpt is not None and os.path.isdir(ckpt.path):
-            self.client.log_artifacts(run_id, ckpt.path, artifact_path="checkpoint")
+        ckpt = trial_checkpoint(self.state_dir, trial.trial_id)
+        if ckpt.is_file():
+            self.client.log_artifact(run_id, str(ckpt), artifact_path="checkpoint")
         self.client.set_terminated(run_id, status="FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -220,10 +213,13 @@ def run_study(
     Writes ``trials.parquet`` (one row per trial and epoch), ``best.json`` and, for every
     eps_train of the grid, the best trial's checkpoint ``best/eps_train=<eps>.pt``.
     An interrupted study resumes with ``Tuner.restore``: finished trials are not recomputed,
-    unfinished ones continue from their last epoch, failed ones stay failed.
+    unfinished ones continue from their last epoch. Errored trials resume from their last
+    checkpoint too: a kill can leave a running trial recorded as errored (a trial that
+    really diverged diverges again and stays failed).
     """
     project_root = Path(project_root).resolve()
     out_dir, storage_dir = Path(out_dir).resolve(), Path(storage_dir).resolve()
+    state_dir = storage_dir / "trials"  # each trial's own checkpoint
     data_path = str(Path(data_path).resolve())
     client = tracking.client(tracking_uri)
     exp_id = tracking.experiment_id(client, experiment)
@@ -260,17 +256,24 @@ def run_study(
 
     base = {**settings.base, "threads": max(1, int(settings.cpus_per_trial)), "device": "auto"}
     fn = tune.with_resources(
-        tune.with_parameters(trainable, base=base, data_path=data_path, val_eps=settings.val_eps),
+        tune.with_parameters(
+            trainable,
+            base=base,
+            data_path=data_path,
+            val_eps=settings.val_eps,
+            state_dir=str(state_dir),
+        ),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
-    callback = MlflowTrialCallback(tracking_uri, exp_id, parent, settings.name, base, tags)
+    callback = MlflowTrialCallback(tracking_uri, exp_id, parent, settings.name, base, tags,
+                                   str(state_dir))  # fmt: skip
     experiment_path = storage_dir / "study"
     init_ray(ray_address, num_cpus, project_root)
     try:
         if tune.Tuner.can_restore(str(experiment_path)):
             log.info("resuming the interrupted study at %s", experiment_path)
             tuner = tune.Tuner.restore(
-                str(experiment_path), trainable=fn, resume_unfinished=True, resume_errored=False
+                str(experiment_path), trainable=fn, resume_unfinished=True, resume_errored=True
             )
         else:
             tuner = tune.Tuner(
@@ -286,7 +289,6 @@ def run_study(
                     name="study",
                     storage_path=str(storage_dir),
                     callbacks=[callback],
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                     failure_config=tune.FailureConfig(max_failures=0),
                     verbose=1,
                 ),
@@ -297,13 +299,14 @@ def run_study(
         grid = tuner.fit()
     finally:
         ray.shutdown()
-    table = _trials_table(grid, settings, client, exp_id)
+    table = _trials_table(grid, settings, client, exp_id, state_dir)
     _write_outputs(table, grid, settings, out_dir, parent, client)
     client.set_terminated(parent, status="FINISHED")
     return table
 
 
-def _trials_table(grid, settings: StudySettings, client, exp_id: str) -> pd.DataFrame:
+def _trials_table(grid, settings: StudySettings, client, exp_id: str,
+                  state_dir: Path) -> pd.DataFrame:  # fmt: skip
     frames = []
     for result in grid:
         trial_id = (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
@@ -311,7 +314,9 @@ def _trials_table(grid, settings: StudySettings, client, exp_id: str) -> pd.Data
         if history is None or history.empty:
             history = pd.DataFrame({"epoch": [0]})
         keep = [c for c in history.columns if c in _METRIC_KEYS or c.startswith("val_")]
-        frame = history[keep].copy()
+        # an epoch repeated after a kill (reported, then killed before its checkpoint) is
+        # recomputed deterministically: keep one row per epoch
+        frame = history[keep].drop_duplicates("epoch", keep="last").copy()
         for key in settings.search_space:
             frame[f"param_{key}"] = result.config.get(key)
         frame["eps_train"] = float(
@@ -319,7 +324,8 @@ def _trials_table(grid, settings: StudySettings, client, exp_id: str) -> pd.Data
         )
         frame["trial_id"] = trial_id
         frame["status"] = "ERROR" if result.error else "TERMINATED"
-        frame["checkpoint"] = result.checkpoint.path if result.checkpoint else None
+        ckpt = trial_checkpoint(state_dir, trial_id)
+        frame["checkpoint"] = str(ckpt) if ckpt.is_file() else None
         frame["mlflow_run_id"] = tracking.find_run(
             client, exp_id, {"sanode.study": settings.name, "sanode.trial_id": trial_id}
         )
@@ -351,7 +357,7 @@ def _write_outputs(
             )
         row = group.sort_values(settings.metric, ascending=settings.mode == "max").iloc[-1]
         target = out_dir / "best" / f"eps_train={eps:g}.pt"
-        shutil.copy(Path(row["checkpoint"]) / CHECKPOINT_FILE, target)
+        shutil.copy(row["checkpoint"], target)
         best["models"][f"{eps:g}"] = {
             "trial_id": row["trial_id"],
             "mlflow_run_id": row["mlflow_run_id"],
