@@ -300,6 +300,7 @@ def run_study(
     finally:
         ray.shutdown()
     table = _trials_table(grid, settings, client, exp_id, state_dir)
+    _backfill_metrics(client, table)
     _write_outputs(table, grid, settings, out_dir, parent, client)
     client.set_terminated(parent, status="FINISHED")
     return table
@@ -332,6 +333,16 @@ def _trials_table(grid, settings: StudySettings, client, exp_id: str,
         frame["study"] = settings.name
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def _backfill_metrics(client, table: pd.DataFrame) -> None:
+    """Log to MLflow the epochs a kill kept from the callback (Ray recorded them, MLflow not)."""
+    metric_columns = [c for c in table.columns if c in _METRIC_KEYS or c.startswith("val_")]
+    for run_id, rows in table.groupby("mlflow_run_id"):
+        logged = {m.step for m in client.get_metric_history(run_id, "train_loss")}
+        for _, row in rows[~rows["epoch"].isin(logged)].iterrows():
+            values = {k: row[k] for k in metric_columns if pd.notna(row[k])}
+            tracking.log_metrics(client, run_id, values, step=int(row["epoch"]))
 
 
 def _write_outputs(
