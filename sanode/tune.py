@@ -27,6 +27,7 @@ import torch
 from ray import tune
 
 from . import tracking
+from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .noise import add_pixel_noise
 from .prepare import load_prepared
@@ -311,7 +312,13 @@ def _trials_table(grid, settings: StudySettings, client, exp_id: str,
     frames = []
     for result in grid:
         trial_id = (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
-        history = result.metrics_dataframe
+        ckpt = trial_checkpoint(state_dir, trial_id)
+        if ckpt.is_file():
+            # the trial's own checkpoint holds every epoch it completed; Ray's result files can
+            # lack an epoch whose report was in flight when the driver was killed
+            history = pd.DataFrame(load_checkpoint(ckpt)["history"])
+        else:
+            history = result.metrics_dataframe
         if history is None or history.empty:
             history = pd.DataFrame({"epoch": [0]})
         keep = [c for c in history.columns if c in _METRIC_KEYS or c.startswith("val_")]
@@ -325,7 +332,6 @@ def _trials_table(grid, settings: StudySettings, client, exp_id: str,
         )
         frame["trial_id"] = trial_id
         frame["status"] = "ERROR" if result.error else "TERMINATED"
-        ckpt = trial_checkpoint(state_dir, trial_id)
         frame["checkpoint"] = str(ckpt) if ckpt.is_file() else None
         frame["mlflow_run_id"] = tracking.find_run(
             client, exp_id, {"sanode.study": settings.name, "sanode.trial_id": trial_id}
