@@ -19,14 +19,19 @@ def _field_parser(kind):
     """An argparse ``type`` for a dataclass field annotation (``float | None`` accepts 'none')."""
     args = typing.get_args(kind)
     optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), kind) if args else kind
+    bases = [a for a in args if a is not type(None)] if args else [kind]
 
     def parse(text: str):
         if optional and text.lower() in _NONE_WORDS:
             return None
-        return base(text)
+        for base in bases[:-1]:  # ``int | str``: an int if it reads as one, else the text
+            try:
+                return base(text)
+            except ValueError:
+                pass
+        return bases[-1](text)
 
-    parse.__name__ = getattr(base, "__name__", "value")
+    parse.__name__ = getattr(bases[0], "__name__", "value")
     return parse
 
 
@@ -95,6 +100,7 @@ def _fmt(v) -> str:
 def _eval_rows(model, cfg, split, eps_values, seed, tol=None) -> list[dict]:
     import torch
 
+    from .config import matmul_precision
     from .evaluate import evaluate
     from .noise import add_pixel_noise
 
@@ -102,17 +108,18 @@ def _eval_rows(model, cfg, split, eps_values, seed, tol=None) -> list[dict]:
     for i, eps in enumerate(eps_values):
         gen = torch.Generator().manual_seed(seed * 1_000 + i)
         x = add_pixel_noise(split.x, eps, gen)
-        res = evaluate(
-            model,
-            x,
-            split.y,
-            t_end=cfg.t_eval,
-            dt=cfg.dt,
-            method=cfg.method,
-            batch_size=cfg.eval_batch_size,
-            threshold=cfg.threshold,
-            tol=tol,
-        )
+        with matmul_precision(cfg.matmul_precision):
+            res = evaluate(
+                model,
+                x,
+                split.y,
+                t_end=cfg.t_eval,
+                dt=cfg.dt,
+                method=cfg.method,
+                batch_size=cfg.eval_batch_size,
+                threshold=cfg.threshold,
+                tol=tol,
+            )
         rows.append(
             {
                 "eps_test": eps,
@@ -176,6 +183,7 @@ def _cmd_evaluate(args, parser) -> int:
             ("method", args.method),
             ("mirror", args.mirror),
             ("data_root", args.data_root),
+            ("matmul_precision", args.matmul_precision),
         )
         if v is not None
     }
@@ -256,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="TOL",
         help="stop each item once max|F(x)| < TOL (t-eval stays the upper bound)",
+    )
+    p.add_argument(
+        "--matmul-precision",
+        choices=["highest", "high", "medium"],
+        help="float32 matmul precision: high = TF32 on CUDA (default: the checkpoint's)",
     )
     p.set_defaults(func=_cmd_evaluate)
 

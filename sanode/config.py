@@ -6,8 +6,10 @@ Snakemake process that has only Snakemake installed (``--use-conda``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +18,8 @@ if TYPE_CHECKING:
 
 DATASETS = ("letters", "mnist", "fashion")
 DTYPES = ("float32", "float64")
+# torch.set_float32_matmul_precision: full float32, TF32 (or bf16x3 on CPU), bfloat16
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 class ConfigError(ValueError):
@@ -60,6 +64,9 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     eval_batch_size: int = 2000
+    # memory / speed trade-offs (none changes which attractor an item reaches, see README)
+    grad_segment: int | str | None = None
+    matmul_precision: str = "highest"
 
     def __post_init__(self) -> None:
         _one_of("dataset", self.dataset, DATASETS)
@@ -84,6 +91,17 @@ class TrainConfig:
             raise ConfigError(f"per_class must be a positive integer or null, got {self.per_class}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be a positive integer or null, got {self.threads}")
+        seg = self.grad_segment
+        if not (
+            seg is None
+            or seg == "auto"
+            or (isinstance(seg, int) and not isinstance(seg, bool) and seg >= 1)
+        ):
+            raise ConfigError(
+                "grad_segment must be null (keep every state), 'auto' (sqrt of the step count) "
+                f"or a positive step count, got {seg!r}"
+            )
+        _one_of("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS)
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
 
@@ -130,6 +148,24 @@ def torch_dtype(name: str) -> torch.dtype:
 
     _one_of("dtype", name, DTYPES)
     return getattr(torch, name)
+
+
+@contextlib.contextmanager
+def matmul_precision(name: str) -> Iterator[None]:
+    """Run a block under ``torch.set_float32_matmul_precision(name)``, restored afterwards.
+
+    ``"high"`` lets float32 matrix products use TF32 tensor cores on CUDA (and bf16x3 on
+    CPUs that have it), ``"medium"`` bfloat16; float64 products are never affected.
+    """
+    import torch
+
+    _one_of("matmul_precision", name, MATMUL_PRECISIONS)
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(name)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def resolve_device(name: str) -> torch.device:

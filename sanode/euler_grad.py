@@ -9,79 +9,140 @@ Plain autograd keeps several (B, N) tensors per step and launches one small weig
 GEMM per step. :class:`EulerLoop` keeps exactly one state per step (the x_k), recomputes
 the cheap elementwise terms in the backward pass, and accumulates dL/dW over ``chunk``
 steps at a time in one large GEMM ``X_c^T @ G_c`` of shape (N, chunk*B) @ (chunk*B, N).
-Memory: (n+1)*B*N states plus chunk*B*N gradient rows.
+Memory: (n+1)*B*N states plus chunk*B*N gradient rows; three GEMMs per step.
+
+With ``segment=S`` (gradient checkpointing) the forward pass keeps only every S-th state;
+the backward pass recomputes the S states of one segment at a time from its first state.
+Memory: (n/S + S + chunk)*B*N, smallest near S = sqrt(n); cost: a fourth GEMM per step.
+The states, x_n and dL/dx_0 are bit-identical to the unsegmented loop; dL/dW, dL/dp and dL/dq
+differ by rounding only (the weight-gradient sums are split at other step boundaries).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
+def _step(x: torch.Tensor, w: torch.Tensor, pf: float, qf: float, clip, out, tmp) -> None:
+    """out = clamp(x * (p - q x^2) + x @ w); ``tmp`` is scratch of x's shape."""
+    torch.mul(x, x, out=tmp)
+    tmp.mul_(-qf).add_(pf).mul_(x)
+    torch.addmm(tmp, x, w, out=out)
+    if clip is not None:
+        out.clamp_(-clip, clip)
+
+
+def resolve_segment(segment: int | str | None, n_steps: int) -> int | None:
+    """``None``/0 -> no checkpointing; ``"auto"`` -> ceil(sqrt(n_steps)); else the int itself."""
+    if segment is None or segment == 0:
+        return None
+    if segment == "auto":
+        return max(1, math.ceil(math.sqrt(n_steps)))
+    if isinstance(segment, bool) or not isinstance(segment, int) or segment < 1:
+        raise ValueError(f"segment must be a positive step count, 'auto' or None, got {segment!r}")
+    return segment
+
+
 class EulerLoop(torch.autograd.Function):
-    """``x_n = EulerLoop.apply(x0, W, p, q, n_steps, clip, chunk)``.
+    """``x_n = EulerLoop.apply(x0, W, p, q, n_steps, clip, chunk, segment)``.
 
     Shapes: x0 (B, N); W (N, N); p, q 0-dim tensors. Returns x_n of shape (B, N).
+    ``segment``: None keeps every state; S keeps every S-th and recomputes the rest.
     """
 
     @staticmethod
-    def forward(ctx, x0, w, p, q, n_steps: int, clip: float | None, chunk: int):
+    def forward(ctx, x0, w, p, q, n_steps: int, clip, chunk: int, segment):
         pf, qf = float(p), float(q)
-        states = x0.new_empty((n_steps + 1, *x0.shape))
-        states[0].copy_(x0)
         tmp = torch.empty_like(x0)
-        for k in range(n_steps):
-            x = states[k]
-            torch.mul(x, x, out=tmp)
-            tmp.mul_(-qf).add_(pf).mul_(x)
-            torch.addmm(tmp, x, w, out=states[k + 1])
-            if clip is not None:
-                states[k + 1].clamp_(-clip, clip)
+        if segment is None or segment >= n_steps:
+            states = x0.new_empty((n_steps + 1, *x0.shape))
+            states[0].copy_(x0)
+            for k in range(n_steps):
+                _step(states[k], w, pf, qf, clip, states[k + 1], tmp)
+            out = states[n_steps].clone()
+            segment = None
+        else:
+            # states[j] = x_{j*S}; the last state is returned, not stored
+            states = x0.new_empty((-(-n_steps // segment), *x0.shape))
+            states[0].copy_(x0)
+            x, nxt = x0.clone(), torch.empty_like(x0)
+            for k in range(n_steps):
+                _step(x, w, pf, qf, clip, nxt, tmp)
+                x, nxt = nxt, x
+                if (k + 1) % segment == 0 and (k + 1) < n_steps:
+                    states[(k + 1) // segment].copy_(x)
+            out = x
         ctx.save_for_backward(states, w)
         ctx.pq = (pf, qf)
         ctx.clip = clip
         ctx.chunk = max(1, int(chunk))
-        return states[n_steps].clone()
+        ctx.n_steps = n_steps
+        ctx.segment = segment
+        return out
 
     @staticmethod
     def backward(ctx, grad_out):
         states, w = ctx.saved_tensors
         pf, qf = ctx.pq
-        clip, chunk = ctx.clip, ctx.chunk
-        n_steps = states.shape[0] - 1
-        b, n = states.shape[1], states.shape[2]
-        wt = w.t()
+        n_steps, segment = ctx.n_steps, ctx.segment
         g = grad_out.contiguous().clone()
         grad_w = torch.zeros_like(w)
-        grad_p = torch.zeros((), dtype=torch.float64, device=w.device)
-        grad_q = torch.zeros((), dtype=torch.float64, device=w.device)
-        buf = states.new_empty((min(chunk, max(n_steps, 1)), b, n))
-        tmp = torch.empty_like(g)
-        k = n_steps - 1
-        while k >= 0:
-            lo = max(0, k - chunk + 1)
-            rows = k - lo + 1
-            for j in range(rows - 1, -1, -1):
-                kk = lo + j
-                x = states[kk]
-                gy = buf[j]
-                if clip is not None:
-                    torch.mul(g, states[kk + 1].abs() < clip, out=gy)
-                else:
-                    gy.copy_(g)
-                torch.mul(x, x, out=tmp)
-                tmp.mul_(-3.0 * qf).add_(pf).mul_(gy)
-                g = torch.addmm(tmp, gy, wt)
-            xs = states[lo : lo + rows].reshape(rows * b, n)
-            gs = buf[:rows].reshape(rows * b, n)
-            grad_w.addmm_(xs.t(), gs)
-            prod = gs * xs
-            grad_p += prod.sum(dtype=torch.float64)
-            prod.mul_(xs).mul_(xs)
-            grad_q -= prod.sum(dtype=torch.float64)
-            k = lo - 1
-        grad_p = grad_p.to(w.dtype)
-        grad_q = grad_q.to(w.dtype)
-        return g, grad_w, grad_p, grad_q, None, None, None
+        grads_pq = torch.zeros(2, dtype=torch.float64, device=w.device)
+        chunk = min(ctx.chunk, max(n_steps, 1), segment or n_steps or 1)
+        buf = states.new_empty((chunk, *g.shape))
+        if segment is None:
+            g = _backward_span(states, g, w, pf, qf, ctx.clip, buf, grad_w, grads_pq)
+        else:
+            span = states.new_empty((segment + 1, *g.shape))
+            tmp = torch.empty_like(g)
+            for j in range(states.shape[0] - 1, -1, -1):
+                lo, hi = j * segment, min(n_steps, (j + 1) * segment)
+                span[0].copy_(states[j])
+                for k in range(hi - lo):
+                    _step(span[k], w, pf, qf, ctx.clip, span[k + 1], tmp)
+                g = _backward_span(span[: hi - lo + 1], g, w, pf, qf, ctx.clip, buf, grad_w,
+                                   grads_pq)  # fmt: skip
+        grads_pq = grads_pq.to(w.dtype)
+        return g, grad_w, grads_pq[0], grads_pq[1], None, None, None, None
+
+
+def _backward_span(states, g, w, pf, qf, clip, buf, grad_w, grads_pq) -> torch.Tensor:
+    """Backpropagate g = dL/dx_n through the steps between ``states[0]`` and ``states[-1]``.
+
+    Accumulates into ``grad_w`` and ``grads_pq`` (dL/dp, dL/dq) in place; returns dL/dx_0.
+    ``buf`` (chunk, B, N) holds the gradients of one chunk for the weight-gradient GEMM.
+    """
+    n_steps = states.shape[0] - 1
+    b, n = g.shape
+    chunk = buf.shape[0]
+    wt = w.t()
+    tmp = torch.empty_like(g)
+    k = n_steps - 1
+    while k >= 0:
+        lo = max(0, k - chunk + 1)
+        rows = k - lo + 1
+        for j in range(rows - 1, -1, -1):
+            kk = lo + j
+            x = states[kk]
+            gy = buf[j]
+            if clip is not None:
+                torch.mul(g, states[kk + 1].abs() < clip, out=gy)
+            else:
+                gy.copy_(g)
+            torch.mul(x, x, out=tmp)
+            tmp.mul_(-3.0 * qf).add_(pf).mul_(gy)
+            g = torch.addmm(tmp, gy, wt)
+        xs = states[lo : lo + rows].reshape(rows * b, n)
+        gs = buf[:rows].reshape(rows * b, n)
+        grad_w.addmm_(xs.t(), gs)
+        prod = gs * xs
+        grads_pq[0] += prod.sum(dtype=torch.float64)
+        prod.mul_(xs).mul_(xs)
+        grads_pq[1] -= prod.sum(dtype=torch.float64)
+        k = lo - 1
+    return g
 
 
 def euler_loop(
@@ -93,6 +154,11 @@ def euler_loop(
     *,
     clip: float | None = None,
     chunk: int = 32,
+    segment: int | str | None = None,
 ) -> torch.Tensor:
-    """Run ``n_steps`` Euler steps with the lean backward pass; returns x_n (B, N)."""
-    return EulerLoop.apply(x0, w, p, q, n_steps, clip, chunk)
+    """Run ``n_steps`` Euler steps with the lean backward pass; returns x_n (B, N).
+
+    ``segment``: keep every state (None, default), or only every ``segment``-th one and
+    recompute the rest in the backward pass (``"auto"`` = ceil(sqrt(n_steps))).
+    """
+    return EulerLoop.apply(x0, w, p, q, n_steps, clip, chunk, resolve_segment(segment, n_steps))

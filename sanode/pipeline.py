@@ -18,7 +18,7 @@ import torch
 
 from . import plots, tables, tracking
 from .checkpoint import load_model
-from .config import TrainConfig
+from .config import TrainConfig, matmul_precision
 from .prepare import load_prepared, prepare_dataset
 from .robustness import evaluate_noise_grid
 from .study import PipelineConfigError, study_settings, train_settings
@@ -107,21 +107,22 @@ def evaluate_stage(
     )
     try:
         t_eval = float(spec.get("t_eval", cfg.t_eval))
-        res = evaluate_noise_grid(
-            model,
-            x,
-            y,
-            eps_test=[float(e) for e in spec.get("eps_test", [0.0])],
-            t_end=t_eval,
-            dt=cfg.dt,
-            method=cfg.method,
-            threshold=cfg.threshold,
-            batch_size=int(spec.get("batch_size", cfg.eval_batch_size)),
-            seed=int(spec.get("seed", 0)),
-            mse_items=int(spec.get("mse_items", 200)),
-            mse_every=int(spec.get("mse_every", 10)),
-            tol=spec.get("tol"),
-        )
+        with matmul_precision(cfg.matmul_precision):
+            res = evaluate_noise_grid(
+                model,
+                x,
+                y,
+                eps_test=[float(e) for e in spec.get("eps_test", [0.0])],
+                t_end=t_eval,
+                dt=cfg.dt,
+                method=cfg.method,
+                threshold=cfg.threshold,
+                batch_size=int(spec.get("batch_size", cfg.eval_batch_size)),
+                seed=int(spec.get("seed", 0)),
+                mse_items=int(spec.get("mse_items", 200)),
+                mse_every=int(spec.get("mse_every", 10)),
+                tol=spec.get("tol"),
+            )
         tracking.log_params(
             client,
             run_id,

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, model_from_config, save_checkpoint
-from .config import TrainConfig, resolve_device
+from .config import TrainConfig, matmul_precision, resolve_device
 from .evaluate import evaluate
 from .model import SANode
 from .noise import add_pixel_noise
@@ -79,6 +79,11 @@ def train(
         DivergenceError: a non-finite loss or parameter; the last checkpoint is kept.
     """
     configure_threads(cfg.threads)
+    with matmul_precision(cfg.matmul_precision):
+        return _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress)
+
+
+def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress) -> TrainResult:
     device = resolve_device(cfg.device)
     if x.ndim != 2 or len(x) != len(y):
         raise ValueError(f"x must be (M, N) and y (M,), got {tuple(x.shape)} and {tuple(y.shape)}")
@@ -90,7 +95,9 @@ def train(
     start_epoch = 0
     if checkpoint_path is not None and resume and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path, map_location=device)
-        saved = {k: v for k, v in state["config"].items() if k not in _RESUMABLE}
+        # a key the checkpoint predates had its default value then
+        saved = {**TrainConfig().to_dict(), **state["config"]}
+        saved = {k: v for k, v in saved.items() if k not in _RESUMABLE}
         current = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE}
         if saved != current:
             diff = sorted(k for k in current if saved.get(k) != current[k])
@@ -124,7 +131,7 @@ def train(
             yb = y_epoch[start : start + cfg.batch_size]
             target = targets_all[yb].to(device=device, dtype=model.dtype)
             optimizer.zero_grad(set_to_none=True)
-            out = model(xb, cfg.t_train, cfg.dt, method=cfg.method)
+            out = model(xb, cfg.t_train, cfg.dt, method=cfg.method, grad_segment=cfg.grad_segment)
             loss = torch.nn.functional.mse_loss(out, target)
             if cfg.ortho_penalty:
                 loss = loss + cfg.ortho_penalty * ortho_loss(model.basis_free)
@@ -179,4 +186,12 @@ def train(
 
 
 # Settings that may change between a run and its resumption without changing its result so far.
-_RESUMABLE = {"epochs", "device", "threads", "eval_batch_size", "data_root", "mirror"}
+_RESUMABLE = {
+    "epochs",
+    "device",
+    "threads",
+    "eval_batch_size",
+    "data_root",
+    "mirror",
+    "grad_segment",
+}

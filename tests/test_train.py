@@ -103,3 +103,27 @@ def test_config_errors_name_key_and_choices():
         TrainConfig(eps_train=2.0)
     with pytest.raises(ConfigError, match="batch_size must be a positive integer"):
         TrainConfig(batch_size=0)
+    with pytest.raises(ConfigError, match="grad_segment must be null"):
+        TrainConfig(grad_segment="sqrt")
+    with pytest.raises(ConfigError, match="matmul_precision must be one of"):
+        TrainConfig(matmul_precision="tf32")
+
+
+def test_memory_and_precision_settings_train_the_same_model(tmp_path):
+    """grad_segment only trades memory for recomputation; on a CPU without bf16 matmuls,
+    'high' precision runs the same float32 products. A checkpoint resumes across grad_segment."""
+    cfg = TrainConfig(**{**FAST, "epochs": 2})
+    x, y, patterns = _data(cfg)
+    ref = train(cfg, x, y, patterns, progress=False)
+    seg = train(cfg.replace(grad_segment=7), x, y, patterns, progress=False)
+    for p, q in zip(ref.model.parameters(), seg.model.parameters(), strict=True):
+        assert ((p - q).norm() / p.norm()).item() < 1e-5  # float32 rounding through 2 epochs
+    seen = []
+    cb = lambda epoch, record, model: seen.append(torch.get_float32_matmul_precision())  # noqa: E731
+    train(cfg.replace(matmul_precision="high", epochs=1), x, y, patterns, progress=False,
+          callback=cb)  # fmt: skip
+    assert seen == ["high"] and torch.get_float32_matmul_precision() == "highest"
+    train(cfg.replace(epochs=1), x, y, patterns, checkpoint_path=tmp_path / "s.pt", progress=False)
+    resumed = train(cfg.replace(grad_segment="auto"), x, y, patterns,
+                    checkpoint_path=tmp_path / "s.pt", progress=False)  # fmt: skip
+    assert len(resumed.history) == 2
