@@ -1,45 +1,69 @@
-"""Training-step throughput, measured beside its references in the same run.
+"""Throughput, roofline fraction and peak memory, each measured beside its reference in one run.
 
-Variants of one training step (forward + backward + Adam) at the same sizes:
+Training (one step: forward + backward + Adam) at the same sizes:
 
-* ``sanode``   - this package: A built once per pass (float64), lean Euler backward pass.
-* ``autograd`` - A built once per pass, the Euler loop under plain autograd.
-* ``naive``    - the authors' scheme: A = Phi diag(lambda) inv(Phi) rebuilt at every step.
+* ``sanode``     - this package: A built once per pass (float64), lean Euler backward pass.
+* ``sanode-seg`` - the same with gradient checkpointing (``grad_segment="auto"``, sqrt(T) segments).
+* ``autograd``   - A built once per pass, the Euler loop under plain autograd.
+* ``naive``      - the authors' scheme: A = Phi diag(lambda) inv(Phi) rebuilt at every step.
 
-The roofline is the matmul throughput measured in the same run and dtype: a training step
-costs three (B, N) @ (N, N) products per Euler step, 3 * 2*B*N^2 flops, so the best possible
-rate is ``matmul_flops_per_s / (6 N^2)`` image-steps per second.
+Evaluation (no gradient) of a batch to the horizon T:
+
+* ``eval``       - fixed-step Euler to T.
+* ``eval-early`` - the same with items leaving the batch once converged (``tol``); its
+  throughput counts the image-steps of the fixed-step run it replaces.
+
+The roofline is the matmul throughput measured in the same run, dtype and device, right before
+each row (shared machines drift): a training step costs three (B, N) @ (N, N) products per Euler
+step (6 N^2 flops per image-step), ``sanode-seg`` four, an evaluation step one (2 N^2).
+Peak memory is measured in a fresh process per row (CPU: peak RSS above the RSS after set-up,
+the peak reset through /proc/self/clear_refs; CUDA: ``torch.cuda.max_memory_allocated``).
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from .config import torch_dtype
-from .integrate import Dynamics, get_solver
+from .config import matmul_precision, torch_dtype
+from .converge import integrate_until_converged
+from .integrate import Dynamics, get_solver, integrate
 from .model import SANode
 from .patterns import block_patterns
 
+TRAIN_VARIANTS = ("naive", "autograd", "sanode", "sanode-seg")
+GEMMS_PER_STEP = {"naive": 3, "autograd": 3, "sanode": 3, "sanode-seg": 4}
 
-def matmul_flops(n: int, batch: int, dtype: torch.dtype, *, seconds: float = 1.0) -> float:
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_flops(
+    n: int, batch: int, dtype: torch.dtype, *, device="cpu", seconds: float = 1.0
+) -> float:
     """Measured flop/s of (batch, n) @ (n, n) in ``dtype`` (median of timed blocks)."""
+    device = torch.device(device)
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(batch, n, generator=gen, dtype=dtype)
-    w = torch.randn(n, n, generator=gen, dtype=dtype)
-    out = torch.empty(batch, n, dtype=dtype)
+    a = torch.randn(batch, n, generator=gen, dtype=dtype).to(device)
+    w = torch.randn(n, n, generator=gen, dtype=dtype).to(device)
+    out = torch.empty(batch, n, dtype=dtype, device=device)
     for _ in range(5):
         torch.mm(a, w, out=out)
+    _sync(device)
     rates = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(rates) < 5:
         t0 = time.perf_counter()
         for _ in range(20):
             torch.mm(a, w, out=out)
+        _sync(device)
         rates.append(20 * 2 * batch * n * n / (time.perf_counter() - t0))
     return statistics.median(rates)
 
@@ -75,6 +99,36 @@ def _saved_bytes(fn) -> int:
     return sum(seen.values())
 
 
+def _training_setup(variant: str, *, n, k, batch, steps, dtype, device, dt=0.1):
+    """(step, forward) closures of one training step of ``variant`` on a fixed random problem."""
+    if variant not in TRAIN_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {list(TRAIN_VARIANTS)}")
+    patterns = block_patterns(n, k, 0.5)
+    model = SANode(patterns, dtype=dtype, seed=0).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.rand(batch, n, generator=gen, dtype=dtype).to(device)
+    target = patterns[torch.randint(0, k, (batch,), generator=gen)].to(device, dtype)
+    t_end = steps * dt
+
+    def forward():
+        if variant == "sanode":
+            return model(x0, t_end, dt)
+        if variant == "sanode-seg":
+            return model(x0, t_end, dt, grad_segment="auto")
+        if variant == "autograd":
+            return model.integrate(x0, t_end, dt)
+        return _naive_forward(model, x0, steps, dt)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(forward(), target)
+        loss.backward()
+        opt.step()
+
+    return step, forward
+
+
 def time_training_step(
     variant: str,
     *,
@@ -84,40 +138,25 @@ def time_training_step(
     steps: int,
     dtype: torch.dtype,
     repeats: int,
+    device="cpu",
     dt: float = 0.1,
 ) -> dict:
     """Median seconds of one training step of ``variant``; also the autograd-saved bytes."""
-    patterns = block_patterns(n, k, 0.5)
-    model = SANode(patterns, dtype=dtype, seed=0)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    gen = torch.Generator().manual_seed(1)
-    x0 = torch.rand(batch, n, generator=gen, dtype=dtype)
-    target = patterns[torch.randint(0, k, (batch,), generator=gen)].to(dtype)
-    t_end = steps * dt
-
-    def forward():
-        if variant == "sanode":
-            return model(x0, t_end, dt)
-        if variant == "autograd":
-            return model.integrate(x0, t_end, dt)
-        if variant == "naive":
-            return _naive_forward(model, x0, steps, dt)
-        raise ValueError(f"unknown variant {variant!r}")
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.mse_loss(forward(), target)
-        loss.backward()
-        opt.step()
-
+    device = torch.device(device)
+    step, forward = _training_setup(
+        variant, n=n, k=k, batch=batch, steps=steps, dtype=dtype, device=device, dt=dt
+    )
     step()  # warm-up
     times = []
     for _ in range(repeats):
+        _sync(device)
         t0 = time.perf_counter()
         step()
+        _sync(device)
         times.append(time.perf_counter() - t0)
     seconds = statistics.median(times)
     return {
+        "kind": "train",
         "variant": variant,
         "dtype": str(dtype).removeprefix("torch."),
         "steps": steps,
@@ -126,6 +165,113 @@ def time_training_step(
         "seconds": seconds,
         "image_steps_per_s": batch * steps / seconds,
         "saved_mib": _saved_bytes(forward) / 2**20,
+    }
+
+
+def _peak_child(conn, variant, kwargs) -> None:
+    device = torch.device(kwargs["device"])
+    torch.set_num_threads(kwargs.pop("threads"))
+    step, _ = _training_setup(variant, **kwargs)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step()
+        torch.cuda.synchronize(device)
+        conn.send((torch.cuda.max_memory_allocated(device) - base) / 2**20)
+    else:
+        base = _reset_peak_rss()
+        step()
+        conn.send((_proc_status_kib("VmHWM") - base) / 1024)
+    conn.close()
+
+
+def _proc_status_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {key}; the CPU memory probe needs Linux")
+
+
+def _reset_peak_rss() -> int:
+    """Reset the process's peak RSS (VmHWM) to its current RSS; returns that RSS in KiB.
+
+    Without the reset the peak would include whatever import or set-up once touched.
+    """
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _proc_status_kib("VmRSS")
+
+
+def peak_training_mib(variant: str, **kwargs) -> float:
+    """Peak memory (MiB) of one training step above the set-up, measured in a fresh process."""
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    kwargs.setdefault("threads", torch.get_num_threads())
+    proc = ctx.Process(target=_peak_child, args=(child, variant, kwargs))
+    proc.start()
+    child.close()
+    try:
+        value = parent.recv()
+    except EOFError:
+        value = None
+    proc.join()
+    if value is None:
+        raise RuntimeError(f"the memory probe of {variant!r} died (exit code {proc.exitcode})")
+    return float(value)
+
+
+def time_evaluation(
+    *,
+    n: int,
+    k: int,
+    batch: int,
+    steps: int,
+    dtype: torch.dtype,
+    tol: float | None,
+    device="cpu",
+    dt: float = 0.1,
+    repeats: int = 1,
+) -> dict:
+    """Throughput of evaluating a batch to ``steps * dt`` (fixed, or early exit with ``tol``).
+
+    The model is a fresh (untrained) SA-nODE and the inputs are uniform in [0, 1]: the work
+    saved by early exit here is illustrative; the MNIST saving is measured on a trained model
+    (``sanode evaluate --early-exit``, README).
+    """
+    device = torch.device(device)
+    model = SANode(block_patterns(n, k, 0.5), dtype=dtype, seed=0).to(device)
+    x0 = torch.rand(batch, n, generator=torch.Generator().manual_seed(2), dtype=dtype).to(device)
+    t_end = steps * dt
+    with torch.no_grad():
+        dyn = model.dynamics()
+
+    def run():
+        if tol is None:
+            return integrate(dyn, x0, t_end, dt), torch.full((batch,), steps)
+        return integrate_until_converged(dyn, x0, t_end, dt, tol=tol)
+
+    times = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            _, done = run()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    seconds = statistics.median(times)
+    work = float(done.sum()) / (batch * steps)
+    return {
+        "kind": "eval",
+        "variant": "eval" if tol is None else "eval-early",
+        "dtype": str(dtype).removeprefix("torch."),
+        "steps": steps,
+        "batch": batch,
+        "n": n,
+        "seconds": seconds,
+        "image_steps_per_s": batch * steps / seconds,
+        "work_fraction": work,
     }
 
 
@@ -141,59 +287,112 @@ def run_benchmark(
     threads: int | None = None,
     out: str | None = None,
     naive_steps: int = 55,
+    device: str = "cpu",
+    precision: str = "highest",
+    memory: bool = True,
+    eval_batch: int = 1000,
+    eval_steps: int = 1200,
+    eval_tol: float | None = 1e-4,
 ) -> list[dict]:
-    """Print (and return) the throughput table; every ratio is measured in this same run."""
+    """Print (and return) the benchmark table; every ratio is measured in this same run."""
     if threads:
         torch.set_num_threads(threads)
+    dev = torch.device(device)
     rows = []
-    print(f"sanode bench: N={n}, K={k}, batch={batch}, threads={torch.get_num_threads()}")
-    for name in dtypes:
-        dtype = torch_dtype(name)
-        jobs = [("naive", naive_steps)] if naive else []
-        jobs += [(variant, s) for s in steps for variant in ("autograd", "sanode")]
-        naive_rate = naive_fraction = None
-        for variant, s in jobs:
-            # the roofline is measured right before each timing: shared machines drift
-            flops = matmul_flops(n, batch, dtype)
-            r = time_training_step(
-                variant,
-                n=n,
-                k=k,
-                batch=batch,
-                steps=s,
-                dtype=dtype,
-                repeats=max(1, repeats - 1) if variant == "naive" else repeats,
-            )
-            r["matmul_gflops"] = flops / 1e9
-            r["roofline_fraction"] = r["image_steps_per_s"] / (flops / (6 * n * n))
-            if variant == "naive":
-                naive_rate, naive_fraction = r["image_steps_per_s"], r["roofline_fraction"]
-            r["vs_naive"] = r["image_steps_per_s"] / naive_rate if naive_rate else None
-            # the same ratio with each row divided by the matmul speed measured just before it:
-            # robust to a machine whose speed drifts between the rows
-            r["vs_naive_normalised"] = (r["roofline_fraction"] / naive_fraction
-                                        if naive_rate else None)  # fmt: skip
-            rows.append(r)
-    header = (
-        f"{'variant':>9} {'dtype':>8} {'steps':>6} {'img*steps/s':>12} {'roofline':>9} "
-        f"{'x naive':>8} {'x naive*':>9} {'saved MiB':>10} {'matmul GF/s':>12}"
-    )
-    print(header)
-    for r in rows:
-        vs = f"{r['vs_naive']:.1f}" if r.get("vs_naive") else "-"
-        vsn = f"{r['vs_naive_normalised']:.1f}" if r.get("vs_naive_normalised") else "-"
-        print(
-            f"{r['variant']:>9} {r['dtype']:>8} {r['steps']:>6} {r['image_steps_per_s']:>12,.0f} "
-            f"{r['roofline_fraction']:>9.1%} {vs:>8} {vsn:>9} {r['saved_mib']:>10.1f} "
-            f"{r['matmul_gflops']:>12.1f}"
-        )
-    print("x naive* = the ratio of roofline fractions: each row against the matmul speed "
-          "measured right before it")  # fmt: skip
     print(
-        "roofline = measured matmul flop/s / (6 N^2) image-steps/s (3 GEMMs per training step);"
-        f" naive measured at {naive_steps} steps (its cost per step does not depend on T)"
+        f"sanode bench: N={n}, K={k}, batch={batch}, device={dev}, threads="
+        f"{torch.get_num_threads()}, float32 matmul precision={precision}"
     )
+    with matmul_precision(precision):
+        for name in dtypes:
+            dtype = torch_dtype(name)
+            jobs = [("naive", naive_steps)] if naive else []
+            for s in steps:
+                jobs += [("autograd", s), ("sanode", s)]
+                if s >= 100:
+                    jobs.append(("sanode-seg", s))
+            ref_rate = ref_fraction = None
+            for variant, s in jobs:
+                flops = matmul_flops(n, batch, dtype, device=dev)
+                r = time_training_step(
+                    variant,
+                    n=n,
+                    k=k,
+                    batch=batch,
+                    steps=s,
+                    dtype=dtype,
+                    device=dev,
+                    repeats=max(1, repeats - 1) if variant == "naive" else repeats,
+                )
+                r["matmul_gflops"] = flops / 1e9
+                r["roofline_fraction"] = r["image_steps_per_s"] / (
+                    flops / (2 * GEMMS_PER_STEP[variant] * n * n)
+                )
+                if variant == ("naive" if naive else "autograd") and ref_rate is None:
+                    ref_rate, ref_fraction = r["image_steps_per_s"], r["roofline_fraction"]
+                r["reference"] = "naive" if naive else "autograd"
+                r["vs_reference"] = r["image_steps_per_s"] / ref_rate
+                # each row against the matmul speed measured right before it
+                r["vs_reference_normalised"] = r["roofline_fraction"] / ref_fraction
+                if memory:
+                    r["peak_mib"] = peak_training_mib(
+                        variant,
+                        n=n,
+                        k=k,
+                        batch=batch,
+                        steps=s,
+                        dtype=dtype,
+                        device=str(dev),
+                    )
+                rows.append(r)
+            if eval_steps:
+                eval_rows = []
+                for tol in (None, eval_tol) if eval_tol else (None,):
+                    flops = matmul_flops(n, eval_batch, dtype, device=dev)
+                    r = time_evaluation(
+                        n=n, k=k, batch=eval_batch, steps=eval_steps, dtype=dtype, tol=tol,
+                        device=dev,
+                    )  # fmt: skip
+                    r["matmul_gflops"] = flops / 1e9
+                    r["roofline_fraction"] = r["image_steps_per_s"] / (flops / (2 * n * n))
+                    r["reference"] = "eval"
+                    eval_rows.append(r)
+                for r in eval_rows:
+                    r["vs_reference"] = r["image_steps_per_s"] / eval_rows[0]["image_steps_per_s"]
+                    r["vs_reference_normalised"] = (
+                        r["roofline_fraction"] / eval_rows[0]["roofline_fraction"]
+                    )
+                rows += eval_rows
+    _print_rows(rows, naive_steps)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(rows, indent=2))
     return rows
+
+
+def _print_rows(rows: list[dict], naive_steps: int) -> None:
+    header = (
+        f"{'variant':>10} {'dtype':>8} {'steps':>6} {'batch':>6} {'img*steps/s':>12} "
+        f"{'roofline':>9} {'x ref':>6} {'x ref*':>7} {'saved MiB':>10} {'peak MiB':>9} "
+        f"{'work':>6} {'matmul GF/s':>12}"
+    )
+    print(header)
+    for r in rows:
+        saved = f"{r['saved_mib']:.1f}" if "saved_mib" in r else "-"
+        peak = f"{r['peak_mib']:.0f}" if "peak_mib" in r else "-"
+        work = f"{r['work_fraction']:.3f}" if "work_fraction" in r else "-"
+        print(
+            f"{r['variant']:>10} {r['dtype']:>8} {r['steps']:>6} {r['batch']:>6} "
+            f"{r['image_steps_per_s']:>12,.0f} {r['roofline_fraction']:>9.1%} "
+            f"{r['vs_reference']:>6.1f} {r['vs_reference_normalised']:>7.1f} {saved:>10} "
+            f"{peak:>9} {work:>6} {r['matmul_gflops']:>12.1f}"
+        )
+    print(
+        "x ref = throughput over the reference row of the same dtype (training: naive, or "
+        "autograd with --no-naive; evaluation: fixed-step eval); x ref* = the ratio of roofline "
+        "fractions, each row against the matmul speed measured right before it.\n"
+        "roofline = measured matmul flop/s / (2 N^2 x GEMMs per step): 3 per training step, "
+        "4 with checkpointed segments, 1 per evaluation step. eval-early counts the image-steps "
+        "of the fixed run it replaces; work = the fraction of them it computed. "
+        f"naive is timed at {naive_steps} steps (its cost per step does not depend on T)."
+    )

@@ -130,6 +130,7 @@ def _eval_rows(model, cfg, split, eps_values, seed, tol=None) -> list[dict]:
                 "accuracy": res.accuracy,
                 "nearest_acc": res.nearest_accuracy,
                 "m_f": res.mean_magnetization,
+                "work": res.work_fraction,
             }
         )
     return rows
@@ -197,13 +198,27 @@ def _cmd_evaluate(args, parser) -> int:
         print(json.dumps(rows))
     else:
         _print_table(
-            rows, ["eps_test", "n", "exact", "partial", "wrong", "accuracy", "nearest_acc", "m_f"]
+            rows,
+            [
+                "eps_test",
+                "n",
+                "exact",
+                "partial",
+                "wrong",
+                "accuracy",
+                "nearest_acc",
+                "m_f",
+                "work",
+            ],
         )
+        if args.early_exit:
+            print("work = matrix products done / those of the fixed-step run")
     return 0
 
 
 def _cmd_bench(args, parser) -> int:
     from .bench import run_benchmark
+    from .config import resolve_device
 
     run_benchmark(
         n=args.n,
@@ -215,8 +230,18 @@ def _cmd_bench(args, parser) -> int:
         repeats=args.repeats,
         threads=args.threads,
         out=args.out,
+        device=str(resolve_device(args.device)),
+        precision=args.matmul_precision,
+        memory=args.memory,
+        eval_batch=args.eval_batch,
+        eval_steps=args.eval_steps,
+        eval_tol=args.eval_tol,
     )
     return 0
+
+
+def _optional_float(text: str) -> float | None:
+    return None if text.lower() in _NONE_WORDS else float(text)
 
 
 def _unit_interval(text: str) -> float:
@@ -290,6 +315,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument(
+        "--matmul-precision",
+        choices=["highest", "high", "medium"],
+        default="highest",
+        help="float32 matmul precision (high = TF32 on CUDA)",
+    )
+    p.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure each training row's peak memory in a fresh process",
+    )
+    p.add_argument("--eval-batch", type=int, default=1000)
+    p.add_argument(
+        "--eval-steps", type=int, default=1200, help="evaluation horizon in steps (0: no eval rows)"
+    )
+    p.add_argument(
+        "--eval-tol", type=_optional_float, default=1e-4, help="early-exit tolerance, or 'none'"
+    )
     p.add_argument("--out", help="also write the table as JSON here")
     p.set_defaults(func=_cmd_bench)
     return parser

@@ -8,7 +8,7 @@ import torch
 
 from . import metrics
 from .converge import integrate_until_converged
-from .integrate import integrate
+from .integrate import integrate, num_steps
 from .model import SANode
 
 
@@ -22,28 +22,40 @@ def final_states(
     method: str = "euler",
     batch_size: int = 2000,
     tol: float | None = None,
-) -> torch.Tensor:
+    return_steps: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """x(t_end) for every row of x (M, N), integrated in batches; returned on the CPU.
 
     With ``tol``, items stop as soon as they sit on a fixed point (``max |F| < tol``, see
-    :mod:`sanode.converge`) instead of running all floor(t_end/dt) steps.
+    :mod:`sanode.converge`) instead of running all floor(t_end/dt) steps. With
+    ``return_steps`` also returns the steps each item was integrated (M,) (the work done).
     """
     dyn = model.dynamics()  # A built once for all batches
     device = model.gamma.device
-    out = []
+    n = num_steps(t_end, dt)
+    out, steps = [], []
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size].to(device=device, dtype=model.dtype)
         if tol is None:
             out.append(integrate(dyn, xb, t_end, dt, method=method).cpu())
+            steps.append(torch.full((len(xb),), n, dtype=torch.int64))
         else:
-            final, _ = integrate_until_converged(dyn, xb, t_end, dt, method=method, tol=tol)
+            final, done = integrate_until_converged(dyn, xb, t_end, dt, method=method, tol=tol)
             out.append(final.cpu())
-    return torch.cat(out) if out else x.new_empty((0, x.shape[1]))
+            steps.append(done.cpu())
+    states = torch.cat(out) if out else x.new_empty((0, x.shape[1]))
+    if return_steps:
+        return states, torch.cat(steps) if steps else torch.zeros(0, dtype=torch.int64)
+    return states
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Scores of one evaluation; ``overlap`` and ``states`` keep the per-item details."""
+    """Scores of one evaluation; ``overlap``, ``states`` and ``steps`` keep per-item details.
+
+    ``steps`` (M,) is how many steps each item was integrated: all floor(t_end/dt) of them
+    without early exit; ``work_fraction`` is their total over that fixed-step total.
+    """
 
     buckets: metrics.Buckets
     accuracy: float
@@ -52,6 +64,8 @@ class Evaluation:
     mean_mse: float
     overlap: torch.Tensor
     states: torch.Tensor
+    steps: torch.Tensor
+    work_fraction: float
 
     def summary(self, prefix: str = "") -> dict[str, float]:
         """Flat dict of scalar metrics (for logging)."""
@@ -80,9 +94,17 @@ def evaluate(
 ) -> Evaluation:
     """Integrate every item of x (M, N) to ``t_end`` (or to convergence, with ``tol``) and
     score it against its label y (M,)."""
-    states = final_states(
-        model, x, t_end=t_end, dt=dt, method=method, batch_size=batch_size, tol=tol
+    states, steps = final_states(
+        model,
+        x,
+        t_end=t_end,
+        dt=dt,
+        method=method,
+        batch_size=batch_size,
+        tol=tol,
+        return_steps=True,
     )
+    fixed = num_steps(t_end, dt) * len(steps)
     patterns = model.patterns.cpu()
     y = y.cpu()
     overlap = metrics.sign_overlap(states, patterns, y)
@@ -94,4 +116,6 @@ def evaluate(
         mean_mse=float(metrics.per_item_mse(states, patterns, y).mean()),
         overlap=overlap,
         states=states,
+        steps=steps,
+        work_fraction=float(steps.sum()) / fixed if fixed else 1.0,
     )

@@ -80,6 +80,7 @@ def evaluate_noise_grid(
                 "m_f": res.mean_magnetization,
                 "m_f_std": float(mf.std()) if len(mf) > 1 else 0.0,
                 "mse": res.mean_mse,
+                "work_fraction": res.work_fraction,
             }
         )
         with torch.no_grad():

@@ -40,6 +40,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "m_f": "f",
         "m_f_std": "f",
         "mse": "f",
+        "work_fraction": "f",
         "trial_id": "O",
         "mlflow_run_id": "O",
     },

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from sanode.cli import main
 
@@ -134,10 +135,16 @@ def test_bench_runs_small(capsys, tmp_path):
             "8",
             "--steps",
             "5",
+            "100",
             "--dtypes",
             "float64",
             "--repeats",
             "1",
+            "--no-memory",
+            "--eval-batch",
+            "16",
+            "--eval-steps",
+            "300",
             "--out",
             str(tmp_path / "b.json"),
         ]
@@ -146,5 +153,31 @@ def test_bench_runs_small(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "roofline" in out and "naive" in out
     rows = json.loads((tmp_path / "b.json").read_text())
-    assert {r["variant"] for r in rows} == {"naive", "autograd", "sanode"}
+    variants = [(r["variant"], r["steps"]) for r in rows]
+    assert variants == [
+        ("naive", 55),
+        ("autograd", 5),
+        ("sanode", 5),
+        ("autograd", 100),
+        ("sanode", 100),
+        ("sanode-seg", 100),  # checkpointed segments from 100 steps on
+        ("eval", 300),
+        ("eval-early", 300),
+    ]
     assert all(r["image_steps_per_s"] > 0 and r["roofline_fraction"] > 0 for r in rows)
+    train = {(r["variant"], r["steps"]): r for r in rows if r["kind"] == "train"}
+    # 101 stored states against 10 checkpoints + an 11-state segment (+ a 10-row chunk)
+    assert train["sanode-seg", 100]["saved_mib"] < train["sanode", 100]["saved_mib"]
+    early = rows[-1]
+    assert 0 < early["work_fraction"] < 1 and rows[-2]["work_fraction"] == 1.0
+
+
+def test_peak_memory_probe_sees_the_stored_states():
+    from sanode.bench import peak_training_mib
+
+    # 301 stored (50, 200) float32 states = 11.5 MiB; checkpointed: about 17 + 19 + 18 of them
+    kw = dict(n=200, k=4, batch=50, steps=300, dtype=torch.float32, device="cpu", threads=1)
+    full = peak_training_mib("sanode", **kw)
+    seg = peak_training_mib("sanode-seg", **kw)
+    assert 11.0 < full < 200.0
+    assert 9.0 < full - seg < 14.0

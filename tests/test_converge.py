@@ -27,6 +27,9 @@ def test_early_exit_gives_the_fixed_horizon_buckets_with_less_work(letters_model
     assert (early.states - fixed.states).abs().max() < 1e-3
     _, steps = integrate_until_converged(model.dynamics(), x, 40.0, 0.1, tol=1e-4)
     assert steps.sum() < 0.5 * len(x) * num_steps(40.0, 0.1)
+    assert torch.equal(early.steps, steps)  # evaluate reports the same work
+    assert early.work_fraction == pytest.approx(float(steps.sum()) / (len(x) * 400))
+    assert fixed.work_fraction == 1.0 and torch.equal(fixed.steps, torch.full((len(x),), 400))
 
 
 def test_items_that_never_converge_run_to_the_horizon(letters_model):

@@ -20,6 +20,7 @@ def _accuracy_row(**changes):
         "m_f": 0.95,
         "m_f_std": 0.1,
         "mse": 0.2,
+        "work_fraction": 1.0,
         "trial_id": "t",
         "mlflow_run_id": "r",
     }
