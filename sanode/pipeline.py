@@ -122,6 +122,7 @@ def evaluate_stage(
                 mse_items=int(spec.get("mse_items", 200)),
                 mse_every=int(spec.get("mse_every", 10)),
                 tol=spec.get("tol"),
+                noise_seeds=int(spec.get("noise_seeds", 1)),
             )
         tracking.log_params(
             client,
@@ -141,7 +142,7 @@ def evaluate_stage(
             "trial_id": str(best["trial_id"]),
             "mlflow_run_id": run_id,
         }
-        accuracy = res.accuracy.assign(**extra)
+        accuracy = res.accuracy.assign(**extra, t_eval=t_eval)
         mse = res.mse.assign(**{k: v for k, v in extra.items() if k != "trial_id"})
         tables.check_schema(accuracy, "accuracy").to_parquet(accuracy_out, index=False)
         tables.check_schema(mse, "mse_curves").to_parquet(mse_out, index=False)
@@ -162,6 +163,8 @@ def aggregate_stage(
         Path(outputs[name]).parent.mkdir(parents=True, exist_ok=True)
         frame.to_parquet(outputs[name], index=False)
         log.info("%s: %d rows", name, len(frame))
+        if name == "accuracy" and "secV" in outputs:
+            tables.secv_accuracy(frame).to_parquet(outputs["secV"], index=False)
 
 
 def figures_stage(config: dict, tables_in: dict[str, str], outputs: dict[str, Any]) -> None:
@@ -175,7 +178,7 @@ def figures_stage(config: dict, tables_in: dict[str, str], outputs: dict[str, An
         plots.mse_over_time(curves, study, path)
     for study, path in outputs["tuning"].items():
         plots.tuning_curves(trials, study, study_settings(config, study).metric, path)
-    plots.buckets_vs_paper(accuracy, outputs["buckets"])
+    plots.buckets_vs_paper(pd.read_parquet(tables_in["secV"]), outputs["buckets"])
     client = tracking.client(tracking_uri(config))
     exp_id = tracking.experiment_id(client, experiment_name(config))
     for study in config["studies"]:

@@ -11,8 +11,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from .tables import PAPER_BUCKETS
-
 DPI = 110
 
 
@@ -22,16 +20,37 @@ def _save(fig, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
+def first_draw(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the first test-noise draw (one row per study, eps_train, eps_test)."""
+    return accuracy[accuracy["noise_seed"] == accuracy["noise_seed"].min()]
+
+
 def mf_vs_eps_test(accuracy: pd.DataFrame, study: str, path: str | os.PathLike) -> None:
-    """Paper Fig. 3: mean m_f against eps_test, one line per eps_train (band: +- 1 std / sqrt n)."""
-    data = accuracy[accuracy["study"] == study].sort_values(["eps_train", "eps_test"])
+    """Paper Fig. 3: m_f against eps_test, one line per eps_train.
+
+    With several test-noise draws the line is their mean and the band +- 1 standard deviation
+    over the draws; with one draw the band is +- 1 standard error over the items.
+    """
+    data = accuracy[accuracy["study"] == study]
+    draws = data["noise_seed"].nunique()
+    data = (
+        data.groupby(["eps_train", "eps_test"])
+        .agg(
+            m_f=("m_f", "mean"),
+            spread=("m_f", "std"),
+            item_std=("m_f_std", "mean"),
+            n=("n", "first"),
+        )
+        .reset_index()
+        .sort_values(["eps_train", "eps_test"])
+    )
     fig, ax = plt.subplots(figsize=(6, 4.2))
     palette = sns.color_palette("viridis", n_colors=max(1, data["eps_train"].nunique()))
     for color, (eps_train, group) in zip(palette, data.groupby("eps_train"), strict=False):
         ax.plot(
             group["eps_test"], group["m_f"], marker="o", ms=3, color=color, label=f"{eps_train:g}"
         )
-        err = group["m_f_std"] / group["n"].clip(lower=1) ** 0.5
+        err = group["spread"] if draws > 1 else group["item_std"] / group["n"].clip(lower=1) ** 0.5
         ax.fill_between(
             group["eps_test"], group["m_f"] - err, group["m_f"] + err, color=color, alpha=0.2, lw=0
         )
@@ -39,7 +58,8 @@ def mf_vs_eps_test(accuracy: pd.DataFrame, study: str, path: str | os.PathLike) 
     ax.set(
         xlabel=r"test noise $\epsilon_{test}$",
         ylabel=r"$m_f$ (eq. 5)",
-        title=f"{study}: overlap with the target attractor (cf. paper Fig. 3)",
+        title=f"{study}: overlap with the target attractor (cf. paper Fig. 3)"
+        + (f"\nband: +-1 sd over {draws} test-noise draws" if draws > 1 else ""),
     )
     ax.legend(title=r"$\epsilon_{train}$", fontsize=7, title_fontsize=8, ncol=2)
     _save(fig, path)
@@ -63,32 +83,28 @@ def mse_over_time(curves: pd.DataFrame, study: str, path: str | os.PathLike) -> 
     _save(fig, path)
 
 
-def buckets_vs_paper(accuracy: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Accuracy buckets at eps_test = 0 for the eps_train = 0 model, beside the paper's counts."""
-    clean = accuracy[(accuracy["eps_test"] == 0.0)]
+def buckets_vs_paper(secv: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Sec. V: accuracy buckets on the clean test set beside the paper's counts (the
+    ``secV_accuracy`` table: one ``sanode`` row per study, a ``paper`` row where it reports)."""
     rows = []
-    for study, group in clean.groupby("study"):
-        best = group.loc[group["eps_train"].idxmin()]
+    for _, r in secv.iterrows():
         for bucket in ("exact", "partial", "wrong"):
             rows.append(
                 {
-                    "data set": f"{study}\n(n={int(best['n'])})",
+                    "data set": f"{r['study']}\n(n={int(r['n'])})"
+                    if r["source"] == "sanode"
+                    else None,
+                    "study": r["study"],
                     "bucket": bucket,
-                    "source": "sanode",
-                    "percent": 100 * best[bucket] / best["n"],
+                    "source": r["source"],
+                    "percent": 100 * r[bucket] / r["n"],
                 }
             )
-            dataset = best["dataset"]
-            if dataset in PAPER_BUCKETS:
-                rows.append(
-                    {
-                        "data set": f"{study}\n(n={int(best['n'])})",
-                        "bucket": bucket,
-                        "source": "paper",
-                        "percent": PAPER_BUCKETS[dataset][bucket] / 100,
-                    }
-                )
     frame = pd.DataFrame(rows)
+    names = frame.dropna(subset=["data set"]).drop_duplicates("study")
+    frame["data set"] = frame["study"].map(
+        dict(zip(names["study"], names["data set"], strict=True))
+    )
     grid = sns.catplot(
         data=frame,
         kind="bar",

@@ -44,55 +44,70 @@ def evaluate_noise_grid(
     mse_items: int = 200,
     mse_every: int = 10,
     tol: float | None = None,
+    noise_seeds: int = 1,
 ) -> RobustnessResult:
     """Score ``model`` on x (M, N), y (M,) at every test-noise level of ``eps_test``.
 
     The MSE(t) curve (eq. 6) uses the first ``mse_items`` items of each noisy set, sampled
     every ``mse_every`` steps. Noise is seeded per level, so every model sees the same inputs.
+    With ``noise_seeds`` = R > 1 every level is scored on R independent noise draws (seeds
+    ``seed .. seed+R-1``, column ``noise_seed``): the spread of the scores over the draws.
+    The MSE curves and the saved states use the first draw.
     """
     if not eps_test:
         raise ValueError("eps_test needs at least one noise level")
+    if noise_seeds < 1:
+        raise ValueError(f"noise_seeds must be >= 1, got {noise_seeds}")
     rows, curves = [], []
     states: dict[str, torch.Tensor] = {}
-    for i, eps in enumerate(eps_test):
-        noisy = add_pixel_noise(x, eps, noise_generator(seed, i))
-        res = evaluate(
-            model,
-            noisy,
-            y,
-            t_end=t_end,
-            dt=dt,
-            method=method,
-            batch_size=batch_size,
-            threshold=threshold,
-            tol=tol,
-        )
-        mf = metrics.magnetization(res.states, model.patterns.cpu(), y, model.a)
-        rows.append(
-            {
-                "eps_test": float(eps),
-                "n": res.buckets.total,
-                "exact": res.buckets.exact,
-                "partial": res.buckets.partial,
-                "wrong": res.buckets.wrong,
-                "accuracy": res.accuracy,
-                "nearest_accuracy": res.nearest_accuracy,
-                "m_f": res.mean_magnetization,
-                "m_f_std": float(mf.std()) if len(mf) > 1 else 0.0,
-                "mse": res.mean_mse,
-                "work_fraction": res.work_fraction,
-            }
-        )
-        with torch.no_grad():
-            times, traj = model.integrate(
-                noisy[:mse_items], t_end, dt, method=method, record_every=mse_every
+    for r in range(noise_seeds):
+        for i, eps in enumerate(eps_test):
+            noisy = add_pixel_noise(x, eps, noise_generator(seed + r, i))
+            res = evaluate(
+                model,
+                noisy,
+                y,
+                t_end=t_end,
+                dt=dt,
+                method=method,
+                batch_size=batch_size,
+                threshold=threshold,
+                tol=tol,
             )
-        curve = metrics.mse_curve(traj.cpu(), model.patterns.cpu(), y[:mse_items])
-        curves.append(
-            pd.DataFrame(
-                {"eps_test": float(eps), "t": times.numpy(), "mse": curve.double().numpy()}
+            mf = metrics.magnetization(res.states, model.patterns.cpu(), y, model.a)
+            rows.append(
+                {
+                    "eps_test": float(eps),
+                    "noise_seed": seed + r,
+                    "n": res.buckets.total,
+                    "exact": res.buckets.exact,
+                    "partial": res.buckets.partial,
+                    "wrong": res.buckets.wrong,
+                    "accuracy": res.accuracy,
+                    "nearest_accuracy": res.nearest_accuracy,
+                    "m_f": res.mean_magnetization,
+                    "m_f_std": float(mf.std()) if len(mf) > 1 else 0.0,
+                    "mse": res.mean_mse,
+                    "work_fraction": res.work_fraction,
+                }
             )
-        )
-        if i == 0:
-            states = {"inputs": noisy, "labels": y, "final": res.states, "overlap": res.overlap}
+            if r > 0:
+                continue
+            with torch.no_grad():
+                times, traj = model.integrate(
+                    noisy[:mse_items], t_end, dt, method=method, record_every=mse_every
+                )
+            curve = metrics.mse_curve(traj.cpu(), model.patterns.cpu(), y[:mse_items])
+            curves.append(
+                pd.DataFrame(
+                    {"eps_test": float(eps), "t": times.numpy(), "mse": curve.double().numpy()}
+                )
+            )
+            if i == 0:
+                states = {
+                    "inputs": noisy,
+                    "labels": y,
+                    "final": res.states,
+                    "overlap": res.overlap,
+                }
     return RobustnessResult(pd.DataFrame(rows), pd.concat(curves, ignore_index=True), states)

@@ -103,6 +103,126 @@ def validate_config(config: dict) -> None:
             study_settings(config, name)
         except ValueError as err:
             raise PipelineConfigError(f"studies.{name}: {err}") from None
+    _validate_analyses(config)
+
+
+ANALYSES = ("mse_time", "perturbation", "cases", "timestep", "inversion", "baselines", "census")
+
+
+def analysis_studies(config: dict, name: str) -> list[str]:
+    """The studies whose models analysis ``name`` reads (all studies for baselines/census)."""
+    spec = (config.get("analyses") or {}).get(name)
+    if spec is None:
+        return []
+    if name == "inversion":
+        return list(dict.fromkeys(t["study"] for t in spec["targets"]))
+    if name in ("baselines", "census"):
+        return list(config["studies"])
+    return [spec["study"]]
+
+
+def analysis_files(config: dict) -> dict[str, dict[str, dict[str, str]]]:
+    """Tables and figures of every configured analysis: ``{name: {"tables": {key: path},
+    "figures": {key: path}, "captions": {key: caption file}}}``. Figure names carry the
+    paper's figure number."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    analyses = config.get("analyses") or {}
+    t, f = "results/tables", "results/figures"
+
+    def add(name, tables, figures):
+        out[name] = {
+            "tables": {k: f"{t}/{v}.parquet" for k, v in tables.items()},
+            "figures": {k: f"{f}/{v[0]}.png" for k, v in figures.items()},
+            "captions": {k: v[1] for k, v in figures.items()},
+        }
+
+    if "mse_time" in analyses:
+        add(
+            "mse_time",
+            {"curves": "fig4_mse_time", "finals": "fig4_final_mse"},
+            {"fig4": ("fig4_mse_time_one_class", "fig4_one_class")},
+        )
+    if "perturbation" in analyses:
+        add(
+            "perturbation",
+            {"single": "fig5_single_perturbation", "collective": "fig6_collective_perturbation"},
+            {
+                "fig5": ("fig5_single_perturbation", "fig5"),
+                "fig6": ("fig6_collective_perturbation", "fig6"),
+            },
+        )
+    if "cases" in analyses:
+        add("cases", {"cases": "fig7_cases"}, {"fig7": ("fig7_three_cases", "fig7")})
+    if "timestep" in analyses:
+        add(
+            "timestep",
+            {"timestep": "fig8_timestep"},
+            {"fig8": ("fig8_timestep_convergence", "fig8")},
+        )
+    if "inversion" in analyses:
+        figures = {}
+        for study in analysis_studies(config, "inversion"):
+            figures[f"trajectories_{study}"] = (f"fig9_11_trajectories_{study}", "fig9_11")
+            figures[f"inversion_{study}"] = (f"fig10_12_inversion_{study}", "fig10_12")
+        add(
+            "inversion",
+            {
+                "trajectories": "fig9_trajectories",
+                "errors": "fig10_inversion",
+                "images": "fig10_inversion_images",
+            },
+            figures,
+        )
+    if "baselines" in analyses:
+        add(
+            "baselines",
+            {"baselines": "baselines"},
+            {f"baselines_{s}": (f"baselines_{s}", "baselines") for s in config["studies"]},
+        )
+    if "census" in analyses:
+        add(
+            "census",
+            {"stability": "stability", "census": "census"},
+            {"census": ("census_stability", "census")},
+        )
+    return out
+
+
+def nearest_eps(config: dict, study: str, eps: float) -> float:
+    """The level of the study's eps_train grid closest to ``eps`` (its trained model)."""
+    return min(eps_train_grid(config, study), key=lambda e: (abs(e - eps), e))
+
+
+def _validate_analyses(config: dict) -> None:
+    analyses = config.get("analyses") or {}
+    studies = config["studies"]
+    for name in analyses:
+        if name not in ANALYSES:
+            raise PipelineConfigError(
+                f"analyses.{name}: unknown analysis; allowed: {list(ANALYSES)}"
+            )
+        for study in analysis_studies(config, name):
+            if study not in studies:
+                raise PipelineConfigError(
+                    f"analyses.{name}: study {study!r} is not defined under 'studies' "
+                    f"(defined: {sorted(studies)})"
+                )
+        spec = analyses[name]
+        if name == "timestep":
+            t = float(spec.get("t", 10.0))
+            for dt in [*spec.get("dts", []), spec.get("reference_dt", 0.001)]:
+                if abs(t / dt - round(t / dt)) > 1e-9:
+                    raise PipelineConfigError(
+                        f"analyses.timestep: dt = {dt} does not divide t = {t}; pick time steps "
+                        "with an integer number of steps to t"
+                    )
+        if name == "cases" and not (
+            studies[spec["study"]].get("evaluate", {}).get("eps_test", [0.0])[0] == 0.0
+        ):
+            raise PipelineConfigError(
+                "analyses.cases: the study's evaluate.eps_test must start at 0.0 (the cases "
+                "are drawn from the clean test set)"
+            )
 
 
 def eps_train_grid(config: dict, study: str) -> list[float]:

@@ -6,7 +6,12 @@ trials.parquet       one row per (trial, epoch) of every Ray Tune study
 accuracy.parquet     one row per (study, eps_train, eps_test): accuracy buckets and scores
 mse_curves.parquet   one row per (study, eps_train, eps_test, t): MSE(t) of eq. 6
 
-Every row carries ``mlflow_run_id``: the trial's run (trials) or the evaluation run.
+The analyses add one table each (``fig4_mse_time`` ... ``census``, see ``SCHEMAS``), named after
+the paper's figure they feed; ``secV_accuracy`` is the Sec. V table (clean test set, first
+eps_train) beside the paper's counts.
+
+Every row carries ``mlflow_run_id``: the trial's run (trials), the evaluation run or the
+analysis run.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "dataset": "O",
         "eps_train": "f",
         "eps_test": "f",
+        "noise_seed": "i",
         "n": "i",
         "exact": "i",
         "partial": "i",
@@ -41,6 +47,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "m_f_std": "f",
         "mse": "f",
         "work_fraction": "f",
+        "t_eval": "f",
         "trial_id": "O",
         "mlflow_run_id": "O",
     },
@@ -54,6 +61,54 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "mlflow_run_id": "O",
     },
 }
+
+_RUN = {"mlflow_run_id": "O"}
+_IMAGE = {"panel": "O", "pixel": "i", "value": "f"}
+SCHEMAS.update(
+    {
+        # Fig. 4: MSE(t) of noisy copies of one image; final per-copy MSE
+        "fig4_mse_time": {"study": "O", "eps_train": "f", "label": "i", "eps_test": "f",
+                          "t": "f", "mse": "f", "mse_std": "f", **_RUN},
+        "fig4_final_mse": {"study": "O", "eps_train": "f", "label": "i", "eps_test": "f",
+                           "item": "i", "final_mse": "f", "on_target": "b", **_RUN},
+        # Figs. 5, 6: eigen-direction perturbations
+        "fig5_single_perturbation": {"study": "O", "eps_train": "f", "label": "i",
+                                     "coefficient": "i", "sigma": "f", "mse": "f",
+                                     "mse_std": "f", "mse_unperturbed": "f", "rank": "i",
+                                     "shown": "b", **_RUN},
+        "fig6_collective_perturbation": {"study": "O", "eps_train": "f", "label": "i", "m": "i",
+                                         "fraction": "f", "mse": "f", "degradation": "f",
+                                         "within": "b", "f": "f", **_RUN},
+        # Fig. 7: one item per outcome
+        "fig7_cases": {"study": "O", "eps_train": "f", "case": "O", "item": "i", "label": "i",
+                       "overlap": "f", **_IMAGE, **_RUN},
+        # Fig. 8: time-step convergence
+        "fig8_timestep": {"study": "O", "eps_train": "f", "method": "O", "dt": "f", "t": "f",
+                          "mse": "f", "error": "f", "reference_mse": "f", "order": "f", **_RUN},
+        # Figs. 9-12: trajectories and inversion
+        "fig9_trajectories": {"study": "O", "label": "i", "eps_train": "f", "t_inv": "f",
+                              "t": "f", "pixel": "i", "value": "f", **_RUN},
+        "fig10_inversion": {"study": "O", "label": "i", "eps_train": "f", "t_inv": "f",
+                            "dt": "f", "dtype": "O", "method": "O", "max_error": "f",
+                            "rms_error": "f", **_RUN},
+        "fig10_inversion_images": {"study": "O", "label": "i", "eps_train": "f", "t_inv": "f",
+                                   "shown_t_inv": "f", "dt": "f", "dtype": "O", **_IMAGE,
+                                   **_RUN},
+        # Sec. V: accuracy on the clean test set beside the paper
+        "secV_accuracy": {"study": "O", "dataset": "O", "source": "O", "n": "i", "exact": "i",
+                          "partial": "i", "wrong": "i", "accuracy": "f",
+                          "nearest_accuracy": "f", "t_eval": "f", "mlflow_run_id": "O"},
+        # beyond the paper
+        "baselines": {"study": "O", "dataset": "O", "model": "O", "eps_train": "f",
+                      "eps_test": "f", "n": "i", "accuracy": "f", "parameters": "i", **_RUN},
+        "stability": {"study": "O", "eps_train": "f", "max_real_jacobian_eig": "f",
+                      "relaxation_time": "f", "stability_bound": "f", "max_eigenvalue": "f",
+                      "gamma": "f", **_RUN},
+        "census": {"study": "O", "eps_train": "f", "source": "O", "n": "i", "planted": "i",
+                   "spurious": "i", "not_converged": "i", "distinct_spurious": "i",
+                   "planted_fraction": "f", **_RUN},
+    }
+)  # fmt: skip
 
 # Sec. V of the paper: 10,000 test images, exact / partial (0.95 <= m_f < 1) / wrong.
 PAPER_BUCKETS = {
@@ -91,3 +146,46 @@ def concat_tables(paths: Iterable[str | os.PathLike], name: str) -> pd.DataFrame
     if name == "trials" and "status" in frame:
         frame["status"] = frame["status"].astype(str)
     return check_schema(frame, name)
+
+
+def secv_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
+    """Sec. V: buckets on the clean test set (first noise draw, lowest eps_train) per study,
+    beside the paper's counts for MNIST and Fashion-MNIST (``source`` = sanode / paper)."""
+    clean = accuracy[(accuracy["eps_test"] == 0.0)]
+    if "noise_seed" in clean:
+        clean = clean[clean["noise_seed"] == clean["noise_seed"].min()]
+    rows = []
+    for study, group in clean.groupby("study", sort=False):
+        best = group.loc[group["eps_train"].idxmin()]
+        rows.append(
+            {
+                "study": study,
+                "dataset": best["dataset"],
+                "source": "sanode",
+                "n": int(best["n"]),
+                "exact": int(best["exact"]),
+                "partial": int(best["partial"]),
+                "wrong": int(best["wrong"]),
+                "accuracy": float(best["accuracy"]),
+                "nearest_accuracy": float(best["nearest_accuracy"]),
+                "t_eval": float(best["t_eval"]),
+                "mlflow_run_id": best["mlflow_run_id"],
+            }
+        )
+        paper = PAPER_BUCKETS.get(best["dataset"])
+        if paper:
+            rows.append(
+                {
+                    "study": study,
+                    "dataset": best["dataset"],
+                    "source": "paper",
+                    "n": 10000,
+                    **{k: paper[k] for k in ("exact", "partial", "wrong")},
+                    "accuracy": paper["accuracy"],
+                    "nearest_accuracy": float("nan"),
+                    "t_eval": 120.0,
+                    "mlflow_run_id": "",
+                }
+            )
+    return check_schema(pd.DataFrame(rows, columns=list(SCHEMAS["secV_accuracy"])),
+                        "secV_accuracy")  # fmt: skip

@@ -11,6 +11,7 @@ def _accuracy_row(**changes):
         "dataset": "letters",
         "eps_train": 0.0,
         "eps_test": 0.1,
+        "noise_seed": 0,
         "n": 10,
         "exact": 8,
         "partial": 1,
@@ -21,6 +22,7 @@ def _accuracy_row(**changes):
         "m_f_std": 0.1,
         "mse": 0.2,
         "work_fraction": 1.0,
+        "t_eval": 40.0,
         "trial_id": "t",
         "mlflow_run_id": "r",
     }

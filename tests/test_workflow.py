@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from sanode import tables
+from sanode.study import analysis_files
 
 from .idx import write_mirror
 from .workflow_helpers import ROOT, load_config, snakemake, workflow_env, write_config
 
 STAGES = ["prepare_data", "tune", "evaluate", "aggregate", "figures", "all"]
+ANALYSES = ["mse_time", "perturbation", "cases", "timestep", "inversion", "baselines", "census"]
 
 
 def test_dry_run_lists_every_stage(tmp_path):
@@ -25,7 +29,7 @@ def test_dry_run_lists_every_stage(tmp_path):
             timeout=120,
         )
         assert res.returncode == 0, res.stderr[-3000:]
-        for stage in STAGES:
+        for stage in STAGES + [f"{k}_{a}" for a in ANALYSES for k in ("analysis", "figures")]:
             assert f"rule {stage}:" in res.stdout or f"localrule {stage}:" in res.stdout, stage
 
 
@@ -61,6 +65,14 @@ def test_lint_is_clean(tmp_path):
         (
             lambda c: c["studies"]["letters"]["train"].update(eps_train=3.0),
             "eps_train must lie in [0, 1]",
+        ),
+        (
+            lambda c: c["analyses"]["mse_time"].update(study="cifar"),
+            "analyses.mse_time: study 'cifar' is not defined under 'studies'",
+        ),
+        (
+            lambda c: c["analyses"]["timestep"].update(dts=[0.3]),
+            "analyses.timestep: dt = 0.3 does not divide t = 2.0",
         ),
     ],
 )
@@ -108,9 +120,35 @@ def test_smoke_study_end_to_end(tmp_path):
         "fig3_mf_vs_eps_test_letters",
         "fig4a_mse_over_time_mnist",
         "tuning_letters",
-        "accuracy_buckets",
+        "secV_accuracy_buckets",
     ):
         assert (results / "figures" / f"{figure}.png").stat().st_size > 5_000
+    secv = pd.read_parquet(results / "tables" / "secV_accuracy.parquet")
+    tables.check_schema(secv, "secV_accuracy")
+    assert set(zip(secv["study"], secv["source"], strict=True)) == {
+        ("letters", "sanode"),
+        ("mnist", "sanode"),
+        ("mnist", "paper"),
+    }
+    files = analysis_files(config)
+    assert sorted(files) == sorted(ANALYSES)
+    for name, spec in files.items():
+        schema = {"curves": "fig4_mse_time", "finals": "fig4_final_mse"}
+        for key, table_path in spec["tables"].items():
+            frame = pd.read_parquet(tmp_path / table_path)
+            table = schema.get(key, Path(table_path).stem)
+            tables.check_schema(frame, table)
+            assert len(frame) > 0 and frame["mlflow_run_id"].notna().all(), table_path
+        for figure in spec["figures"].values():
+            assert (tmp_path / figure).stat().st_size > 5_000, figure
+        assert list((results / "benchmarks" / "analysis").glob(f"{name}.tsv")), name
+    steps = pd.read_parquet(results / "tables" / "fig8_timestep.parquet")
+    assert set(steps["method"]) == {"euler", "rk4"}
+    stability = pd.read_parquet(results / "tables" / "stability.parquet")
+    assert (stability["max_real_jacobian_eig"] < 0).all() and len(stability) == 2 + 1
+    census = pd.read_parquet(results / "tables" / "census.parquet")
+    parts = census["planted"] + census["spurious"] + census["not_converged"]
+    assert (parts == census["n"]).all()
     for rule in ("prepare_data", "tune", "evaluate"):
         assert list((results / "benchmarks" / rule).rglob("*.tsv")), rule
     assert (results / "logs" / "tune" / "letters.log").stat().st_size > 0
@@ -136,6 +174,14 @@ def test_smoke_study_end_to_end(tmp_path):
         artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
         assert f"figures/fig3_mf_vs_eps_test_{study}.png" in artifacts
     assert all(r.info.status == "FINISHED" for r in runs)
+    analyses = {r.data.tags["sanode.analysis"]: r for r in runs
+                if r.data.tags.get("sanode.kind") == "analysis"}  # fmt: skip
+    assert sorted(analyses) == sorted(ANALYSES)
+    for name, run in analyses.items():
+        assert run.data.tags["sanode.git_revision"], name
+        listed = {a.path for a in client.list_artifacts(run.info.run_id, "tables")}
+        assert len(listed) == len(files[name]["tables"]), name
+        assert client.list_artifacts(run.info.run_id, "figures"), name
 
     report = snakemake(
         tmp_path,

@@ -7,6 +7,7 @@ rule aggregate:
         trials="results/tables/trials.parquet",
         accuracy="results/tables/accuracy.parquet",
         mse_curves="results/tables/mse_curves.parquet",
+        secV="results/tables/secV_accuracy.parquet",
     log:
         "results/logs/aggregate.log",
     benchmark:

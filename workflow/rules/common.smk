@@ -35,3 +35,25 @@ def evaluation_outputs(kind):
         for study in STUDIES
         for eps in eps_labels(study)
     ]
+
+
+from sanode.study import analysis_files, analysis_studies
+
+ANALYSES = analysis_files(config)  # name -> {"tables", "figures", "captions"}
+
+
+def analysis_inputs(name):
+    studies = analysis_studies(config, name)
+    inputs = {
+        "models": [f"results/tune/{s}/best" for s in studies],
+        "data": [f"{DATA}/prepared/{s}.pt" for s in studies],
+    }
+    if name == "cases":
+        study = config["analyses"]["cases"]["study"]
+        inputs["states"] = f"results/eval/{study}/eps_train={eps_labels(study)[0]}/states.pt"
+    return inputs
+
+
+def analysis_outputs():
+    return [p for files in ANALYSES.values() for p in [*files["tables"].values(),
+                                                       *files["figures"].values()]]

@@ -18,7 +18,7 @@ rule figures:
             category="Tuning",
         ),
         buckets=report(
-            "results/figures/accuracy_buckets.png",
+            "results/figures/secV_accuracy_buckets.png",
             caption="../report/buckets.rst",
             category="Accuracy",
         ),

@@ -13,6 +13,7 @@ run_stage(
         "trials": snakemake.input.trials,
         "accuracy": snakemake.input.accuracy,
         "mse_curves": snakemake.input.mse_curves,
+        "secV": snakemake.input.secV,
     },
     {
         "fig3": dict(zip(studies, out.fig3, strict=True)),

@@ -1,0 +1,15 @@
+import _bootstrap  # noqa: F401  (puts this checkout's sanode on sys.path)
+
+from sanode.analyses import analysis_figures_stage
+from sanode.pipeline import run_stage, setup_logging
+
+snakemake = globals()["snakemake"]
+setup_logging(snakemake.log[0])
+run_stage(
+    analysis_figures_stage,
+    snakemake.config,
+    snakemake.params.analysis,
+    {key: snakemake.input[key] for key in snakemake.params.tables},
+    dict(snakemake.output.items()),
+    accuracy=snakemake.input.accuracy,
+)
