@@ -27,3 +27,9 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/sanode bench --out results/bench/bench.json
+
+# start a study from scratch: drops trained models, Ray experiments, tables, logs and MLflow runs
+# (the committed figures stay until the next run overwrites them)
+clean-results:
+	rm -rf results/tune results/ray results/eval results/tables results/logs results/benchmarks \
+		data/prepared mlflow.db mlruns .snakemake

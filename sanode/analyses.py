@@ -56,8 +56,9 @@ def _write(frame: pd.DataFrame, name: str, path: str) -> None:
 
 
 @contextlib.contextmanager
-def tracked(config: dict, analysis: str) -> Iterator[tuple[object, str]]:
-    """One MLflow run per analysis (resumed on a rerun, FAILED on an error)."""
+def tracked(config: dict, analysis: str, data: Paths) -> Iterator[tuple[object, str]]:
+    """One MLflow run per analysis (resumed on a rerun, FAILED on an error), tagged with the
+    provenance, the analysis settings and the checksum of every prepared data set it reads."""
     client = tracking.client(tracking_uri(config))
     exp_id = tracking.experiment_id(client, experiment_name(config))
     key = {"sanode.kind": "analysis", "sanode.analysis": analysis}
@@ -71,6 +72,7 @@ def tracked(config: dict, analysis: str) -> Iterator[tuple[object, str]]:
             **tracking.provenance_tags(),
             "sanode.rule": analysis,
             "sanode.analysis_config": json.dumps(config["analyses"][analysis])[:5000],
+            **_data_checksums(data),
         },
     )
     try:
@@ -79,6 +81,15 @@ def tracked(config: dict, analysis: str) -> Iterator[tuple[object, str]]:
         client.set_terminated(run_id, status="FAILED")
         raise
     client.set_terminated(run_id, status="FINISHED")
+
+
+def _data_checksums(data: Paths) -> dict[str, str]:
+    tags = {}
+    for study, path in data.items():
+        meta = Path(path).with_suffix(".json")
+        if meta.is_file():
+            tags[f"sanode.data_sha256.{study}"] = json.loads(meta.read_text())["cache_sha256"]
+    return tags
 
 
 def _finish(client, run_id: str, outputs: dict[str, str], metrics: dict | None = None) -> None:
@@ -95,13 +106,14 @@ def _dt(config: dict, study: str) -> tuple[float, str]:
 
 # -- Fig. 4 ----------------------------------------------------------------------------------
 def mse_time_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
+    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["mse_time"]
     study = spec["study"]
     models, data = models[study], data[study]
     eps = nearest_eps(config, study, spec.get("eps_train", 0.3))
     dt, method = _dt(config, study)
     label = int(spec.get("label", 3))
-    with tracked(config, "mse_time") as (client, run_id):
+    with tracked(config, "mse_time", data_all) as (client, run_id):
         curves, finals = mse_time.mse_over_time(
             _model(models, eps),
             _test_image(data, label),
@@ -124,6 +136,7 @@ def mse_time_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_
 
 # -- Figs. 5, 6 --------------------------------------------------------------------------------
 def perturbation_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
+    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["perturbation"]
     study = spec["study"]
     models, data = models[study], data[study]
@@ -133,7 +146,7 @@ def perturbation_stage(config: dict, models: Paths, data: Paths, outputs: Paths,
     shown = nearest_eps(config, study, spec.get("eps_train", 0.3))
     kw = dict(t_end=float(spec.get("t_end", 40.0)), dt=dt, method=method)
     singles, curves = [], []
-    with tracked(config, "perturbation") as (client, run_id):
+    with tracked(config, "perturbation", data_all) as (client, run_id):
         for eps in eps_train_grid(config, study):
             model = _model(models, eps)
             single = perturbation.single_coefficient(
@@ -174,11 +187,12 @@ def perturbation_stage(config: dict, models: Paths, data: Paths, outputs: Paths,
 
 # -- Fig. 7 ----------------------------------------------------------------------------------
 def cases_stage(config: dict, models: Paths, data: Paths, outputs: Paths, *, states: str) -> None:
+    data_all = dict(data)  # before data is narrowed to one study
     study = config["analyses"]["cases"]["study"]
     cfg = TrainConfig.from_dict(train_settings(config, study))
     saved = torch.load(states, weights_only=True)
     patterns = load_prepared(data[study]).patterns
-    with tracked(config, "cases") as (client, run_id):
+    with tracked(config, "cases", data_all) as (client, run_id):
         table = cases.three_cases(
             saved["inputs"],
             saved["final"],
@@ -196,6 +210,7 @@ def cases_stage(config: dict, models: Paths, data: Paths, outputs: Paths, *, sta
 
 # -- Fig. 8 ----------------------------------------------------------------------------------
 def timestep_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
+    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["timestep"]
     study = spec["study"]
     models, data = models[study], data[study]
@@ -204,7 +219,7 @@ def timestep_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_
     gen = torch.Generator().manual_seed(0)
     pick = torch.randperm(len(x), generator=gen)[: int(spec.get("items", 100))]
     noisy = add_pixel_noise(x[pick], float(spec.get("eps_test", 0.3)), noise_generator(0, 0))
-    with tracked(config, "timestep") as (client, run_id):
+    with tracked(config, "timestep", data_all) as (client, run_id):
         table = timestep.timestep_convergence(
             _model(models, eps),
             noisy,
@@ -224,9 +239,10 @@ def timestep_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_
 
 # -- Figs. 9-12 --------------------------------------------------------------------------------
 def inversion_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
+    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["inversion"]
     trajectories, grids, images = [], [], []
-    with tracked(config, "inversion") as (client, run_id):
+    with tracked(config, "inversion", data_all) as (client, run_id):
         for target in spec["targets"]:
             study, label = target["study"], int(target.get("label", 0))
             eps = eps_train_grid(config, study)[0]
@@ -283,9 +299,10 @@ def inversion_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **
 
 # -- baselines ---------------------------------------------------------------------------------
 def baselines_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
+    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["baselines"]
     frames = []
-    with tracked(config, "baselines") as (client, run_id):
+    with tracked(config, "baselines", data_all) as (client, run_id):
         for study in config["studies"]:
             prepared = load_prepared(data[study])
             x_tr, y_tr = prepared.split("train")
@@ -335,9 +352,10 @@ def baselines_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **
 
 # -- certificate and census --------------------------------------------------------------------
 def census_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
+    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["census"]
     stability, rows = [], []
-    with tracked(config, "census") as (client, run_id):
+    with tracked(config, "census", data_all) as (client, run_id):
         for study in config["studies"]:
             dt, _ = _dt(config, study)
             x_te, _ = load_prepared(data[study]).split("test")

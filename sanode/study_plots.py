@@ -86,13 +86,16 @@ def fig6_collective(collective: pd.DataFrame, path: Path_, *, tolerance: float =
     """Fig. 6: 1 - f per eps_train, and the degradation as more coefficients are perturbed."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     summary = collective.drop_duplicates("eps_train").sort_values("eps_train")
-    a.plot(summary["eps_train"], 1 - summary["f"], marker="o")
+    a.plot(summary["eps_train"], 1 - summary["f"], marker="o", label="this run")
+    a.plot([0.3], [0.3], marker="*", ms=12, ls="", color="tab:red",
+           label="paper: ~70 % perturbable at eps_train = 0.3")  # fmt: skip
     a.set(
         xlabel=r"training noise $\epsilon_{train}$",
         ylabel="1 - f (sensitive directions)",
         ylim=(0, 1.05),
         title="(a) fraction that must stay unperturbed (smaller is better)",
     )
+    a.legend(fontsize=7)
     sns.lineplot(
         data=collective, x="fraction", y="degradation", hue="eps_train", palette="viridis", ax=b
     )
@@ -182,7 +185,8 @@ def fig10_inversion(errors: pd.DataFrame, images: pd.DataFrame, study: str, path
     img = images[images["study"] == study]
     err = errors[errors["study"] == study]
     shown = img["shown_t_inv"].iloc[0]
-    fig = plt.figure(figsize=(10, 4.2))
+    fig = plt.figure(figsize=(11, 3.8))
+    grid = fig.add_gridspec(1, 5, width_ratios=[1, 1, 1, 0.15, 3.2])
     panels = [
         ("input", "input x(0)"),
         ("forward", f"x(T_inv = {shown:g})"),
@@ -190,10 +194,10 @@ def fig10_inversion(errors: pd.DataFrame, images: pd.DataFrame, study: str, path
     ]
     at = img[img["t_inv"] == shown]
     for i, (panel, title) in enumerate(panels):
-        ax = fig.add_subplot(2, 6, i + 1)
+        ax = fig.add_subplot(grid[0, i])
         values = at[at["panel"] == panel].sort_values("pixel")["value"].to_numpy()
         _image(ax, values, title, signed=panel == "forward")
-    ax = fig.add_subplot(1, 2, 2)
+    ax = fig.add_subplot(grid[0, 4])
     sns.lineplot(
         data=err,
         x="t_inv",
@@ -210,7 +214,7 @@ def fig10_inversion(errors: pd.DataFrame, images: pd.DataFrame, study: str, path
         ylabel="max |recovered - input|",
         title=f"reconstruction error ({err['method'].iloc[0]})",
     )
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     fig.suptitle(
         f"{study}: inversion by backward integration (cf. paper Figs. 10, 12); "
         f"images at dt = {img['dt'].iloc[0]:g}, float64",
@@ -252,14 +256,14 @@ def baselines_vs_sanode(
         f"{study}: SA-nODE against baselines on the same noisy test sets (parameters: {params})",
         fontsize=9,
     )
-    grid.figure.tight_layout()
+    grid.figure.subplots_adjust(top=0.82, right=0.85, bottom=0.17)
     grid.figure.savefig(path, dpi=DPI)
     plt.close(grid.figure)
 
 
 def census_figure(stability: pd.DataFrame, census: pd.DataFrame, path: Path_) -> None:
     """Stability certificate (largest Jacobian eigenvalue) and the attractor census."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1, 1.6]})
     for study, group in stability.groupby("study"):
         a.plot(group["eps_train"], group["max_real_jacobian_eig"], marker="o", label=study)
     a.axhline(0, color="grey", lw=0.8)
@@ -287,11 +291,11 @@ def census_figure(stability: pd.DataFrame, census: pd.DataFrame, path: Path_) ->
         if d:
             b.text(i, 1.01, str(d), ha="center", fontsize=5)
     b.set_xticks(range(len(frame)))
-    b.set_xticklabels(frame["model"], rotation=90, fontsize=5)
+    b.set_xticklabels(frame["model"], rotation=90, fontsize=6)
     b.set(
         ylabel="fraction of inputs",
         ylim=(0, 1.1),
-        title="(b) where random / out-of-class inputs end (numbers: distinct spurious)",
+        title="(b) census: where inputs end (number: distinct spurious attractors)",
     )
-    b.legend(fontsize=7, loc="lower right")
+    b.legend(fontsize=7, bbox_to_anchor=(1.0, 1.0), loc="upper left")
     _save(fig, path)

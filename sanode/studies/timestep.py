@@ -54,11 +54,20 @@ def timestep_convergence(
     return pd.DataFrame(rows)
 
 
-def fitted_order(table: pd.DataFrame, *, floor: float = 1e-12) -> dict[str, float]:
-    """Least-squares slope of log(error) against log(dt) per method (errors above ``floor``)."""
+def fitted_order(
+    table: pd.DataFrame, *, floor: float = 1e-12, smallest: int | None = 4
+) -> dict[str, float]:
+    """Least-squares slope of log(error) against log(dt) per method.
+
+    Uses the ``smallest`` time steps whose error is above ``floor`` (the asymptotic regime:
+    at large steps the error is not yet ~ dt^order; below ``floor`` rounding dominates);
+    ``smallest=None`` fits all of them.
+    """
     orders = {}
     for method, group in table.groupby("method"):
-        g = group[group["error"] > floor]
+        g = group[group["error"] > floor].sort_values("dt")
+        if smallest is not None:
+            g = g.head(smallest)
         if len(g) < 2:
             orders[method] = math.nan
             continue
