@@ -193,4 +193,5 @@ def test_smoke_study_end_to_end(tmp_path):
         timeout=300,
     )
     assert report.returncode == 0, report.stderr[-3000:]
+    assert "ERROR/" not in report.stderr + report.stdout  # every caption is valid reST
     assert (results / "report.html").stat().st_size > 10_000

@@ -1,5 +1,4 @@
 import _bootstrap  # noqa: F401  (puts this checkout's sanode on sys.path)
-
 import torch
 
 from sanode.analyses import STAGES
