@@ -45,6 +45,31 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def median_seconds(fn, repeats: int, device: torch.device):
+    """(median wall seconds of ``repeats`` calls of ``fn``, the last call's result)."""
+    times, out = [], None
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _row(kind, variant, dtype, steps, batch, n, seconds) -> dict:
+    return {
+        "kind": kind,
+        "variant": variant,
+        "dtype": str(dtype).removeprefix("torch."),
+        "steps": steps,
+        "batch": batch,
+        "n": n,
+        "seconds": seconds,
+        "image_steps_per_s": batch * steps / seconds,
+    }
+
+
 def matmul_flops(
     n: int, batch: int, dtype: torch.dtype, *, device="cpu", seconds: float = 1.0
 ) -> float:
@@ -147,25 +172,9 @@ def time_training_step(
         variant, n=n, k=k, batch=batch, steps=steps, dtype=dtype, device=device, dt=dt
     )
     step()  # warm-up
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    seconds = statistics.median(times)
-    return {
-        "kind": "train",
-        "variant": variant,
-        "dtype": str(dtype).removeprefix("torch."),
-        "steps": steps,
-        "batch": batch,
-        "n": n,
-        "seconds": seconds,
-        "image_steps_per_s": batch * steps / seconds,
-        "saved_mib": _saved_bytes(forward) / 2**20,
-    }
+    seconds, _ = median_seconds(step, repeats, device)
+    row = _row("train", variant, dtype, steps, batch, n, seconds)
+    return {**row, "saved_mib": _saved_bytes(forward) / 2**20}
 
 
 def _peak_child(conn, variant, kwargs) -> None:
@@ -252,27 +261,11 @@ def time_evaluation(
             return integrate(dyn, x0, t_end, dt), torch.full((batch,), steps)
         return integrate_until_converged(dyn, x0, t_end, dt, tol=tol)
 
-    times = []
     with torch.no_grad():
-        for _ in range(repeats):
-            _sync(device)
-            t0 = time.perf_counter()
-            _, done = run()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
-    seconds = statistics.median(times)
-    work = float(done.sum()) / (batch * steps)
-    return {
-        "kind": "eval",
-        "variant": "eval" if tol is None else "eval-early",
-        "dtype": str(dtype).removeprefix("torch."),
-        "steps": steps,
-        "batch": batch,
-        "n": n,
-        "seconds": seconds,
-        "image_steps_per_s": batch * steps / seconds,
-        "work_fraction": work,
-    }
+        seconds, (_, done) = median_seconds(run, repeats, device)
+    variant = "eval" if tol is None else "eval-early"
+    row = _row("eval", variant, dtype, steps, batch, n, seconds)
+    return {**row, "work_fraction": float(done.sum()) / (batch * steps)}
 
 
 def run_benchmark(

@@ -14,7 +14,7 @@ import seaborn as sns
 DPI = 110
 
 
-def _save(fig, path: str | os.PathLike) -> None:
+def save_figure(fig, path: str | os.PathLike) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
@@ -62,7 +62,7 @@ def mf_vs_eps_test(accuracy: pd.DataFrame, study: str, path: str | os.PathLike) 
         + (f"\nband: +-1 sd over {draws} test-noise draws" if draws > 1 else ""),
     )
     ax.legend(title=r"$\epsilon_{train}$", fontsize=7, title_fontsize=8, ncol=2)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def mse_over_time(curves: pd.DataFrame, study: str, path: str | os.PathLike) -> None:
@@ -80,7 +80,7 @@ def mse_over_time(curves: pd.DataFrame, study: str, path: str | os.PathLike) -> 
         title=f"{study}: MSE over time, eps_train = {chosen:g} (cf. paper Fig. 4a)",
     )
     ax.legend(title=r"$\epsilon_{test}$", fontsize=7, title_fontsize=8, ncol=2)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def buckets_vs_paper(secv: pd.DataFrame, path: str | os.PathLike) -> None:
@@ -157,4 +157,4 @@ def tuning_curves(trials: pd.DataFrame, study: str, metric: str, path: str | os.
         ylabel=metric,
         title=f"{study}: tuning curves ({data['trial_id'].nunique()} trials, {failed} failed)",
     )
-    _save(fig, path)
+    save_figure(fig, path)

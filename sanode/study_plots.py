@@ -13,15 +13,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .plots import DPI, first_draw
+from .plots import DPI, first_draw, save_figure
 
 Path_ = str | os.PathLike
-
-
-def _save(fig, path: Path_) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
-    plt.close(fig)
 
 
 def _image(ax, values: np.ndarray, title: str, *, signed: bool = False) -> None:
@@ -60,7 +54,7 @@ def fig4_mse_time(
         title=f"(b) eps_test = {shown:g}: {at['on_target'].mean():.1%} end on their attractor",
     )
     fig.suptitle(f"{study}: MSE over time (cf. paper Fig. 4)", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def fig5_single(single: pd.DataFrame, path: Path_) -> None:
@@ -79,7 +73,7 @@ def fig5_single(single: pd.DataFrame, path: Path_) -> None:
         f"{base:.2g}; cf. paper Fig. 5)",
     )
     ax.title.set_fontsize(9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def fig6_collective(collective: pd.DataFrame, path: Path_, *, tolerance: float = 0.05) -> None:
@@ -110,7 +104,7 @@ def fig6_collective(collective: pd.DataFrame, path: Path_, *, tolerance: float =
         f"{collective['study'].iloc[0]}: collective eigen-perturbations (cf. paper Fig. 6)",
         fontsize=10,
     )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def fig7_cases(table: pd.DataFrame, path: Path_) -> None:
@@ -129,7 +123,7 @@ def fig7_cases(table: pd.DataFrame, path: Path_) -> None:
     fig.suptitle(
         f"{table['study'].iloc[0]}: exact, partial and wrong (cf. paper Fig. 7)", fontsize=9
     )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def fig8_timestep(table: pd.DataFrame, path: Path_) -> None:
@@ -159,7 +153,7 @@ def fig8_timestep(table: pd.DataFrame, path: Path_) -> None:
         "time-step convergence (cf. paper Fig. 8)",
         fontsize=10,
     )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def fig9_trajectories(traj: pd.DataFrame, study: str, path: Path_) -> None:
@@ -177,7 +171,7 @@ def fig9_trajectories(traj: pd.DataFrame, study: str, path: Path_) -> None:
     )
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def fig10_inversion(errors: pd.DataFrame, images: pd.DataFrame, study: str, path: Path_) -> None:
@@ -220,7 +214,7 @@ def fig10_inversion(errors: pd.DataFrame, images: pd.DataFrame, study: str, path
         f"images at dt = {img['dt'].iloc[0]:g}, float64",
         fontsize=9,
     )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def baselines_vs_sanode(
@@ -298,4 +292,4 @@ def census_figure(stability: pd.DataFrame, census: pd.DataFrame, path: Path_) ->
         title="(b) census: where inputs end (number: distinct spurious attractors)",
     )
     b.legend(fontsize=7, bbox_to_anchor=(1.0, 1.0), loc="upper left")
-    _save(fig, path)
+    save_figure(fig, path)
