@@ -106,17 +106,15 @@ def _dt(config: dict, study: str) -> tuple[float, str]:
 
 # -- Fig. 4 ----------------------------------------------------------------------------------
 def mse_time_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
-    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["mse_time"]
     study = spec["study"]
-    models, data = models[study], data[study]
     eps = nearest_eps(config, study, spec.get("eps_train", 0.3))
     dt, method = _dt(config, study)
     label = int(spec.get("label", 3))
-    with tracked(config, "mse_time", data_all) as (client, run_id):
+    with tracked(config, "mse_time", data) as (client, run_id):
         curves, finals = mse_time.mse_over_time(
-            _model(models, eps),
-            _test_image(data, label),
+            _model(models[study], eps),
+            _test_image(data[study], label),
             label,
             eps_test=[float(e) for e in spec.get("eps_test", DEFAULT_EPS_GRID)],
             items=int(spec.get("items", 2000)),
@@ -136,19 +134,17 @@ def mse_time_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_
 
 # -- Figs. 5, 6 --------------------------------------------------------------------------------
 def perturbation_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
-    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["perturbation"]
     study = spec["study"]
-    models, data = models[study], data[study]
     dt, method = _dt(config, study)
     label = int(spec.get("label", 0))
-    image = _test_image(data, label)
+    image = _test_image(data[study], label)
     shown = nearest_eps(config, study, spec.get("eps_train", 0.3))
     kw = dict(t_end=float(spec.get("t_end", 40.0)), dt=dt, method=method)
     singles, curves = [], []
-    with tracked(config, "perturbation", data_all) as (client, run_id):
+    with tracked(config, "perturbation", data) as (client, run_id):
         for eps in eps_train_grid(config, study):
-            model = _model(models, eps)
+            model = _model(models[study], eps)
             single = perturbation.single_coefficient(
                 model,
                 image,
@@ -187,12 +183,11 @@ def perturbation_stage(config: dict, models: Paths, data: Paths, outputs: Paths,
 
 # -- Fig. 7 ----------------------------------------------------------------------------------
 def cases_stage(config: dict, models: Paths, data: Paths, outputs: Paths, *, states: str) -> None:
-    data_all = dict(data)  # before data is narrowed to one study
     study = config["analyses"]["cases"]["study"]
     cfg = TrainConfig.from_dict(train_settings(config, study))
     saved = torch.load(states, weights_only=True)
     patterns = load_prepared(data[study]).patterns
-    with tracked(config, "cases", data_all) as (client, run_id):
+    with tracked(config, "cases", data) as (client, run_id):
         table = cases.three_cases(
             saved["inputs"],
             saved["final"],
@@ -210,18 +205,16 @@ def cases_stage(config: dict, models: Paths, data: Paths, outputs: Paths, *, sta
 
 # -- Fig. 8 ----------------------------------------------------------------------------------
 def timestep_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
-    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["timestep"]
     study = spec["study"]
-    models, data = models[study], data[study]
     eps = nearest_eps(config, study, spec.get("eps_train", 0.3))
-    x, y = load_prepared(data).split("test")
+    x, y = load_prepared(data[study]).split("test")
     gen = torch.Generator().manual_seed(0)
     pick = torch.randperm(len(x), generator=gen)[: int(spec.get("items", 100))]
     noisy = add_pixel_noise(x[pick], float(spec.get("eps_test", 0.3)), noise_generator(0, 0))
-    with tracked(config, "timestep", data_all) as (client, run_id):
+    with tracked(config, "timestep", data) as (client, run_id):
         table = timestep.timestep_convergence(
-            _model(models, eps),
+            _model(models[study], eps),
             noisy,
             y[pick],
             t=float(spec.get("t", 10.0)),
@@ -239,10 +232,9 @@ def timestep_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_
 
 # -- Figs. 9-12 --------------------------------------------------------------------------------
 def inversion_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
-    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["inversion"]
     trajectories, grids, images = [], [], []
-    with tracked(config, "inversion", data_all) as (client, run_id):
+    with tracked(config, "inversion", data) as (client, run_id):
         for target in spec["targets"]:
             study, label = target["study"], int(target.get("label", 0))
             eps = eps_train_grid(config, study)[0]
@@ -299,10 +291,9 @@ def inversion_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **
 
 # -- baselines ---------------------------------------------------------------------------------
 def baselines_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
-    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["baselines"]
     frames = []
-    with tracked(config, "baselines", data_all) as (client, run_id):
+    with tracked(config, "baselines", data) as (client, run_id):
         for study in config["studies"]:
             prepared = load_prepared(data[study])
             x_tr, y_tr = prepared.split("train")
@@ -352,10 +343,9 @@ def baselines_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **
 
 # -- certificate and census --------------------------------------------------------------------
 def census_stage(config: dict, models: Paths, data: Paths, outputs: Paths, **_) -> None:
-    data_all = dict(data)  # before data is narrowed to one study
     spec = config["analyses"]["census"]
     stability, rows = [], []
-    with tracked(config, "census", data_all) as (client, run_id):
+    with tracked(config, "census", data) as (client, run_id):
         for study in config["studies"]:
             dt, _ = _dt(config, study)
             x_te, _ = load_prepared(data[study]).split("test")
