@@ -80,7 +80,8 @@ def evaluate_stage(
     states_out: str,
     threads: int,
 ) -> None:
-    """Evaluate the best model of one eps_train over the study's eps_test grid."""
+    """Evaluate the best model of one eps_train over the study's eps_test grid (and, with
+    ``seed`` in the search space, the same settings trained from the other seeds)."""
     torch.set_num_threads(max(1, threads))
     spec = config["studies"][study].get("evaluate", {})
     model, cfg, _ = load_model(checkpoint)
@@ -107,23 +108,35 @@ def evaluate_stage(
     )
     try:
         t_eval = float(spec.get("t_eval", cfg.t_eval))
+        grid = dict(
+            eps_test=[float(e) for e in spec.get("eps_test", [0.0])],
+            t_end=t_eval,
+            dt=cfg.dt,
+            method=cfg.method,
+            threshold=cfg.threshold,
+            batch_size=int(spec.get("batch_size", cfg.eval_batch_size)),
+            seed=int(spec.get("seed", 0)),
+            mse_every=int(spec.get("mse_every", 10)),
+            tol=spec.get("tol"),
+            noise_seeds=int(spec.get("noise_seeds", 1)),
+        )
         with matmul_precision(cfg.matmul_precision):
             res = evaluate_noise_grid(
-                model,
-                x,
-                y,
-                eps_test=[float(e) for e in spec.get("eps_test", [0.0])],
-                t_end=t_eval,
-                dt=cfg.dt,
-                method=cfg.method,
-                threshold=cfg.threshold,
-                batch_size=int(spec.get("batch_size", cfg.eval_batch_size)),
-                seed=int(spec.get("seed", 0)),
-                mse_items=int(spec.get("mse_items", 200)),
-                mse_every=int(spec.get("mse_every", 10)),
-                tol=spec.get("tol"),
-                noise_seeds=int(spec.get("noise_seeds", 1)),
+                model, x, y, mse_items=int(spec.get("mse_items", 200)), **grid
             )
+        rows = [res.accuracy.assign(train_seed=cfg.seed, is_best=True, trial_id=best["trial_id"])]
+        # the same settings trained from the other seeds (seed in the search space): the
+        # spread over training seeds; MSE curves and states stay those of the best model
+        for seed, sibling in best.get("seeds", {}).items():
+            if sibling["trial_id"] == best["trial_id"]:
+                continue
+            other, other_cfg, _ = load_model(
+                Path(checkpoint).parent / Path(sibling["checkpoint"]).name
+            )
+            with matmul_precision(other_cfg.matmul_precision):
+                extra_res = evaluate_noise_grid(other, x, y, mse_items=1, **grid)
+            rows.append(extra_res.accuracy.assign(train_seed=int(seed), is_best=False,
+                                                  trial_id=sibling["trial_id"]))  # fmt: skip
         tracking.log_params(
             client,
             run_id,
@@ -139,11 +152,11 @@ def evaluate_stage(
             "study": study,
             "dataset": cfg.dataset,
             "eps_train": float(eps_train),
-            "trial_id": str(best["trial_id"]),
             "mlflow_run_id": run_id,
         }
-        accuracy = res.accuracy.assign(**extra, t_eval=t_eval)
-        mse = res.mse.assign(**{k: v for k, v in extra.items() if k != "trial_id"})
+        accuracy = pd.concat(rows, ignore_index=True).assign(**extra, t_eval=t_eval)
+        accuracy["trial_id"] = accuracy["trial_id"].astype(str)
+        mse = res.mse.assign(**extra)
         tables.check_schema(accuracy, "accuracy").to_parquet(accuracy_out, index=False)
         tables.check_schema(mse, "mse_curves").to_parquet(mse_out, index=False)
         torch.save({k: v.contiguous() for k, v in res.states.items()}, states_out)

@@ -21,18 +21,21 @@ def save_figure(fig, path: str | os.PathLike) -> None:
 
 
 def first_draw(accuracy: pd.DataFrame) -> pd.DataFrame:
-    """The rows of the first test-noise draw (one row per study, eps_train, eps_test)."""
-    return accuracy[accuracy["noise_seed"] == accuracy["noise_seed"].min()]
+    """The best model's rows of the first test-noise draw (one per study, eps_train, eps_test)."""
+    best = accuracy[accuracy["is_best"]]
+    return best[best["noise_seed"] == best["noise_seed"].min()]
 
 
 def mf_vs_eps_test(accuracy: pd.DataFrame, study: str, path: str | os.PathLike) -> None:
     """Paper Fig. 3: m_f against eps_test, one line per eps_train.
 
-    With several test-noise draws the line is their mean and the band +- 1 standard deviation
-    over the draws; with one draw the band is +- 1 standard error over the items.
+    With several training seeds or test-noise draws the line is the mean over all of them and
+    the band +- 1 standard deviation; with one model and one draw, +- 1 standard error over
+    the items.
     """
     data = accuracy[accuracy["study"] == study]
-    draws = data["noise_seed"].nunique()
+    seeds, noise = data["train_seed"].nunique(), data["noise_seed"].nunique()
+    draws = seeds * noise
     data = (
         data.groupby(["eps_train", "eps_test"])
         .agg(
@@ -59,7 +62,11 @@ def mf_vs_eps_test(accuracy: pd.DataFrame, study: str, path: str | os.PathLike) 
         xlabel=r"test noise $\epsilon_{test}$",
         ylabel=r"$m_f$ (eq. 5)",
         title=f"{study}: overlap with the target attractor (cf. paper Fig. 3)"
-        + (f"\nband: +-1 sd over {draws} test-noise draws" if draws > 1 else ""),
+        + (
+            f"\nband: +-1 sd over {seeds} training seed(s) x {noise} test-noise draw(s)"
+            if draws > 1
+            else ""
+        ),
     )
     ax.legend(title=r"$\epsilon_{train}$", fontsize=7, title_fontsize=8, ncol=2)
     save_figure(fig, path)

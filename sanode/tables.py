@@ -37,6 +37,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "eps_train": "f",
         "eps_test": "f",
         "noise_seed": "i",
+        "train_seed": "i",
+        "is_best": "b",
         "n": "i",
         "exact": "i",
         "partial": "i",
@@ -151,9 +153,8 @@ def concat_tables(paths: Iterable[str | os.PathLike], name: str) -> pd.DataFrame
 def secv_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
     """Sec. V: buckets on the clean test set (first noise draw, lowest eps_train) per study,
     beside the paper's counts for MNIST and Fashion-MNIST (``source`` = sanode / paper)."""
-    clean = accuracy[(accuracy["eps_test"] == 0.0)]
-    if "noise_seed" in clean:
-        clean = clean[clean["noise_seed"] == clean["noise_seed"].min()]
+    clean = accuracy[(accuracy["eps_test"] == 0.0) & accuracy["is_best"]]
+    clean = clean[clean["noise_seed"] == clean["noise_seed"].min()]
     rows = []
     for study, group in clean.groupby("study", sort=False):
         best = group.loc[group["eps_train"].idxmin()]

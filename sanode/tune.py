@@ -381,11 +381,31 @@ def _write_outputs(
             settings.metric: float(row[settings.metric]),
             "checkpoint": str(target),
             "params": {k[6:]: _plain(row[k]) for k in row.index if k.startswith("param_")},
+            "seeds": _seed_siblings(group, row, out_dir / "best", eps),
         }
     best["failed_trials"] = sorted(last.loc[last["status"] == "ERROR", "trial_id"].tolist())
     (out_dir / "best.json").write_text(json.dumps(best, indent=2))
     client.log_artifact(parent, str(out_dir / "trials.parquet"), artifact_path="tune")
     client.log_artifact(parent, str(out_dir / "best.json"), artifact_path="tune")
+
+
+def _seed_siblings(group: pd.DataFrame, best: pd.Series, folder: Path, eps: float) -> dict:
+    """With ``seed`` in the search space: the trials that share every setting of the best one
+    but the seed (the best included), copied to ``eps_train=<eps>.seed=<seed>.pt``; they give
+    the spread over training seeds. Returns ``{seed: {"trial_id", "checkpoint"}}``."""
+    if "param_seed" not in group:
+        return {}
+    others = [k for k in group.columns if k.startswith("param_") and k != "param_seed"]
+    same = group
+    for key in others:
+        same = same[same[key].astype(str) == str(best[key])]
+    seeds = {}
+    for _, sibling in same.sort_values("param_seed").iterrows():
+        seed = int(sibling["param_seed"])
+        target = folder / f"eps_train={eps:g}.seed={seed}.pt"
+        shutil.copy(sibling["checkpoint"], target)
+        seeds[str(seed)] = {"trial_id": sibling["trial_id"], "checkpoint": str(target)}
+    return seeds
 
 
 def _trial_id_from_path(path: str) -> str:

@@ -12,6 +12,8 @@ def _accuracy_row(**changes):
         "eps_train": 0.0,
         "eps_test": 0.1,
         "noise_seed": 0,
+        "train_seed": 0,
+        "is_best": True,
         "n": 10,
         "exact": 8,
         "partial": 1,

@@ -115,6 +115,11 @@ def test_smoke_study_end_to_end(tmp_path):
     accuracy = pd.read_parquet(results / "tables" / "accuracy.parquet")
     assert set(accuracy["study"]) == {"letters", "mnist"}
     assert sorted(accuracy.loc[accuracy["study"] == "letters", "eps_train"].unique()) == [0.0, 0.3]
+    letters = accuracy[accuracy["study"] == "letters"]
+    # the best lr of each eps_train from both training seeds; MNIST has one model
+    assert sorted(letters["train_seed"].unique()) == [0, 1]
+    assert letters.groupby("eps_train")["is_best"].sum().tolist() == [3, 3]  # 3 eps_test
+    assert accuracy.loc[accuracy["study"] == "mnist", "is_best"].all()
     assert (accuracy["exact"] + accuracy["partial"] + accuracy["wrong"] == accuracy["n"]).all()
     for figure in (
         "fig3_mf_vs_eps_test_letters",
@@ -166,7 +171,7 @@ def test_smoke_study_end_to_end(tmp_path):
         children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         trials = [r for r in children if r.data.tags.get("sanode.kind") == "trial"]
         evals = [r for r in children if r.data.tags.get("sanode.rule") == "evaluate"]
-        assert len(trials) == 2 and evals
+        assert len(trials) == {"letters": 4, "mnist": 2}[study] and evals  # 2 eps x 2 seeds
         for trial in trials:
             history = client.get_metric_history(trial.info.run_id, "train_loss")
             assert min(m.step for m in history) == 1
