@@ -26,49 +26,49 @@ def first_draw(accuracy: pd.DataFrame) -> pd.DataFrame:
     return best[best["noise_seed"] == best["noise_seed"].min()]
 
 
-def mf_vs_eps_test(accuracy: pd.DataFrame, study: str, path: str | os.PathLike) -> None:
-    """Paper Fig. 3: m_f against eps_test, one line per eps_train.
-
-    With several training seeds or test-noise draws the line is the mean over all of them and
-    the band +- 1 standard deviation; with one model and one draw, +- 1 standard error over
-    the items.
-    """
-    data = accuracy[accuracy["study"] == study]
-    seeds, noise = data["train_seed"].nunique(), data["noise_seed"].nunique()
-    draws = seeds * noise
-    data = (
-        data.groupby(["eps_train", "eps_test"])
-        .agg(
-            m_f=("m_f", "mean"),
-            spread=("m_f", "std"),
-            item_std=("m_f_std", "mean"),
-            n=("n", "first"),
-        )
-        .reset_index()
-        .sort_values(["eps_train", "eps_test"])
-    )
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+def _mf_lines(ax, data: pd.DataFrame, band: str) -> None:
+    """One line per eps_train of ``data`` (columns eps_train, eps_test, m_f, lo, hi)."""
     palette = sns.color_palette("viridis", n_colors=max(1, data["eps_train"].nunique()))
     for color, (eps_train, group) in zip(palette, data.groupby("eps_train"), strict=False):
+        group = group.sort_values("eps_test")
         ax.plot(
             group["eps_test"], group["m_f"], marker="o", ms=3, color=color, label=f"{eps_train:g}"
         )
-        err = group["spread"] if draws > 1 else group["item_std"] / group["n"].clip(lower=1) ** 0.5
-        ax.fill_between(
-            group["eps_test"], group["m_f"] - err, group["m_f"] + err, color=color, alpha=0.2, lw=0
-        )
+        ax.fill_between(group["eps_test"], group["lo"], group["hi"], color=color, alpha=0.2, lw=0)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set(
-        xlabel=r"test noise $\epsilon_{test}$",
-        ylabel=r"$m_f$ (eq. 5)",
-        title=f"{study}: overlap with the target attractor (cf. paper Fig. 3)"
-        + (
-            f"\nband: +-1 sd over {seeds} training seed(s) x {noise} test-noise draw(s)"
-            if draws > 1
-            else ""
-        ),
-    )
+    ax.set(xlabel=r"test noise $\epsilon_{test}$", ylabel=r"$m_f$ (eq. 5)", ylim=(0, 1.05))
+    ax.set_title(band, fontsize=9)
     ax.legend(title=r"$\epsilon_{train}$", fontsize=7, title_fontsize=8, ncol=2)
+
+
+def mf_vs_eps_test(accuracy: pd.DataFrame, study: str, path: str | os.PathLike) -> None:
+    """Paper Fig. 3: m_f against eps_test, one line per eps_train.
+
+    (a) the selected (best) model of each eps_train, as in the paper: mean over the test-noise
+    draws, band +- 1 sd over them (one draw: +- 1 standard error over the items). (b) with
+    several training seeds, the mean over the seeds, band from the worst to the best seed.
+    """
+    data = accuracy[accuracy["study"] == study]
+    seeds, noise = data["train_seed"].nunique(), data["noise_seed"].nunique()
+    best = (
+        data[data["is_best"]]
+        .groupby(["eps_train", "eps_test"])
+        .agg(m_f=("m_f", "mean"), sd=("m_f", "std"), item=("m_f_std", "mean"), n=("n", "first"))
+        .reset_index()
+    )
+    err = best["sd"].fillna(0) if noise > 1 else best["item"] / best["n"].clip(lower=1) ** 0.5
+    best = best.assign(lo=best["m_f"] - err, hi=best["m_f"] + err)
+    panels = 2 if seeds > 1 else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.4), squeeze=False)
+    spread = f"+-1 sd over {noise} test-noise draws" if noise > 1 else "+-1 s.e. over items"
+    _mf_lines(axes[0, 0], best, f"(a) selected model per eps_train; band {spread}")
+    if seeds > 1:
+        per_seed = data.groupby(["eps_train", "eps_test", "train_seed"])["m_f"].mean()
+        by = per_seed.groupby(["eps_train", "eps_test"])
+        all_seeds = by.agg(m_f="mean", lo="min", hi="max").reset_index()
+        _mf_lines(axes[0, 1], all_seeds,
+                  f"(b) mean over {seeds} training seeds; band: worst to best seed")  # fmt: skip
+    fig.suptitle(f"{study}: overlap with the target attractor (cf. paper Fig. 3)", fontsize=10)
     save_figure(fig, path)
 
 
