@@ -304,40 +304,19 @@ def run_benchmark(
                 jobs += [("autograd", s), ("sanode", s)]
                 if s >= 100:
                     jobs.append(("sanode-seg", s))
-            ref_rate = ref_fraction = None
+            train_rows = []
             for variant, s in jobs:
                 flops = matmul_flops(n, batch, dtype, device=dev)
-                r = time_training_step(
-                    variant,
-                    n=n,
-                    k=k,
-                    batch=batch,
-                    steps=s,
-                    dtype=dtype,
-                    device=dev,
-                    repeats=max(1, repeats - 1) if variant == "naive" else repeats,
-                )
-                r["matmul_gflops"] = flops / 1e9
-                r["roofline_fraction"] = r["image_steps_per_s"] / (
-                    flops / (2 * GEMMS_PER_STEP[variant] * n * n)
-                )
-                if variant == ("naive" if naive else "autograd") and ref_rate is None:
-                    ref_rate, ref_fraction = r["image_steps_per_s"], r["roofline_fraction"]
-                r["reference"] = "naive" if naive else "autograd"
-                r["vs_reference"] = r["image_steps_per_s"] / ref_rate
-                # each row against the matmul speed measured right before it
-                r["vs_reference_normalised"] = r["roofline_fraction"] / ref_fraction
+                size = dict(n=n, k=k, batch=batch, steps=s, dtype=dtype)
+                reps = max(1, repeats - 1) if variant == "naive" else repeats
+                r = time_training_step(variant, **size, device=dev, repeats=reps)
+                _add_roofline(r, flops, GEMMS_PER_STEP[variant], n)
                 if memory:
-                    r["peak_mib"] = peak_training_mib(
-                        variant,
-                        n=n,
-                        k=k,
-                        batch=batch,
-                        steps=s,
-                        dtype=dtype,
-                        device=str(dev),
-                    )
-                rows.append(r)
+                    r["peak_mib"] = peak_training_mib(variant, **size, device=str(dev))
+                train_rows.append(r)
+            # the reference: the first naive row, or the first autograd row with --no-naive
+            ref = next(r for r in train_rows if r["variant"] == ("naive" if naive else "autograd"))
+            rows += _against(train_rows, ref)
             if eval_steps:
                 eval_rows = []
                 for tol in (None, eval_tol) if eval_tol else (None,):
@@ -346,20 +325,30 @@ def run_benchmark(
                         n=n, k=k, batch=eval_batch, steps=eval_steps, dtype=dtype, tol=tol,
                         device=dev,
                     )  # fmt: skip
-                    r["matmul_gflops"] = flops / 1e9
-                    r["roofline_fraction"] = r["image_steps_per_s"] / (flops / (2 * n * n))
-                    r["reference"] = "eval"
-                    eval_rows.append(r)
-                for r in eval_rows:
-                    r["vs_reference"] = r["image_steps_per_s"] / eval_rows[0]["image_steps_per_s"]
-                    r["vs_reference_normalised"] = (
-                        r["roofline_fraction"] / eval_rows[0]["roofline_fraction"]
-                    )
-                rows += eval_rows
+                    eval_rows.append(_add_roofline(r, flops, 1, n))
+                rows += _against(eval_rows, eval_rows[0])
     _print_rows(rows, naive_steps)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def _add_roofline(row: dict, flops: float, gemms: int, n: int) -> dict:
+    """Attach the matmul speed measured before ``row`` and the row's fraction of the roofline
+    ``flops / (2 N^2 gemms)`` image-steps/s."""
+    row["matmul_gflops"] = flops / 1e9
+    row["roofline_fraction"] = row["image_steps_per_s"] / (flops / (2 * gemms * n * n))
+    return row
+
+
+def _against(rows: list[dict], ref: dict) -> list[dict]:
+    """Ratios of every row to ``ref``: raw throughput, and of roofline fractions (each row
+    against the matmul speed measured right before it)."""
+    for r in rows:
+        r["reference"] = ref["variant"]
+        r["vs_reference"] = r["image_steps_per_s"] / ref["image_steps_per_s"]
+        r["vs_reference_normalised"] = r["roofline_fraction"] / ref["roofline_fraction"]
     return rows
 
 
