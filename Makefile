@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 CORES ?= all
 
-.PHONY: study test lint bench clean-results
+.PHONY: study test lint bench clean-results gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,4 +32,8 @@ bench: $(VENV)/.installed
 # (the committed figures stay until the next run overwrites them)
 clean-results:
 	rm -rf results/tune results/ray results/eval results/tables results/logs results/benchmarks \
-		data/prepared mlflow.db mlruns .snakemake
+		data/prepared mlflow.db mlruns .snakemake runs/smoke
+
+# on a CUDA machine: bench (float32, TF32, bfloat16), one paper-protocol epoch, GPU tests
+gpu-check: $(VENV)/.installed
+	bench/gpu-check.sh results/gpu

@@ -7,6 +7,9 @@ Training (one step: forward + backward + Adam) at the same sizes:
 * ``autograd``   - A built once per pass, the Euler loop under plain autograd.
 * ``naive``      - the authors' scheme: A = Phi diag(lambda) inv(Phi) rebuilt at every step.
 
+Every variant runs in float32, float64 or ``bfloat16`` (a float32 loop with bfloat16 matrix
+products, the ``matmul_dtype`` setting; no naive row).
+
 Evaluation (no gradient) of a batch to the horizon T:
 
 * ``eval``       - fixed-step Euler to T.
@@ -37,6 +40,17 @@ from .model import SANode
 from .patterns import block_patterns
 
 TRAIN_VARIANTS = ("naive", "autograd", "sanode", "sanode-seg")
+BENCH_DTYPES = ("float32", "float64", "bfloat16")
+
+
+def loop_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, torch.dtype | None]:
+    """(loop dtype, product dtype) of a bench row: ``bfloat16`` rows run a float32 loop whose
+    matrix products are bfloat16 (``matmul_dtype``); other rows run everything in ``dtype``."""
+    if dtype == torch.bfloat16:
+        return torch.float32, torch.bfloat16
+    return dtype, None
+
+
 GEMMS_PER_STEP = {"naive": 3, "autograd": 3, "sanode": 3, "sanode-seg": 4}
 
 
@@ -128,8 +142,11 @@ def _training_setup(variant: str, *, n, k, batch, steps, dtype, device, dt=0.1):
     """(step, forward) closures of one training step of ``variant`` on a fixed random problem."""
     if variant not in TRAIN_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {list(TRAIN_VARIANTS)}")
+    if variant == "naive" and dtype == torch.bfloat16:
+        raise ValueError("the naive variant has no bfloat16 form; time it in float32")
     patterns = block_patterns(n, k, 0.5)
-    model = SANode(patterns, dtype=dtype, seed=0).to(device)
+    dtype, mm = loop_dtypes(dtype)
+    model = SANode(patterns, dtype=dtype, matmul_dtype=mm, seed=0).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(1)
     x0 = torch.rand(batch, n, generator=gen, dtype=dtype).to(device)
@@ -250,7 +267,9 @@ def time_evaluation(
     (``sanode evaluate --early-exit``, README).
     """
     device = torch.device(device)
-    model = SANode(block_patterns(n, k, 0.5), dtype=dtype, seed=0).to(device)
+    label = dtype
+    dtype, mm = loop_dtypes(dtype)
+    model = SANode(block_patterns(n, k, 0.5), dtype=dtype, matmul_dtype=mm, seed=0).to(device)
     x0 = torch.rand(batch, n, generator=torch.Generator().manual_seed(2), dtype=dtype).to(device)
     t_end = steps * dt
     with torch.no_grad():
@@ -264,7 +283,7 @@ def time_evaluation(
     with torch.no_grad():
         seconds, (_, done) = median_seconds(run, repeats, device)
     variant = "eval" if tol is None else "eval-early"
-    row = _row("eval", variant, dtype, steps, batch, n, seconds)
+    row = _row("eval", variant, label, steps, batch, n, seconds)
     return {**row, "work_fraction": float(done.sum()) / (batch * steps)}
 
 
@@ -299,7 +318,8 @@ def run_benchmark(
     with matmul_precision(precision):
         for name in dtypes:
             dtype = torch_dtype(name)
-            jobs = [("naive", naive_steps)] if naive else []
+            with_naive = naive and dtype != torch.bfloat16
+            jobs = [("naive", naive_steps)] if with_naive else []
             for s in steps:
                 jobs += [("autograd", s), ("sanode", s)]
                 if s >= 100:
@@ -315,7 +335,9 @@ def run_benchmark(
                     r["peak_mib"] = peak_training_mib(variant, **size, device=str(dev))
                 train_rows.append(r)
             # the reference: the first naive row, or the first autograd row with --no-naive
-            ref = next(r for r in train_rows if r["variant"] == ("naive" if naive else "autograd"))
+            ref = next(
+                r for r in train_rows if r["variant"] == ("naive" if with_naive else "autograd")
+            )
             rows += _against(train_rows, ref)
             if eval_steps:
                 eval_rows = []
@@ -327,6 +349,7 @@ def run_benchmark(
                     )  # fmt: skip
                     eval_rows.append(_add_roofline(r, flops, 1, n))
                 rows += _against(eval_rows, eval_rows[0])
+    _against_float32(rows)
     _print_rows(rows, naive_steps)
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -352,11 +375,21 @@ def _against(rows: list[dict], ref: dict) -> list[dict]:
     return rows
 
 
+def _against_float32(rows: list[dict]) -> None:
+    """``vs_float32``: every row's throughput over the float32 row of the same kind, variant
+    and steps (measured in this run), where there is one."""
+    f32 = {(r["kind"], r["variant"], r["steps"]): r for r in rows if r["dtype"] == "float32"}
+    for r in rows:
+        ref = f32.get((r["kind"], r["variant"], r["steps"]))
+        if ref is not None:
+            r["vs_float32"] = r["image_steps_per_s"] / ref["image_steps_per_s"]
+
+
 def _print_rows(rows: list[dict], naive_steps: int) -> None:
     header = (
         f"{'variant':>10} {'dtype':>8} {'steps':>6} {'batch':>6} {'img*steps/s':>12} "
         f"{'roofline':>9} {'x ref':>6} {'x ref*':>7} {'saved MiB':>10} {'peak MiB':>9} "
-        f"{'work':>6} {'matmul GF/s':>12}"
+        f"{'work':>6} {'matmul GF/s':>12} {'x f32':>6}"
     )
     print(header)
     for r in rows:
@@ -367,7 +400,8 @@ def _print_rows(rows: list[dict], naive_steps: int) -> None:
             f"{r['variant']:>10} {r['dtype']:>8} {r['steps']:>6} {r['batch']:>6} "
             f"{r['image_steps_per_s']:>12,.0f} {r['roofline_fraction']:>9.1%} "
             f"{r['vs_reference']:>6.1f} {r['vs_reference_normalised']:>7.1f} {saved:>10} "
-            f"{peak:>9} {work:>6} {r['matmul_gflops']:>12.1f}"
+            f"{peak:>9} {work:>6} {r['matmul_gflops']:>12.1f} "
+            + (f"{r['vs_float32']:>6.2f}" if "vs_float32" in r else f"{'-':>6}")
         )
     print(
         "x ref = throughput over the reference row of the same dtype (training: naive, or "
@@ -376,5 +410,8 @@ def _print_rows(rows: list[dict], naive_steps: int) -> None:
         "roofline = measured matmul flop/s / (2 N^2 x GEMMs per step): 3 per training step, "
         "4 with checkpointed segments, 1 per evaluation step. eval-early counts the image-steps "
         "of the fixed run it replaces; work = the fraction of them it computed. "
-        f"naive is timed at {naive_steps} steps (its cost per step does not depend on T)."
+        f"naive is timed at {naive_steps} steps (its cost per step does not depend on T).\n"
+        "bfloat16 rows: float32 loop with bfloat16 matrix products (matmul_dtype), against a "
+        "bfloat16 matmul roofline and the autograd row; x f32 = throughput over the float32 row "
+        "of the same variant and steps."
     )

@@ -27,6 +27,7 @@ def model_from_config(cfg: TrainConfig, patterns: torch.Tensor) -> SANode:
         clip=cfg.clip,
         margin=cfg.margin,
         dtype=cfg.torch_dtype,
+        matmul_dtype=None if cfg.matmul_dtype is None else cfg.torch_matmul_dtype,
         seed=cfg.seed,
     )
 
@@ -65,7 +66,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
     """``(model, config, payload)`` rebuilt from a checkpoint of :func:`sanode.train.train`."""
     payload = load_checkpoint(path, map_location)
-    cfg = TrainConfig.from_dict(payload["config"])
+    bad = [
+        k for k, v in payload["model"].items() if v.is_floating_point() and not v.isfinite().all()
+    ]
+    if bad:
+        raise ValueError(
+            f"{path} holds non-finite parameters {bad} (a diverged run); it cannot be evaluated. "
+            "Retrain with a smaller lr."
+        )
+    cfg = TrainConfig.from_dict({**TrainConfig().to_dict(), **payload["config"]})
     model = model_from_config(cfg, payload["model"]["patterns"])
     model.load_state_dict(payload["model"])
     return model.to(map_location), cfg, payload

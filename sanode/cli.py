@@ -71,7 +71,12 @@ def _config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
         path = Path(args.config)
         if not path.is_file():
             parser.error(f"--config {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            where = getattr(err, "problem_mark", None)
+            line = f" line {where.line + 1}" if where is not None else ""
+            parser.error(f"--config {path}{line}: not valid YAML ({getattr(err, 'problem', err)})")
         if not isinstance(loaded, dict):
             parser.error(f"--config {path} must hold a mapping of training settings")
         values.update(loaded)
@@ -82,7 +87,7 @@ def _config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser)
     try:
         return TrainConfig.from_dict(values)
     except ConfigError as err:
-        parser.error(str(err))
+        parser.error(f"{args.config}: {err}" if args.config else str(err))
         raise  # unreachable: parser.error exits
 
 
@@ -192,6 +197,17 @@ def _cmd_evaluate(args, parser) -> int:
         cfg = cfg.replace(**overrides)
     except ConfigError as err:
         parser.error(str(err))
+    if args.matmul_dtype is not None:  # e.g. evaluate a float32-trained model in bfloat16
+        import torch
+
+        mm = None if args.matmul_dtype == "float32" else torch.bfloat16
+        try:
+            cfg = cfg.replace(matmul_dtype=None if mm is None else "bfloat16")
+            model.matmul_dtype = mm
+        except (ConfigError, ValueError) as err:
+            parser.error(str(err))
+    if args.early_exit is not None and not args.early_exit > 0:
+        parser.error(f"--early-exit must be a tolerance > 0 (e.g. 1e-4), got {args.early_exit}")
     split = load_split(cfg, args.split, letters_eps=0.0)
     rows = _eval_rows(model, cfg, split, args.eps_test, args.seed, tol=args.early_exit)
     if args.json:
@@ -240,6 +256,45 @@ def _cmd_bench(args, parser) -> int:
     return 0
 
 
+def _cmd_time_to_accuracy(args, parser) -> int:
+    from .time_to_accuracy import time_to_accuracy
+
+    cfg = _config_from_args(args, parser)
+    out_dir = Path(args.out or f"runs/tta/{cfg.dataset}-{cfg.matmul_dtype or cfg.dtype}")
+    summary = time_to_accuracy(
+        cfg,
+        out_dir,
+        target=args.target,
+        val_fraction=args.val_fraction,
+        stop_at_target=args.stop_at_target,
+        t_test=args.t_test,
+        test_tol=args.test_tol,
+        progress=not args.quiet,
+    )
+    reached = summary["time_to_target_s"]
+    test = summary["test"]
+    print(
+        f"{summary['dataset']} {summary['matmul_dtype']}: validation H >= {args.target:.3f} "
+        + (
+            f"after {summary['epochs_to_target']} epochs, {reached:.0f} s"
+            if reached is not None
+            else f"not reached in {summary['epochs_run']} epochs "
+            f"(best {summary['best_val_accuracy']:.4f})"
+        )
+        + f"; test H {test['accuracy']:.4f} ({test['exact']}/{test['partial']}/{test['wrong']}) "
+        f"after {summary['epochs_run']} epochs, {summary['train_wall_s']:.0f} s"
+    )
+    if "eval_switch" in summary:
+        sw = summary["eval_switch"]
+        print(
+            f"evaluated with {sw['eval_matmul_dtype']} products instead: test H "
+            f"{sw['test']['accuracy']:.4f}, {sw['items_changing_bucket']} items change bucket, "
+            f"{sw['sign_flips']} of {sw['signs']} final signs flip"
+        )
+    print(f"result: {out_dir / 'result.json'}")
+    return 0
+
+
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in _NONE_WORDS else float(text)
 
@@ -253,6 +308,7 @@ def _unit_interval(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sanode", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model and write its checkpoint")
@@ -272,6 +328,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(p, skip=set())
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "time-to-accuracy",
+        help="wall time from a fresh model to a validation H target, and the final test H",
+    )
+    p.add_argument("--config", help="YAML file of training settings (flags override it)")
+    p.add_argument("--out", help="run folder (default runs/tta/<dataset>-<matmul dtype>)")
+    p.add_argument("--target", type=_unit_interval, default=0.97, help="validation H target")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="validation share of train")
+    p.add_argument(
+        "--stop-at-target", action="store_true", help="stop at the target, not the schedule's end"
+    )
+    p.add_argument("--t-test", type=float, default=120.0, help="test evaluation horizon")
+    p.add_argument(
+        "--test-tol", type=_optional_float, default=1e-4, help="test early-exit tol, or 'none'"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_options(p, skip=set())
+    p.set_defaults(func=_cmd_time_to_accuracy)
 
     p = sub.add_parser("evaluate", help="print the accuracy buckets of a checkpoint")
     p.add_argument("checkpoint")
@@ -295,6 +370,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["highest", "high", "medium"],
         help="float32 matmul precision: high = TF32 on CUDA (default: the checkpoint's)",
     )
+    p.add_argument(
+        "--matmul-dtype",
+        choices=["float32", "bfloat16"],
+        help="dtype of the matrix products (default: the checkpoint's); float32 loops only",
+    )
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
@@ -305,7 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--steps", type=int, nargs="+", default=[55, 600])
     p.add_argument(
-        "--dtypes", nargs="+", choices=["float32", "float64"], default=["float32", "float64"]
+        "--dtypes",
+        nargs="+",
+        choices=["float32", "float64", "bfloat16"],
+        default=["float32", "bfloat16", "float64"],
+        help="bfloat16: float32 loop with bfloat16 matrix products",
     )
     p.add_argument(
         "--naive",
@@ -348,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args, parser)
-    except (DataError, ConfigError) as err:
+    except (DataError, ConfigError, FileNotFoundError, ValueError) as err:
+        if args.debug:
+            raise
         print(f"sanode: error: {err}", file=sys.stderr)
         return 2
     except DivergenceError as err:

@@ -17,9 +17,30 @@ if TYPE_CHECKING:
     import torch
 
 DATASETS = ("letters", "mnist", "fashion")
+MIRROR_ENV = "SANODE_DATA_MIRROR"  # the mirror folder of the MNIST/Fashion-MNIST IDX files
 DTYPES = ("float32", "float64")
+# dtype of the (B, N) @ (N, N) products of the loop; None: the loop dtype itself
+MATMUL_DTYPES = ("float32", "float64", "bfloat16")
+LR_SCHEDULES = ("constant", "cosine", "onecycle")
 # torch.set_float32_matmul_precision: full float32, TF32 (or bf16x3 on CPU), bfloat16
 MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+# Settings that say where and how a run executes, not what it computes: a run may resume
+# with other values, and they are left out of the settings digests that decide reruns.
+EXECUTION_KEYS = frozenset(
+    {"device", "threads", "eval_batch_size", "data_root", "mirror", "verify_checksums",
+     "grad_segment"}
+)  # fmt: skip
+
+
+def settings_digest(values: Any) -> str:
+    """A short SHA-256 of JSON-serialisable settings (key order does not matter)."""
+    import hashlib
+    import json
+
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 class ConfigError(ValueError):
@@ -46,6 +67,18 @@ class TrainConfig:
     batch_size: int = 200
     epochs: int = 10
     ortho_penalty: float = 0.0
+    # learning-rate recipe: schedule over all optimiser steps, warm-up fraction, final lr as
+    # a fraction of the peak, per-block multipliers, gradient-norm clipping
+    lr_schedule: str = "constant"
+    lr_warmup: float = 0.0
+    lr_final: float = 0.0
+    lr_eig_mult: float = 1.0
+    lr_basis_mult: float = 1.0
+    lr_gamma_mult: float = 1.0
+    grad_clip_norm: float | None = None
+    # stop with DivergenceError once an epoch's mean loss exceeds this multiple of the
+    # run's first batch loss (None: only non-finite values stop a run)
+    divergence_factor: float | None = 10.0
     # integration (training horizon T, evaluation horizon, step)
     t_train: float = 5.5
     t_eval: float = 12.0
@@ -64,11 +97,16 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None
     eval_batch_size: int = 2000
+    # validation during training stops each item at max|F| < eval_tol (None: all steps)
+    eval_tol: float | None = None
     # memory / speed trade-offs (none changes which attractor an item reaches, see README)
     grad_segment: int | str | None = None
     matmul_precision: str = "highest"
+    matmul_dtype: str | None = None
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            check_type(f.name, getattr(self, f.name), str(f.type))
         _one_of("dataset", self.dataset, DATASETS)
         _one_of("dtype", self.dtype, DTYPES)
         _one_of("method", self.method, ("euler", "rk4"))
@@ -102,12 +140,47 @@ class TrainConfig:
                 f"or a positive step count, got {seg!r}"
             )
         _one_of("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS)
+        if self.matmul_dtype is not None:
+            _one_of("matmul_dtype", self.matmul_dtype, MATMUL_DTYPES)
+            if self.matmul_dtype != self.dtype and not (
+                self.matmul_dtype == "bfloat16" and self.dtype == "float32"
+            ):
+                raise ConfigError(
+                    f"matmul_dtype {self.matmul_dtype!r} does not fit dtype {self.dtype!r}: "
+                    "use null (the loop dtype) or bfloat16 products with a float32 loop"
+                )
+        _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        for key in ("lr_eig_mult", "lr_basis_mult", "lr_gamma_mult"):
+            _positive(key, getattr(self, key))
+        for key in ("lr_warmup", "lr_final"):
+            value = getattr(self, key)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and 0.0 <= value < 1.0):  # fmt: skip
+                raise ConfigError(f"{key} must lie in [0, 1), got {value!r}")
+        if self.lr_schedule == "onecycle" and not self.lr_warmup > 0:
+            raise ConfigError(
+                "lr_schedule 'onecycle' needs a warm-up: set lr_warmup in (0, 1), e.g. 0.15"
+            )
+        for key in ("grad_clip_norm", "divergence_factor", "eval_tol"):
+            if getattr(self, key) is not None:
+                _positive(key, getattr(self, key))
+        if self.divergence_factor is not None and self.divergence_factor <= 1:
+            raise ConfigError(
+                f"divergence_factor must be > 1 or null, got {self.divergence_factor!r}"
+            )
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
+        for key in ("t_eval", "t_train"):
+            check_horizon(key, getattr(self, key), self.dt)
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return torch_dtype(self.dtype)
+
+    @property
+    def torch_matmul_dtype(self) -> torch.dtype:
+        """The dtype of the loop's matrix products (the loop dtype unless bfloat16)."""
+        return torch_dtype(self.matmul_dtype or self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -127,6 +200,41 @@ class TrainConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
 
+_KINDS = {
+    "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+              and math.isfinite(v)),
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+}  # fmt: skip
+
+
+def check_type(key: str, value: Any, annotation: str) -> None:
+    """Refuse ``value`` unless it has one of the types of ``annotation`` (``"float | None"``);
+    a quoted number such as ``"-5"`` is a string, not a number."""
+    kinds = [k.strip() for k in annotation.split("|")]
+    if value is None and "None" in kinds:
+        return
+    if any(_KINDS[k][1](value) for k in kinds if k in _KINDS):
+        return
+    wanted = " or ".join(_KINDS[k][0] for k in kinds if k in _KINDS)
+    if "None" in kinds:
+        wanted += " or null"
+    raise ConfigError(f"{key} must be {wanted}, got {value!r} ({type(value).__name__})")
+
+
+def check_horizon(key: str, t: float, dt: float) -> None:
+    """The horizon ``t`` must hold at least one step ``dt`` and a whole number of them."""
+    if dt > t:
+        raise ConfigError(f"dt ({dt}) is larger than {key} ({t}): no step would run; lower dt")
+    steps = t / dt
+    if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+        raise ConfigError(
+            f"{key} ({t}) is not a whole number of steps dt ({dt}): {steps:.4g} steps; choose a "
+            f"dt that divides it, e.g. {t / max(1, round(steps)):.6g}"
+        )
+
+
 def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
@@ -143,10 +251,10 @@ def _positive(key: str, value: Any) -> None:
 
 
 def torch_dtype(name: str) -> torch.dtype:
-    """``"float32"`` -> ``torch.float32`` (and float64)."""
+    """``"float32"`` -> ``torch.float32`` (and float64, bfloat16)."""
     import torch
 
-    _one_of("dtype", name, DTYPES)
+    _one_of("dtype", name, MATMUL_DTYPES)
     return getattr(torch, name)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-MIRROR_ENV = "SANODE_DATA_MIRROR"
+from .config import MIRROR_ENV
 
 TORCHVISION_FOLDER = {"mnist": "MNIST", "fashion": "FashionMNIST"}
 RAW_FILES = {

@@ -16,6 +16,11 @@ the backward pass recomputes the S states of one segment at a time from its firs
 Memory: (n/S + S + chunk)*B*N, smallest near S = sqrt(n); cost: a fourth GEMM per step.
 The states, x_n and dL/dx_0 are bit-identical to the unsegmented loop; dL/dW, dL/dp and dL/dq
 differ by rounding only (the weight-gradient sums are split at other step boundaries).
+
+With ``mm_dtype=torch.bfloat16`` (a float32 loop) the three products of every step run in
+bfloat16: W is cast once per pass, each (B, N) operand is cast as it enters its product, and the
+product is added to the float32 state. States, the cubic term, dL/dW's accumulation and every
+returned gradient stay float32.
 """
 
 from __future__ import annotations
@@ -25,11 +30,20 @@ import math
 import torch
 
 
+def _mm_add(base: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
+    """out = base + a @ b, the product in b's dtype (a is cast when it differs)."""
+    if a.dtype == b.dtype:
+        torch.addmm(base, a, b, out=out)
+    else:
+        torch.add(base, torch.mm(a.to(b.dtype), b), out=out)
+
+
 def _step(x: torch.Tensor, w: torch.Tensor, pf: float, qf: float, clip, out, tmp) -> None:
-    """out = clamp(x * (p - q x^2) + x @ w); ``tmp`` is scratch of x's shape."""
+    """out = clamp(x * (p - q x^2) + x @ w); ``tmp`` is scratch of x's shape; the product runs
+    in w's dtype."""
     torch.mul(x, x, out=tmp)
     tmp.mul_(-qf).add_(pf).mul_(x)
-    torch.addmm(tmp, x, w, out=out)
+    _mm_add(tmp, x, w, out)
     if clip is not None:
         out.clamp_(-clip, clip)
 
@@ -46,15 +60,19 @@ def resolve_segment(segment: int | str | None, n_steps: int) -> int | None:
 
 
 class EulerLoop(torch.autograd.Function):
-    """``x_n = EulerLoop.apply(x0, W, p, q, n_steps, clip, chunk, segment)``.
+    """``x_n = EulerLoop.apply(x0, W, p, q, n_steps, clip, chunk, segment, mm_dtype)``.
 
-    Shapes: x0 (B, N); W (N, N); p, q 0-dim tensors. Returns x_n of shape (B, N).
+    Shapes: x0 (B, N); W (N, N) in x0's dtype; p, q 0-dim tensors. Returns x_n of shape (B, N).
     ``segment``: None keeps every state; S keeps every S-th and recomputes the rest.
+    ``mm_dtype``: dtype of the products (None: x0's dtype; or torch.bfloat16).
     """
 
     @staticmethod
-    def forward(ctx, x0, w, p, q, n_steps: int, clip, chunk: int, segment):
+    def forward(ctx, x0, w, p, q, n_steps: int, clip, chunk: int, segment, mm_dtype=None):
         pf, qf = float(p), float(q)
+        grad_dtype = w.dtype
+        if mm_dtype is not None and mm_dtype != w.dtype:
+            w = w.to(mm_dtype)
         tmp = torch.empty_like(x0)
         if segment is None or segment >= n_steps:
             states = x0.new_empty((n_steps + 1, *x0.shape))
@@ -75,6 +93,7 @@ class EulerLoop(torch.autograd.Function):
                     states[(k + 1) // segment].copy_(x)
             out = x
         ctx.save_for_backward(states, w)
+        ctx.grad_dtype = grad_dtype
         ctx.pq = (pf, qf)
         ctx.clip = clip
         ctx.chunk = max(1, int(chunk))
@@ -88,7 +107,7 @@ class EulerLoop(torch.autograd.Function):
         pf, qf = ctx.pq
         n_steps, segment = ctx.n_steps, ctx.segment
         g = grad_out.contiguous().clone()
-        grad_w = torch.zeros_like(w)
+        grad_w = torch.zeros_like(w, dtype=ctx.grad_dtype)
         grads_pq = torch.zeros(2, dtype=torch.float64, device=w.device)
         chunk = min(ctx.chunk, max(n_steps, 1), segment or n_steps or 1)
         buf = states.new_empty((chunk, *g.shape))
@@ -104,8 +123,8 @@ class EulerLoop(torch.autograd.Function):
                     _step(span[k], w, pf, qf, ctx.clip, span[k + 1], tmp)
                 g = _backward_span(span[: hi - lo + 1], g, w, pf, qf, ctx.clip, buf, grad_w,
                                    grads_pq)  # fmt: skip
-        grads_pq = grads_pq.to(w.dtype)
-        return g, grad_w, grads_pq[0], grads_pq[1], None, None, None, None
+        grads_pq = grads_pq.to(ctx.grad_dtype)
+        return g, grad_w, grads_pq[0], grads_pq[1], None, None, None, None, None
 
 
 def _backward_span(states, g, w, pf, qf, clip, buf, grad_w, grads_pq) -> torch.Tensor:
@@ -113,6 +132,7 @@ def _backward_span(states, g, w, pf, qf, clip, buf, grad_w, grads_pq) -> torch.T
 
     Accumulates into ``grad_w`` and ``grads_pq`` (dL/dp, dL/dq) in place; returns dL/dx_0.
     ``buf`` (chunk, B, N) holds the gradients of one chunk for the weight-gradient GEMM.
+    Products run in w's dtype (bfloat16 operands are cast from the float32 states/gradients).
     """
     n_steps = states.shape[0] - 1
     b, n = g.shape
@@ -133,10 +153,14 @@ def _backward_span(states, g, w, pf, qf, clip, buf, grad_w, grads_pq) -> torch.T
                 gy.copy_(g)
             torch.mul(x, x, out=tmp)
             tmp.mul_(-3.0 * qf).add_(pf).mul_(gy)
-            g = torch.addmm(tmp, gy, wt)
+            g = torch.empty_like(tmp)
+            _mm_add(tmp, gy, wt, g)
         xs = states[lo : lo + rows].reshape(rows * b, n)
         gs = buf[:rows].reshape(rows * b, n)
-        grad_w.addmm_(xs.t(), gs)
+        if w.dtype == grad_w.dtype:
+            grad_w.addmm_(xs.t(), gs)
+        else:
+            grad_w.add_(torch.mm(xs.t().to(w.dtype), gs.to(w.dtype)))
         prod = gs * xs
         grads_pq[0] += prod.sum(dtype=torch.float64)
         prod.mul_(xs).mul_(xs)
@@ -155,10 +179,13 @@ def euler_loop(
     clip: float | None = None,
     chunk: int = 32,
     segment: int | str | None = None,
+    mm_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Run ``n_steps`` Euler steps with the lean backward pass; returns x_n (B, N).
 
     ``segment``: keep every state (None, default), or only every ``segment``-th one and
     recompute the rest in the backward pass (``"auto"`` = ceil(sqrt(n_steps))).
+    ``mm_dtype``: run the products in this dtype (``torch.bfloat16``), W cast once here.
     """
-    return EulerLoop.apply(x0, w, p, q, n_steps, clip, chunk, resolve_segment(segment, n_steps))
+    segment = resolve_segment(segment, n_steps)
+    return EulerLoop.apply(x0, w, p, q, n_steps, clip, chunk, segment, mm_dtype)

@@ -24,7 +24,8 @@ class Dynamics:
     """The ingredients of F, in the dtype and on the device of the loop.
 
     Attributes:
-        linear_t: (N, N) the transposed linear coupling ``(beta A)^T``.
+        linear_t: (N, N) the transposed linear coupling ``(beta A)^T``, in the loop dtype or in
+            bfloat16 (products in bfloat16, the rest of F in the loop dtype).
         c1: 0-dim tensor ``4|gamma| a^2``.
         c2: 0-dim tensor ``4|gamma|``.
         clip: absolute state bound applied after every step, or ``None``.
@@ -36,8 +37,11 @@ class Dynamics:
     clip: float | None = None
 
     def field(self, x: torch.Tensor) -> torch.Tensor:
-        """F(x) for x of shape (B, N); returns (B, N)."""
-        return torch.addmm(x * (self.c1 - self.c2 * x * x), x, self.linear_t)
+        """F(x) for x of shape (B, N); returns (B, N) in x's dtype."""
+        local = x * (self.c1 - self.c2 * x * x)
+        if self.linear_t.dtype == x.dtype:
+            return torch.addmm(local, x, self.linear_t)
+        return local.add_(x.to(self.linear_t.dtype) @ self.linear_t)
 
 
 class Solver:

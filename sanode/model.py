@@ -35,6 +35,10 @@ class SANode(nn.Module):
         clip: states are clipped to ``[-clip*a, clip*a]`` after each step; ``None`` disables.
         margin: the eigenvalues stay at most ``bound - margin``.
         dtype: dtype of the integration loop (float32 or float64).
+        matmul_dtype: dtype of the loop's (B, N) @ (N, N) products: ``None`` (the loop dtype) or
+            ``torch.bfloat16`` with a float32 loop (the state, the cubic term and the sums stay
+            float32; A is still built in float64 and cast once per pass). May be changed on a
+            trained model, e.g. to evaluate it with bfloat16 products.
         seed: seed of the initialisation.
     """
 
@@ -51,6 +55,7 @@ class SANode(nn.Module):
         clip: float | None = 10.0,
         margin: float = 0.1,
         dtype: torch.dtype = torch.float32,
+        matmul_dtype: torch.dtype | None = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -67,6 +72,7 @@ class SANode(nn.Module):
         self.clip = None if clip is None else float(clip)
         self.margin = float(margin)
         self.dtype = dtype
+        self.matmul_dtype = matmul_dtype
         gen = torch.Generator().manual_seed(int(seed))
         patterns64 = patterns.detach().to(torch.float64).cpu()
         fixed, _ = torch.linalg.qr(patterns64.T)  # (N, K), same span as the patterns
@@ -108,11 +114,36 @@ class SANode(nn.Module):
         phi = self.basis()
         return torch.linalg.solve(phi, phi * self.eigenvalues(), left=False)
 
-    def dynamics(self, dtype: torch.dtype | None = None) -> Dynamics:
-        """The vector field's ingredients in the loop dtype; A is built once here."""
+    @property
+    def matmul_dtype(self) -> torch.dtype | None:
+        return self._matmul_dtype
+
+    @matmul_dtype.setter
+    def matmul_dtype(self, value: torch.dtype | None) -> None:
+        if value not in (None, self.dtype) and not (
+            value == torch.bfloat16 and self.dtype == torch.float32
+        ):
+            raise ValueError(
+                f"matmul_dtype must be None, the loop dtype or torch.bfloat16 with a float32 "
+                f"loop; got {value} with dtype {self.dtype}"
+            )
+        self._matmul_dtype = value
+
+    def product_dtype(self, dtype: torch.dtype | None = None) -> torch.dtype:
+        """dtype of the matrix products of a loop in ``dtype`` (default: the model's)."""
+        dtype = dtype or self.dtype
+        if self._matmul_dtype == torch.bfloat16 and dtype == torch.float32:
+            return torch.bfloat16
+        return dtype
+
+    def dynamics(
+        self, dtype: torch.dtype | None = None, *, product_dtype: torch.dtype | None = None
+    ) -> Dynamics:
+        """The vector field's ingredients in the loop dtype; A is built once here (float64) and
+        cast once to the product dtype (default :meth:`product_dtype`)."""
         dtype = dtype or self.dtype
         g = self.gamma.abs()
-        linear_t = (self.beta * self.coupling()).T.to(dtype)
+        linear_t = (self.beta * self.coupling()).T.to(product_dtype or self.product_dtype(dtype))
         c2 = (4.0 * g).to(dtype)
         c1 = (4.0 * self.a**2 * g).to(dtype)
         return Dynamics(linear_t, c1, c2, None if self.clip is None else self.clip * self.a)
@@ -147,12 +178,14 @@ class SANode(nn.Module):
         """
         x0 = self._as_state(x0)
         if method == "euler" and torch.is_grad_enabled():
-            dyn = self.dynamics()
+            dyn = self.dynamics(self.dtype, product_dtype=self.dtype)
             w = dt * dyn.linear_t
             p = 1.0 + dt * dyn.c1
             q = dt * dyn.c2
             n = num_steps(t_end, dt)
-            return euler_loop(x0, w, p, q, n, clip=dyn.clip, segment=grad_segment)
+            mm = self.product_dtype()
+            return euler_loop(x0, w, p, q, n, clip=dyn.clip, segment=grad_segment,
+                              mm_dtype=None if mm == self.dtype else mm)  # fmt: skip
         return integrate(self.dynamics(), x0, t_end, dt, method=method)
 
     def integrate(
@@ -211,5 +244,5 @@ class SANode(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"N={self.num_nodes}, K={self.num_classes}, a={self.a}, beta={self.beta:.4g}, "
-            f"clip={self.clip}, dtype={self.dtype}"
+            f"clip={self.clip}, dtype={self.dtype}, matmul_dtype={self.matmul_dtype}"
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -206,15 +207,22 @@ def figures_stage(config: dict, tables_in: dict[str, str], outputs: dict[str, An
 
 
 def run_stage(stage, *args, **kwargs) -> None:
-    """Run a stage; a data or config problem ends it with its one-line message, no traceback."""
+    """Run a stage; a data, config or tracking-store problem ends it with its one-line
+    message and no traceback; an interruption with one line and exit status 130."""
     from .config import ConfigError
     from .data import DataError
+    from .tracking import TrackingStoreError
 
     try:
         stage(*args, **kwargs)
-    except (DataError, ConfigError, PipelineConfigError) as err:
+    except (DataError, ConfigError, PipelineConfigError, TrackingStoreError) as err:
         log.error("%s", err)
         raise SystemExit(f"sanode: error: {err}") from None
+    except KeyboardInterrupt as err:  # Ctrl-C, or Tune's graceful stop (StudyInterrupted)
+        message = str(err) or "interrupted; finished work is kept, rerun the same command to resume"
+        log.error("%s", message)
+        print(f"sanode: {message}", file=sys.__stderr__)
+        raise SystemExit(130) from None
 
 
 def setup_logging(log_file: str | os.PathLike | None) -> None:

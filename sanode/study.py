@@ -10,7 +10,76 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import TrainConfig
+from .config import EXECUTION_KEYS, ConfigError, TrainConfig, settings_digest
+
+SAMPLERS = ("loguniform", "uniform", "randint", "choice")
+
+
+def search_space_problems(base: dict[str, Any], space: dict[str, Any]) -> list[str]:
+    """Every search-space value, and both ends of every distribution, checked by the same rules
+    as :class:`TrainConfig`, before any trial runs. Returns one line per problem."""
+    allowed = set(TrainConfig().to_dict())
+    problems = []
+
+    def check(key: str, value: Any, what: str) -> None:
+        try:
+            TrainConfig.from_dict({**base, key: value})
+        except ConfigError as err:
+            problems.append(f"search_space.{key}: {what} {value!r} is not a valid setting: {err}")
+
+    for key, spec in space.items():
+        if key not in allowed:
+            problems.append(
+                f"search_space.{key}: unknown setting; use one of the TrainConfig keys "
+                f"{sorted(allowed)}"
+            )
+            continue
+        if isinstance(spec, list):
+            if not spec:
+                problems.append(f"search_space.{key}: empty grid; list at least one value")
+            for value in spec:
+                check(key, value, "grid value")
+        elif isinstance(spec, dict):
+            if len(spec) != 1 or next(iter(spec)) not in SAMPLERS:
+                problems.append(
+                    f"search_space.{key}: {spec!r} is not a distribution; write one of "
+                    + ", ".join(f"{{{s}: ...}}" for s in SAMPLERS)
+                    + " or a list (a grid)"
+                )
+                continue
+            ((kind, args),) = spec.items()
+            if kind == "choice":
+                if not isinstance(args, list) or not args:
+                    problems.append(f"search_space.{key}: choice needs a non-empty list")
+                    continue
+                for value in args:
+                    check(key, value, "choice")
+                continue
+            if not (
+                isinstance(args, list)
+                and len(args) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in args)
+            ):
+                problems.append(f"search_space.{key}: {kind} needs [low, high], got {args!r}")
+                continue
+            low, high = args
+            if not low < high:
+                problems.append(
+                    f"search_space.{key}: {kind} bounds [{low}, {high}] are reversed or empty; "
+                    "write [low, high] with low < high"
+                )
+            if kind == "loguniform" and low <= 0:
+                problems.append(f"search_space.{key}: loguniform needs low > 0, got {low}")
+                continue
+            if kind == "randint" and not all(isinstance(v, int) for v in args):
+                problems.append(f"search_space.{key}: randint needs integer bounds, got {args}")
+                continue
+            check(key, low, "lower bound")
+            # randint's upper bound is exclusive
+            check(key, high - 1 if kind == "randint" else high, "upper bound")
+        else:
+            check(key, spec, "constant")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -30,14 +99,27 @@ class StudySettings:
 
     def __post_init__(self) -> None:
         TrainConfig.from_dict(self.base)  # unknown keys / bad values fail here
-        allowed = set(TrainConfig().to_dict())
-        unknown = sorted(set(self.search_space) - allowed)
-        if unknown:
-            raise ValueError(
-                f"search_space has unknown key(s) {unknown}; allowed: {sorted(allowed)}"
-            )
+        problems = search_space_problems(self.base, self.search_space)
+        if problems:
+            raise ConfigError("; ".join(problems))
         if self.mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
+
+    def digest(self) -> str:
+        """Digest of everything that determines the study's results (not where or how it
+        runs): a change starts a new Ray experiment and a new MLflow study run, and makes
+        Snakemake rerun the tune rule."""
+        return settings_digest(
+            {
+                "base": {k: v for k, v in self.base.items() if k not in EXECUTION_KEYS},
+                "search_space": self.search_space,
+                "num_samples": self.num_samples,
+                "metric": self.metric,
+                "mode": self.mode,
+                "scheduler": self.scheduler,
+                "val_eps": self.val_eps,
+            }
+        )
 
     def eps_train_grid(self) -> list[float]:
         grid = self.search_space.get("eps_train")
@@ -62,6 +144,36 @@ def train_settings(config: dict, study: str) -> dict[str, Any]:
     return base
 
 
+def data_digest(config: dict, study: str) -> str:
+    """Digest of what determines a study's prepared data (data set, subset, seed, splits)."""
+    base = train_settings(config, study)
+    keys = ("dataset", "per_class", "letters_copies", "seed", "a")
+    return settings_digest(
+        {
+            "train": {k: base.get(k) for k in keys},
+            "prepare": config["studies"][study].get("prepare", {}),
+        }
+    )
+
+
+def study_digest(config: dict, study: str) -> str:
+    """Digest of what determines a study's trained models (its data and its search)."""
+    return settings_digest([data_digest(config, study), study_settings(config, study).digest()])
+
+
+def evaluation_digest(config: dict, study: str) -> str:
+    """Digest of what determines a study's evaluation tables (its models and evaluate block)."""
+    spec = config["studies"][study].get("evaluate", {})
+    return settings_digest([study_digest(config, study), spec])
+
+
+def analysis_digest(config: dict, name: str) -> str:
+    """Digest of what determines an analysis' tables (its block and the models it reads)."""
+    spec = (config.get("analyses") or {}).get(name, {})
+    studies = analysis_studies(config, name)
+    return settings_digest([spec, [evaluation_digest(config, s) for s in studies]])
+
+
 def study_settings(config: dict, study: str) -> StudySettings:
     spec = config["studies"][study]
     resources = spec.get("resources", {})
@@ -79,31 +191,92 @@ def study_settings(config: dict, study: str) -> StudySettings:
     )
 
 
-def validate_config(config: dict) -> None:
-    """Checks the JSON schema cannot express; raises :class:`PipelineConfigError`."""
+def validate_config(
+    config: dict, *, schema: str | Path | None = None, source: str | None = None
+) -> None:
+    """One validation pass over a pipeline config, before any job runs: the JSON schema (when
+    given), then the checks the schema cannot express (types and relations of every training
+    setting, search-space values and bounds, analyses). Raises :class:`PipelineConfigError`
+    with one line per problem: ``<source>: <key path>: <what is wrong and how to fix it>``."""
+    problems = config_problems(config, schema=schema)
+    if problems:
+        where = f"{source}: " if source else ""
+        raise PipelineConfigError("\n".join(where + p for p in problems))
+
+
+def config_problems(config: dict, *, schema: str | Path | None = None) -> list[str]:
+    """Every problem of ``config`` as one line each (empty: the config is valid)."""
+    if schema is not None:
+        problems = schema_problems(config, schema)
+        if problems:
+            return problems  # the package checks below assume the schema's shape
+    else:
+        problems = []
     studies = config.get("studies") or {}
     if not studies:
-        raise PipelineConfigError("config has no studies; add at least one under 'studies'")
-    mirror = config.get("project", {}).get("mirror")
+        return ["studies: the config has no studies; add at least one under 'studies'"]
+    mirror = (config.get("project") or {}).get("mirror")
     if mirror and not Path(mirror).expanduser().is_dir():
-        raise PipelineConfigError(
+        problems.append(
             f"project.mirror: folder {mirror} does not exist; point it at a folder holding "
             "MNIST/raw and FashionMNIST/raw, or set it to null to download"
         )
     allowed = sorted(TrainConfig().to_dict())
     for name, spec in studies.items():
         unknown = sorted(set(spec.get("train", {})) - set(allowed))
-        unknown_space = sorted(set(spec.get("search_space", {})) - set(allowed))
-        for where, keys in (("train", unknown), ("search_space", unknown_space)):
-            if keys:
-                raise PipelineConfigError(
-                    f"studies.{name}.{where}: unknown key(s) {keys}; allowed keys: {allowed}"
-                )
+        if unknown:
+            problems.append(
+                f"studies.{name}.train: unknown key(s) {unknown}; allowed keys: {allowed}"
+            )
+            continue
         try:
-            study_settings(config, name)
-        except ValueError as err:
-            raise PipelineConfigError(f"studies.{name}: {err}") from None
-    _validate_analyses(config)
+            base = train_settings(config, name)
+            TrainConfig.from_dict(base)
+        except ConfigError as err:
+            problems.append(f"studies.{name}.train: {err}")
+            continue
+        space = spec.get("search_space", {})
+        problems += [f"studies.{name}.{p}" for p in search_space_problems(base, space)]
+        if not problems:
+            try:
+                study_settings(config, name)
+            except ValueError as err:
+                problems.append(f"studies.{name}: {err}")
+    if not problems:
+        try:
+            _validate_analyses(config)
+        except PipelineConfigError as err:
+            problems.append(str(err))
+    return problems
+
+
+def schema_problems(config: dict, schema: str | Path) -> list[str]:
+    """The JSON-schema violations of ``config``, one short line each (key path, problem, and
+    for an unknown key the allowed ones), never the schema itself."""
+    import jsonschema
+    import yaml
+
+    spec = yaml.safe_load(Path(schema).read_text())
+    validator = jsonschema.Draft202012Validator(spec)
+    lines = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
+        path = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+        if err.validator == "additionalProperties":
+            allowed = sorted(err.schema.get("properties") or {})
+            extra = (
+                sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+            )
+            lines.append(f"{path}: unknown key(s) {extra}; allowed keys: {allowed}")
+        elif err.validator == "type":
+            lines.append(f"{path}: {err.instance!r} is not of type {err.validator_value}")
+        elif err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+            lines.append(f"{path}: {err.instance!r} violates {err.validator} {err.validator_value}")
+        elif err.validator == "enum":
+            lines.append(f"{path}: {err.instance!r} is not one of {err.validator_value}")
+        else:
+            message = err.message if len(err.message) < 200 else err.message[:200] + "..."
+            lines.append(f"{path}: {message}")
+    return lines
 
 
 ANALYSES = ("mse_time", "perturbation", "cases", "timestep", "inversion", "baselines", "census")

@@ -15,6 +15,14 @@ from typing import Any
 
 DEFAULT_STORE = "mlflow.db"
 MAX_PARAM_LENGTH = 6000
+_FIX = (
+    "set mlflow.tracking_uri in the config (or $MLFLOW_TRACKING_URI) to a writable "
+    "sqlite:////absolute/path/mlflow.db or a reachable http://host:port server"
+)
+
+
+class TrackingStoreError(ValueError):
+    """The MLflow store cannot be used; the message names the URI and what to change."""
 
 
 def resolve_tracking_uri(configured: str | None, project_root: str | os.PathLike) -> str:
@@ -23,16 +31,53 @@ def resolve_tracking_uri(configured: str | None, project_root: str | os.PathLike
     if not uri:
         return f"sqlite:///{(Path(project_root).resolve() / DEFAULT_STORE)}"
     if uri.startswith("file:") or "://" not in uri:
-        raise ValueError(
+        raise TrackingStoreError(
             f"MLflow tracking URI {uri!r} is a file store, which MLflow 3 refuses; use a "
             "database (sqlite:////absolute/path/mlflow.db) or a server (http://host:5000)"
         )
     return uri
 
 
+def check_store(uri: str, *, timeout: float = 5.0) -> None:
+    """Fail fast (within ``timeout`` seconds) when the store cannot work, instead of MLflow's
+    minutes of retries: a SQLite file that cannot be written or read, an unreachable server."""
+    if uri.startswith("sqlite:///"):
+        import sqlite3
+
+        path = Path(uri.removeprefix("sqlite:///"))
+        if not path.is_absolute():
+            path = Path.cwd() / path
+        folder = path.parent
+        if not folder.is_dir():
+            raise TrackingStoreError(f"MLflow store {uri}: folder {folder} does not exist; {_FIX}")
+        if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise TrackingStoreError(f"MLflow store {uri}: {path} is not writable; {_FIX}")
+        try:
+            with sqlite3.connect(path, timeout=timeout) as conn:
+                conn.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.Error as err:
+            raise TrackingStoreError(f"MLflow store {uri}: {err}; {_FIX}") from None
+    elif uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+        except (urllib.error.URLError, OSError) as err:
+            message = f"MLflow server {uri} is not reachable ({err}); {_FIX}"
+            raise TrackingStoreError(message) from None
+
+
+_checked: set[str] = set()
+
+
 def client(uri: str):
+    """An ``MlflowClient`` for ``uri``, whose store is checked once per process first."""
     from mlflow import MlflowClient
 
+    if uri not in _checked:
+        check_store(uri)
+        _checked.add(uri)
     return MlflowClient(tracking_uri=uri)
 
 

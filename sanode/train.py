@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, model_from_config, save_checkpoint
-from .config import TrainConfig, matmul_precision, resolve_device
+from .config import EXECUTION_KEYS, TrainConfig, matmul_precision, resolve_device
 from .evaluate import evaluate
 from .model import SANode
 from .noise import add_pixel_noise
@@ -72,15 +72,75 @@ def train(
     Every epoch draws training noise at ``cfg.eps_train`` afresh, runs Adam over shuffled
     mini-batches, optionally evaluates ``val`` at ``cfg.t_eval`` and writes the checkpoint
     (model, optimiser, config, epoch, history). With ``resume`` an existing checkpoint is
-    continued. ``callback(epoch, metrics, model)`` runs after each epoch, before that epoch's
+    continued. ``callback(epoch, metrics, model)`` runs after each epoch, after that epoch's
     checkpoint is written; a truthy return stops training.
 
     Raises:
-        DivergenceError: a non-finite loss or parameter; the last checkpoint is kept.
+        DivergenceError: a non-finite loss, a non-finite or exploding parameter, or an epoch
+            loss over ``divergence_factor`` times the first batch's; the last checkpoint (the
+            last sane epoch) is kept.
     """
     configure_threads(cfg.threads)
     with matmul_precision(cfg.matmul_precision):
         return _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress)
+
+
+def make_optimizer(cfg: TrainConfig, model: SANode) -> torch.optim.Adam:
+    """Adam with one parameter group per block (eigenvectors, eigenvalues, gamma), each at
+    ``lr`` times its multiplier."""
+    groups = [
+        {"params": [model.basis_free], "lr": cfg.lr * cfg.lr_basis_mult, "name": "basis"},
+        {"params": [model.eig_free], "lr": cfg.lr * cfg.lr_eig_mult, "name": "eig"},
+        {"params": [model.gamma], "lr": cfg.lr * cfg.lr_gamma_mult, "name": "gamma"},
+    ]
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """The per-step learning-rate schedule over ``epochs * steps_per_epoch`` optimiser steps.
+
+    ``constant``: lr throughout (after an optional linear warm-up over ``lr_warmup`` of the
+    steps); ``cosine``: linear warm-up, then cosine decay to ``lr_final * lr``; ``onecycle``:
+    :class:`torch.optim.lr_scheduler.OneCycleLR` (warm-up from lr/25 over ``lr_warmup`` of the
+    steps, cosine annealing to ``lr_final * lr`` or lr/1e4, Adam's beta1 cycled 0.95 -> 0.85).
+    """
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.lr_schedule == "onecycle":
+        peaks = [g["lr"] for g in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer,
+            max_lr=peaks,
+            total_steps=total,
+            pct_start=cfg.lr_warmup,
+            final_div_factor=(1 / (25 * cfg.lr_final)) if cfg.lr_final > 0 else 1e4,
+        )
+    warm = round(cfg.lr_warmup * total)
+    cosine = cfg.lr_schedule == "cosine"
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if not cosine:
+            return 1.0
+        progress = min(1.0, (step - warm) / max(1, total - warm))
+        return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def parameters_sane(model: SANode, limit: float = 1e8) -> str | None:
+    """``None`` if every parameter and the coupling A are finite and below ``limit`` in size;
+    else a description of what is not."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not torch.isfinite(p).all():
+                return f"parameter {name} is not finite"
+            if p.abs().max() > limit:
+                return f"parameter {name} reached {float(p.abs().max()):.3g} (> {limit:g})"
+        coupling = model.coupling()
+        if not torch.isfinite(coupling).all():
+            return "the coupling matrix A is not finite (ill-conditioned eigenvectors)"
+    return None
 
 
 def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress) -> TrainResult:
@@ -90,15 +150,19 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
     if int(y.max()) >= patterns.shape[0] or int(y.min()) < 0:
         raise ValueError(f"labels must lie in [0, {patterns.shape[0]}), got [{y.min()}, {y.max()}]")
     model = model_from_config(cfg, patterns).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(cfg, model)
+    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
+    scheduler = make_scheduler(cfg, optimizer, steps_per_epoch)
     history: list[dict[str, float]] = []
     start_epoch = 0
+    initial_loss: float | None = None
     if checkpoint_path is not None and resume and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path, map_location=device)
         # a key the checkpoint predates had its default value then
         saved = {**TrainConfig().to_dict(), **state["config"]}
-        saved = {k: v for k, v in saved.items() if k not in _RESUMABLE}
-        current = {k: v for k, v in cfg.to_dict().items() if k not in _RESUMABLE}
+        resumable = _resumable(cfg)
+        saved = {k: v for k, v in saved.items() if k not in resumable}
+        current = {k: v for k, v in cfg.to_dict().items() if k not in resumable}
         if saved != current:
             diff = sorted(k for k in current if saved.get(k) != current[k])
             raise ValueError(
@@ -107,8 +171,11 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:
+            scheduler.load_state_dict(state["scheduler"])
         history = list(state["history"])
         start_epoch = int(state["epoch"])
+        initial_loss = state.get("initial_loss")
     targets_all = patterns.to(torch.float64)
     stopped = False
     bar = tqdm(
@@ -120,6 +187,7 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
         disable=not progress,
         leave=False,
     )
+    kept = "The last good checkpoint is kept." if checkpoint_path else ""
     for epoch in bar:
         gen = epoch_generator(cfg.seed, epoch)
         order = torch.randperm(len(x), generator=gen)
@@ -139,17 +207,35 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
             if not math.isfinite(value):
                 raise DivergenceError(
                     f"loss became {value} in epoch {epoch + 1}, batch {start // cfg.batch_size + 1}"
-                    f"; try a smaller lr (now {cfg.lr}) or dt (now {cfg.dt}). "
-                    + ("The last good checkpoint is kept." if checkpoint_path else "")
+                    f"; try a smaller lr (now {cfg.lr}) or dt (now {cfg.dt}). {kept}"
                 )
+            if initial_loss is None:
+                initial_loss = value
             loss.backward()
+            if cfg.grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
             optimizer.step()
+            scheduler.step()
             total += value * len(xb)
             count += len(xb)
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
-            raise DivergenceError(f"a parameter became non-finite in epoch {epoch + 1}; lower lr")
+        problem = parameters_sane(model)
+        if problem is not None:
+            raise DivergenceError(
+                f"{problem} after epoch {epoch + 1}; lower lr (now {cfg.lr}). {kept}"
+            )
         record: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
+        if (
+            cfg.divergence_factor is not None
+            and initial_loss
+            and record["train_loss"] > cfg.divergence_factor * initial_loss
+        ):
+            raise DivergenceError(
+                f"the mean training loss of epoch {epoch + 1} ({record['train_loss']:.4g}) is over "
+                f"{cfg.divergence_factor:g}x the first batch's ({initial_loss:.4g}); try a smaller "
+                f"lr (now {cfg.lr}) or set divergence_factor. {kept}"
+            )
         record["gamma"] = float(model.gamma.detach())
+        record["learning_rate"] = float(optimizer.param_groups[0]["lr"])
         if val is not None:
             result = evaluate(
                 model,
@@ -160,24 +246,27 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
                 method=cfg.method,
                 batch_size=cfg.eval_batch_size,
                 threshold=cfg.threshold,
+                tol=cfg.eval_tol,
             )
             record.update(result.summary("val_"))
         history.append(record)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
-        # the callback runs before the checkpoint is written: a crash between the two repeats
-        # (deterministically) an epoch the callback has seen, it never skips one
-        stop = bool(callback(epoch + 1, record, model)) if callback is not None else False
+        # the checkpoint is written before the callback: a scheduler that stops the run inside
+        # the callback (Tune's ASHA at tune.report) keeps every epoch it finished
         if checkpoint_path is not None:
             save_checkpoint(
                 checkpoint_path,
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
                     "config": cfg.to_dict(),
                     "epoch": epoch + 1,
                     "history": history,
+                    "initial_loss": initial_loss,
                 },
             )
+        stop = bool(callback(epoch + 1, record, model)) if callback is not None else False
         if stop:
             stopped = True
             break
@@ -185,13 +274,13 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
     return TrainResult(model=model, history=history, stopped_early=stopped)
 
 
+def _resumable(cfg: TrainConfig) -> set[str]:
+    """Settings that may change between a run and its resumption without changing its result
+    so far; ``epochs`` only under a constant schedule (else the schedule's length changes)."""
+    if cfg.lr_schedule == "constant" and not cfg.lr_warmup:
+        return _RESUMABLE | {"epochs"}
+    return _RESUMABLE
+
+
 # Settings that may change between a run and its resumption without changing its result so far.
-_RESUMABLE = {
-    "epochs",
-    "device",
-    "threads",
-    "eval_batch_size",
-    "data_root",
-    "mirror",
-    "grad_segment",
-}
+_RESUMABLE = set(EXECUTION_KEYS)

@@ -11,18 +11,20 @@ trial under the study's run), so the tracking store has a single writer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
+import secrets
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import ray
+import ray as _ray
 import torch
 from ray import tune
 
@@ -39,6 +41,10 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FILE = "model.pt"
 
 
+class StudyInterrupted(KeyboardInterrupt):
+    """The study was stopped (Ctrl-C / SIGINT); finished epochs are kept, a rerun resumes."""
+
+
 def _param_space(space: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for key, spec in space.items():
@@ -50,12 +56,14 @@ def _param_space(space: Mapping[str, Any]) -> dict[str, Any]:
                 out[key] = tune.loguniform(*args)
             elif kind == "uniform":
                 out[key] = tune.uniform(*args)
+            elif kind == "randint":
+                out[key] = tune.randint(*args)
             elif kind == "choice":
                 out[key] = tune.choice(list(args))
             else:
                 raise ValueError(
                     f"search_space.{key}: unknown sampler {kind!r}; use a list "
-                    "(grid), loguniform, uniform or choice"
+                    "(grid), loguniform, uniform, randint or choice"
                 )
         else:
             out[key] = spec  # a constant
@@ -165,7 +173,7 @@ class MlflowTrialCallback(tune.Callback):
         self.client.set_terminated(run_id, status="FAILED")
 
 
-_METRIC_KEYS = {"epoch", "train_loss", "gamma"}
+_METRIC_KEYS = {"epoch", "train_loss", "gamma", "learning_rate"}
 
 
 def _short_tmpdir(project_root: Path) -> str:
@@ -177,16 +185,62 @@ def _short_tmpdir(project_root: Path) -> str:
     return tempfile.mkdtemp(prefix="sray")
 
 
-def init_ray(
+_AUTH_VARS = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
+
+
+def _require_token(token: str) -> dict[str, str | None]:
+    """Token authentication with ``token`` for the local Ray this process starts (its child
+    processes inherit the environment). Ray caches
+    the mode and the token per process, so both caches are refreshed. Returns the previous
+    values of the variables (to restore them with :func:`_restore_auth`)."""
+    before = {k: os.environ.get(k) for k in _AUTH_VARS}
+    os.environ["RAY_AUTH_MODE"] = "token"
+    os.environ["RAY_AUTH_TOKEN"] = token
+    os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+    _refresh_auth()
+    return before
+
+
+def _restore_auth(before: dict[str, str | None]) -> None:
+    for key, value in before.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    _refresh_auth()
+
+
+def _refresh_auth() -> None:
+    try:  # Ray 2.60's own refresh (ray._private.authentication); absent elsewhere
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):  # a Ray without these reads the environment
+        pass
+
+
+@contextlib.contextmanager
+def ray_session(
     address: str | None, num_cpus: int, project_root: Path, num_gpus: int | None = None
-) -> None:
-    """Connect to ``address`` (or ``$RAY_ADDRESS``), else start a local Ray of ``num_cpus``."""
+) -> Iterator[None]:
+    """Connect to ``address`` (or ``$RAY_ADDRESS``), else start a local Ray of ``num_cpus``
+    whose every gRPC request must carry a random token of this session (token auth); shut
+    it down (and restore the environment) on exit."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         log.info("connecting to the Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=False)
+        _ray.init(address=address, log_to_driver=False)
+        try:
+            yield
+        finally:
+            _ray.shutdown()
         return
     os.environ.setdefault("RAY_TMPDIR", _short_tmpdir(project_root))
+    # Ray 2.60 cannot bind a local cluster to loopback (it resolves 127.0.0.1 to the node's
+    # address and its gRPC servers listen on every interface), so the embedded Ray requires
+    # a fresh random token of this session on every request: nothing else can talk to it.
+    before = _require_token(secrets.token_hex(32))
     kwargs: dict[str, Any] = {
         "num_cpus": num_cpus,
         "include_dashboard": False,
@@ -194,7 +248,12 @@ def init_ray(
     }
     if num_gpus is not None:
         kwargs["num_gpus"] = num_gpus
-    ray.init(**kwargs)
+    try:
+        _ray.init(**kwargs)
+        yield
+    finally:
+        _ray.shutdown()
+        _restore_auth(before)
 
 
 def run_study(
@@ -220,12 +279,16 @@ def run_study(
     """
     project_root = Path(project_root).resolve()
     out_dir, storage_dir = Path(out_dir).resolve(), Path(storage_dir).resolve()
-    state_dir = storage_dir / "trials"  # each trial's own checkpoint
+    # one Ray experiment (and MLflow study run) per set of settings: a changed search space
+    # starts afresh instead of restoring (or colliding with) the old one
+    digest = settings.digest()
+    state_dir = storage_dir / f"trials-{digest}"  # each trial's own checkpoint
     data_path = str(Path(data_path).resolve())
     client = tracking.client(tracking_uri)
     exp_id = tracking.experiment_id(client, experiment)
     study_key = {"sanode.study": settings.name}
     stale = tracking.mark_stale_runs(client, exp_id, study_key)
+    study_key = {**study_key, "sanode.settings": digest}
     if stale:
         log.warning(
             "marked %d MLflow run(s) left RUNNING by an interrupted run as KILLED", len(stale)
@@ -255,6 +318,42 @@ def run_study(
     for name, md5 in meta.get("raw_md5", {}).items():
         client.set_tag(parent, f"sanode.data_md5.{name}", md5)
 
+    try:
+        table = _run_tuner(
+            settings,
+            parent=parent,
+            client=client,
+            exp_id=exp_id,
+            tags={**tags, "sanode.settings": digest},
+            experiment_path=storage_dir / f"study-{digest}",
+            state_dir=state_dir,
+            data_path=data_path,
+            out_dir=out_dir,
+            tracking_uri=tracking_uri,
+            ray=(ray_address, num_cpus, project_root),
+        )
+    except Exception:
+        client.set_terminated(parent, status="FAILED")
+        raise
+    return table
+
+
+def _run_tuner(
+    settings: StudySettings,
+    *,
+    parent: str,
+    client,
+    exp_id: str,
+    tags: dict[str, str],
+    experiment_path: Path,
+    state_dir: Path,
+    data_path: str,
+    out_dir: Path,
+    tracking_uri: str,
+    ray: tuple[str | None, int, Path],
+) -> pd.DataFrame:
+    """Run or restore the Ray experiment of ``settings`` and write the study's outputs.
+    ``ray``: (cluster address or None, CPUs of a local Ray, project root)."""
     base = {**settings.base, "threads": max(1, int(settings.cpus_per_trial)), "device": "auto"}
     fn = tune.with_resources(
         tune.with_parameters(
@@ -268,9 +367,7 @@ def run_study(
     )
     callback = MlflowTrialCallback(tracking_uri, exp_id, parent, settings.name, base, tags,
                                    str(state_dir))  # fmt: skip
-    experiment_path = storage_dir / "study"
-    init_ray(ray_address, num_cpus, project_root)
-    try:
+    with ray_session(*ray):
         if tune.Tuner.can_restore(str(experiment_path)):
             log.info("resuming the interrupted study at %s", experiment_path)
             tuner = tune.Tuner.restore(
@@ -287,8 +384,8 @@ def run_study(
                     scheduler=_scheduler(settings.scheduler, int(base.get("epochs", 10))),
                 ),
                 run_config=tune.RunConfig(
-                    name="study",
-                    storage_path=str(storage_dir),
+                    name=experiment_path.name,
+                    storage_path=str(experiment_path.parent),
                     callbacks=[callback],
                     failure_config=tune.FailureConfig(max_failures=0),
                     verbose=1,
@@ -298,8 +395,15 @@ def run_study(
             # a restored tuner forgets its callbacks (they are not serialised): add ours again
             tuner._local_tuner._run_config.callbacks = [callback]
         grid = tuner.fit()
-    finally:
-        ray.shutdown()
+        unfinished = unfinished_trials(experiment_path)
+    if unfinished:
+        # Tune catches SIGINT, saves its state and returns early: say so instead of
+        # building tables from a partial study
+        client.set_terminated(parent, status="KILLED")
+        raise StudyInterrupted(
+            f"study {settings.name} interrupted with {len(unfinished)} trial(s) unfinished; "
+            f"every finished epoch is kept in {state_dir}. Rerun the same command to resume."
+        )
     table = _trials_table(grid, settings, client, exp_id, state_dir)
     _backfill_metrics(client, table)
     _write_outputs(table, grid, settings, out_dir, parent, client)
@@ -307,10 +411,18 @@ def run_study(
     return table
 
 
+def unfinished_trials(experiment_path: Path) -> list[str]:
+    """Trial ids of the experiment that neither finished nor failed (an interrupted run)."""
+    analysis = tune.ExperimentAnalysis(str(experiment_path))
+    return [t.trial_id for t in analysis.trials if t.status not in ("TERMINATED", "ERROR")]
+
+
 def _trials_table(grid, settings: StudySettings, client, exp_id: str,
                   state_dir: Path) -> pd.DataFrame:  # fmt: skip
     frames = []
     for result in grid:
+        if result.config is None:  # never started (cannot happen after a complete fit)
+            continue
         trial_id = (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
         ckpt = trial_checkpoint(state_dir, trial_id)
         if ckpt.is_file():
@@ -377,6 +489,10 @@ def _write_outputs(
         shutil.copy(row["checkpoint"], target)
         best["models"][f"{eps:g}"] = {
             "trial_id": row["trial_id"],
+            # the model is the trial's checkpoint: its last finished epoch, which is also
+            # the epoch whose metric chose it
+            "selected_epoch": int(row["epoch"]),
+            "selection": "last finished epoch of the best trial",
             "mlflow_run_id": row["mlflow_run_id"],
             settings.metric: float(row[settings.metric]),
             "checkpoint": str(target),

@@ -57,3 +57,23 @@ def test_checkpointed_segments_and_tf32_on_gpu():
     fixed = evaluate(model, split.x, split.y, t_end=40.0, dt=0.1)
     early = evaluate(model, split.x, split.y, t_end=40.0, dt=0.1, tol=1e-4)
     assert fixed.accuracy == 1.0 and early.buckets == fixed.buckets
+
+
+def test_bfloat16_products_on_gpu():
+    """bfloat16 tensor-core products: gradients close to the CPU float32 ones, letters learnt."""
+    patterns = block_patterns(20, 3)
+    x0 = torch.rand(16, 20, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.3
+    target = patterns[torch.arange(16) % 3].float()
+    grads = []
+    for device, mm in (("cpu", None), ("cuda", torch.bfloat16)):
+        model = SANode(patterns, seed=1, eig_mean=-1.0, clip=None, matmul_dtype=mm).to(device)
+        ((model(x0.to(device), 3.0, 0.1) - target.to(device)) ** 2).mean().backward()
+        grads.append([p.grad.cpu() for p in model.parameters()])
+    for ref, got in zip(*grads, strict=True):
+        assert ((got - ref).norm() / ref.norm()).item() < 0.02
+    cfg = TrainConfig(dataset="letters", letters_copies=20, batch_size=25, lr=3e-2, epochs=15,
+                      device="cuda", matmul_dtype="bfloat16")  # fmt: skip
+    split = load_split(cfg, "train")
+    model = train(cfg, split.x, split.y, split.patterns, progress=False).model
+    assert model.dynamics().linear_t.dtype == torch.bfloat16
+    assert evaluate(model, split.x, split.y, t_end=20.0, dt=0.1).accuracy == 1.0

@@ -53,7 +53,7 @@ def test_diverging_trial_is_failed_and_study_completes(tmp_path, ray_env):
     data = _prepare(tmp_path)
     settings = StudySettings(
         name="letters",
-        base={**BASE, "clip": None, "t_train": 30.0},
+        base={**BASE, "clip": None, "t_train": 30.0, "t_eval": 6.0},
         search_space={"dt": [0.1, 3.0]},  # dt = 3 makes the cubic term blow up to inf
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -138,7 +138,7 @@ def test_study_on_a_ray_cluster(tmp_path, ray_env):
 def test_study_settings_and_search_space_are_checked():
     from sanode.tune import _param_space, _trial_id_from_path
 
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['learning_rate'\]"):
+    with pytest.raises(ValueError, match=r"search_space.learning_rate: unknown setting"):
         StudySettings(name="x", base=BASE, search_space={"learning_rate": [1.0]})
     with pytest.raises(ValueError, match="unknown sampler 'normal'"):
         _param_space({"lr": {"normal": [0, 1]}})
@@ -148,3 +148,75 @@ def test_study_settings_and_search_space_are_checked():
     assert _trial_id_from_path("/r/trainable_6bf0a_00003_3_lr=0.01_2026-11-28_17-44-55") == (
         "6bf0a_00003"
     )
+
+
+@pytest.mark.slow
+def test_local_ray_refuses_clients_without_the_runs_token(tmp_path, ray_env):
+    """The embedded single-machine Ray listens beyond loopback (Ray 2.60 cannot bind it to
+    127.0.0.1); every request must carry the run's random token, so no one else can use it."""
+    import ray
+
+    from sanode.tune import ray_session
+
+    with ray_session(None, 1, tmp_path):
+        address = ray.get_runtime_context().gcs_address
+        code = f"import ray; ray.init(address={address!r}); print('CONNECTED')"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        refused = []
+        for auth in ({"RAY_AUTH_MODE": "disabled"}, {"RAY_AUTH_MODE": "token",
+                                                     "RAY_AUTH_TOKEN": "0" * 64}):  # fmt: skip
+            res = subprocess.run([sys.executable, "-c", code], env={**env, **auth},
+                                 capture_output=True, text=True, timeout=120)  # fmt: skip
+            refused.append(res.returncode != 0 and "CONNECTED" not in res.stdout)
+            assert "Authentication token is missing or incorrect" in res.stderr, res.stderr[-2000:]
+        assert refused == [True, True]
+        ok = subprocess.run([sys.executable, "-c", code], env={**os.environ},
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert "CONNECTED" in ok.stdout, ok.stderr[-2000:]  # the run's own token works
+    assert not ray.is_initialized() and os.environ["RAY_AUTH_MODE"] == "disabled"
+
+
+@pytest.mark.slow
+def test_asha_stopped_trials_keep_their_last_epoch(tmp_path, ray_env):
+    """ASHA stops a trial at tune.report; the epoch it reported used to be lost from the
+    checkpoint (best model one epoch behind MLflow, trials table missing epochs)."""
+    data = _prepare(tmp_path)
+    settings = StudySettings(
+        name="letters",
+        base={**BASE, "epochs": 4},
+        search_space={"lr": [0.03, 0.003, 0.0003, 0.00003]},
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2},
+        metric="train_loss",  # continuous: no ties at ASHA's rungs
+        mode="min",
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    kw = dict(data_path=data, out_dir=tmp_path / "out", storage_dir=tmp_path / "ray",
+              tracking_uri=uri, experiment="t", num_cpus=2, project_root=tmp_path)  # fmt: skip
+    table = run_study(settings, **kw)
+    last = table.groupby("trial_id")["epoch"].max()
+    assert last.min() < 4, "ASHA stopped no trial early; the test needs a stopped one"
+    client = MlflowClient(tracking_uri=uri)
+    for trial_id, rows in table.groupby("trial_id"):
+        from sanode.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(rows["checkpoint"].iloc[0])
+        assert ckpt["epoch"] == last[trial_id]  # the stopping epoch is in the checkpoint
+        assert sorted(rows["epoch"]) == list(range(1, last[trial_id] + 1))
+        steps = [m.step for m in client.get_metric_history(rows["mlflow_run_id"].iloc[0],
+                                                           "val_accuracy")]  # fmt: skip
+        assert sorted(steps) == sorted(rows["epoch"])  # MLflow and the table agree
+    best = json.loads((tmp_path / "out" / "best.json").read_text())["models"]["0"]
+    model_epoch = load_checkpoint(best["checkpoint"])["epoch"]
+    assert best["selected_epoch"] == model_epoch == last[best["trial_id"]]
+    # the experiment folder is named by the settings: a changed search space starts afresh
+    assert (tmp_path / "ray" / f"study-{settings.digest()}").is_dir()
+    other = StudySettings(name="letters", base={**BASE, "epochs": 4},
+                          search_space={"lr": [0.03]})  # fmt: skip
+    assert other.digest() != settings.digest()
+    run_study(other, **kw)  # no "Changing param values is not allowed", no stale restore
+    _, runs = _runs(uri, "t")
+    studies = [r for r in runs if r.data.tags.get("sanode.kind") == "study"]
+    assert sorted(r.data.tags["sanode.settings"] for r in studies) == sorted(
+        [settings.digest(), other.digest()]
+    )
+    assert all(r.info.status == "FINISHED" for r in studies)

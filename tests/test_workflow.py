@@ -61,7 +61,15 @@ def test_lint_is_clean(tmp_path):
             lambda c: c["studies"]["letters"].update(scheduler={"name": "hyperband"}),
             "'hyperband' is not one of ['fifo', 'asha']",
         ),
-        (lambda c: c.update(colour="blue"), "'colour' was unexpected"),
+        (lambda c: c.update(colour="blue"), "(top level): unknown key(s) ['colour']"),
+        (
+            lambda c: c["studies"]["letters"]["search_space"].update(eps_train=[0.0, 1.5]),
+            "studies.letters.search_space.eps_train: grid value 1.5 is not a valid setting",
+        ),
+        (
+            lambda c: c["studies"]["letters"]["evaluate"].update(colour=1),
+            "studies.letters.evaluate: unknown key(s) ['colour']",
+        ),
         (
             lambda c: c["studies"]["letters"]["train"].update(eps_train=3.0),
             "eps_train must lie in [0, 1]",
@@ -86,6 +94,9 @@ def test_bad_config_fails_before_any_job(tmp_path, change, message):
     assert res.returncode != 0
     out = res.stdout + res.stderr
     assert message in out, out[-3000:]
+    assert f"{path}: " in out  # the line names the file
+    assert "additionalProperties" not in out and "Traceback" not in out  # no schema dump
+    assert len(out.splitlines()) < 25, out
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
 
 
@@ -200,3 +211,33 @@ def test_smoke_study_end_to_end(tmp_path):
     assert report.returncode == 0, report.stderr[-3000:]
     assert "ERROR/" not in report.stderr + report.stdout  # every caption is valid reST
     assert (results / "report.html").stat().st_size > 10_000
+
+
+def test_config_changes_rerun_what_they_determine(tmp_path):
+    """Raising letters `epochs` used to leave "Nothing to be done": every rule's params carry
+    a digest of the settings that determine its output."""
+    from sanode.study import data_digest, evaluation_digest, study_digest
+
+    config = load_config("smoke")
+    env = workflow_env(tmp_path)
+    path = write_config(tmp_path / "c.yaml", config)
+    target = "data/prepared/letters.pt"
+    run = snakemake(tmp_path, target, "--cores", "1", "--configfile", str(path), env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    more_epochs = load_config("smoke")
+    more_epochs["studies"]["letters"]["train"]["epochs"] += 1
+    assert study_digest(more_epochs, "letters") != study_digest(config, "letters")
+    assert evaluation_digest(more_epochs, "letters") != evaluation_digest(config, "letters")
+    assert data_digest(more_epochs, "letters") == data_digest(config, "letters")
+    path = write_config(tmp_path / "c.yaml", more_epochs)
+    dry = snakemake(tmp_path, target, "-n", "--configfile", str(path), env=env, timeout=120)
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
+
+    more_copies = load_config("smoke")
+    more_copies["studies"]["letters"]["train"]["letters_copies"] += 1
+    path = write_config(tmp_path / "c.yaml", more_copies)
+    dry = snakemake(tmp_path, target, "-n", "--configfile", str(path), env=env, timeout=120)
+    out = dry.stdout + dry.stderr
+    assert dry.returncode == 0 and "rule prepare_data:" in out, out[-3000:]
+    assert "params" in out.lower()  # the reason: the rule's params changed

@@ -43,7 +43,7 @@ CONFIG = {
 def _results(workdir: Path) -> dict[str, list[dict]]:
     """Per trial folder: the epochs recorded in Ray's result.json."""
     out = {}
-    for path in (workdir / "results" / "ray" / "letters" / "study").glob("*/result.json"):
+    for path in (workdir / "results" / "ray" / "letters").glob("study-*/*/result.json"):
         lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
         out[path.parent.name] = lines
     return out
@@ -81,6 +81,10 @@ def test_interrupted_study_resumes_without_recomputing(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         _kill_orphans(env["RAY_TMPDIR"])
+    tune_log = (tmp_path / "results" / "logs" / "tune" / "letters.log").read_text()
+    # Ctrl-C used to end in "AttributeError: 'NoneType' object has no attribute 'get'"
+    assert "AttributeError" not in tune_log and "Traceback" not in tune_log, tune_log[-3000:]
+    assert "Rerun the same command to resume" in tune_log or "rerun the same command" in tune_log
     before = _results(tmp_path)
     done_before = {k: v for k, v in before.items() if len(v) >= EPOCHS}
     assert done_before and not (tmp_path / "results" / "tune" / "letters" / "best.json").exists()

@@ -15,7 +15,10 @@ SNAKEFILE = ROOT / "Snakefile"
 
 
 def load_config(name: str) -> dict:
-    return yaml.safe_load((ROOT / "workflow" / "config" / f"{name}.yaml").read_text())
+    """A shipped config, set to write into the folder the test runs Snakemake in."""
+    config = yaml.safe_load((ROOT / "workflow" / "config" / f"{name}.yaml").read_text())
+    config["project"]["workdir"] = "."
+    return config
 
 
 def write_config(path: Path, config: dict) -> Path:

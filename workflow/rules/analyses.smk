@@ -12,6 +12,7 @@ for _name, _files in ANALYSES.items():
         params:
             analysis=_name,
             studies=analysis_studies(config, _name),
+            settings=analysis_digest(config, _name),
         log:
             f"results/logs/analysis/{_name}.log",
         benchmark:

@@ -1,4 +1,5 @@
 # Config validation (schema, then the package's own checks) and input functions.
+import os
 import sys
 from pathlib import Path
 
@@ -7,13 +8,39 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir).resolve()))  # import sanode from this checkout
 
-from sanode.study import PipelineConfigError, eps_label, eps_train_grid, validate_config
+from sanode.study import (
+    PipelineConfigError,
+    analysis_digest,
+    data_digest,
+    eps_label,
+    eps_train_grid,
+    evaluation_digest,
+    study_digest,
+    validate_config,
+)
 
-validate(config, "../schemas/config.schema.yaml")
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# one validation pass first: one line per problem (file, key path, fix), never a schema dump
 try:
-    validate_config(config)
+    validate_config(
+        config, schema=SCHEMA, source=", ".join(map(str, workflow.configfiles)) or "config"
+    )
 except PipelineConfigError as err:
-    raise WorkflowError(f"invalid config: {err}") from None
+    raise WorkflowError(f"invalid config:\n{err}") from None
+validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
+
+# A config may run in its own folder (project.workdir; the smoke config does, so it never
+# writes over the committed figures). Mirror paths are made absolute before the move.
+from sanode.config import MIRROR_ENV
+
+if os.environ.get(MIRROR_ENV):
+    os.environ[MIRROR_ENV] = str(Path(os.environ[MIRROR_ENV]).expanduser().resolve())
+if config["project"].get("mirror"):
+    config["project"]["mirror"] = str(Path(config["project"]["mirror"]).expanduser().resolve())
+
+
+workdir: config["project"]["workdir"]
+
 
 STUDIES = list(config["studies"])
 DATA = config["project"]["data_root"]

@@ -7,6 +7,8 @@ rule evaluate:
         accuracy="results/eval/{study}/eps_train={eps}/accuracy.parquet",
         mse="results/eval/{study}/eps_train={eps}/mse_curves.parquet",
         states="results/eval/{study}/eps_train={eps}/states.pt",
+    params:
+        settings=lambda wc: evaluation_digest(config, wc.study),
     log:
         "results/logs/evaluate/{study}/eps_train={eps}.log",
     benchmark:

@@ -10,6 +10,9 @@ rule tune:
         # Tuner.restore resumes from it.
         storage=lambda wc: f"results/ray/{wc.study}",
         out_dir=lambda wc: f"results/tune/{wc.study}",
+        # the settings that determine the models: a change reruns the rule (a new Ray
+        # experiment and MLflow study run, see sanode.tune.run_study)
+        settings=lambda wc: study_digest(config, wc.study),
     log:
         "results/logs/tune/{study}.log",
     benchmark:

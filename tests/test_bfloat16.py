@@ -1,0 +1,111 @@
+"""bfloat16 matrix products (matmul_dtype): gradients, training, evaluation, bench rows."""
+
+import json
+
+import pytest
+import torch
+
+from sanode import block_patterns
+from sanode.cli import main
+from sanode.config import ConfigError, TrainConfig
+from sanode.datasets import load_split
+from sanode.evaluate import evaluate
+from sanode.model import SANode
+from sanode.train import train
+
+# relative; bfloat16 keeps 8 mantissa bits (~0.4 % per rounding). With the clip active a
+# rounding can move an item onto or off the clip, where the gradient jumps: a looser bound.
+BF16_TOL = {None: 0.02, 1.5: 0.1}
+
+
+def _grads(model, x0, target, **kw):
+    x = x0.clone().requires_grad_(True)
+    out = model(x, 3.0, 0.1, **kw) if kw.get("lean", True) is True else None
+    if out is None:
+        out = model.integrate(x, 3.0, 0.1)
+    ((out - target) ** 2).mean().backward()
+    return out.detach(), [x.grad] + [p.grad for p in model.parameters()]
+
+
+@pytest.mark.parametrize("segment", [None, 7])
+@pytest.mark.parametrize("clip", [None, 1.5])
+def test_bfloat16_lean_gradients_agree_with_float32_autograd(segment, clip):
+    patterns = block_patterns(20, 3, 0.5)
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.rand(16, 20, generator=gen) * 1.6 - 0.3
+    target = patterns[torch.arange(16) % 3].float()
+    kw = dict(seed=1, eig_mean=-1.0, clip=clip)
+    ref_out, ref = _grads(SANode(patterns, **kw), x0, target, lean=False)  # f32, plain autograd
+    model = SANode(patterns, matmul_dtype=torch.bfloat16, **kw)
+    out, got = _grads(model, x0, target, grad_segment=segment)
+    assert out.dtype == torch.float32
+    assert 0 < (out - ref_out).abs().max() < 0.02  # really bfloat16 products, and close
+    for g, r in zip(got, ref, strict=True):
+        assert g.dtype == r.dtype  # gradients stay in the parameters' dtype
+        assert ((g - r).norm() / r.norm()).item() < BF16_TOL[clip]
+
+
+def test_bfloat16_products_only_with_a_float32_loop():
+    patterns = block_patterns(20, 3, 0.5)
+    with pytest.raises(ValueError, match="bfloat16 with a float32"):
+        SANode(patterns, dtype=torch.float64, matmul_dtype=torch.bfloat16)
+    with pytest.raises(ConfigError, match="matmul_dtype 'bfloat16' does not fit dtype 'float64'"):
+        TrainConfig(dtype="float64", matmul_dtype="bfloat16")
+    model = SANode(patterns, matmul_dtype=torch.bfloat16)
+    assert model.dynamics().linear_t.dtype == torch.bfloat16
+    assert model.dynamics(torch.float64).linear_t.dtype == torch.float64  # studies in float64
+    field = model.vector_field(torch.rand(3, 20))
+    assert field.dtype == torch.float32
+
+
+def test_bfloat16_letters_training_reaches_full_accuracy():
+    cfg = TrainConfig(dataset="letters", letters_copies=20, batch_size=25, lr=3e-2, t_train=5.5,
+                      t_eval=20.0, epochs=15, seed=0, matmul_dtype="bfloat16")  # fmt: skip
+    split = load_split(cfg, "train")
+    result = train(cfg, split.x, split.y, split.patterns, progress=False)
+    assert result.model.product_dtype() == torch.bfloat16
+    test = load_split(cfg, "test", letters_eps=0.0)
+    ev = evaluate(result.model, test.x, test.y, t_end=cfg.t_eval, dt=cfg.dt)
+    assert ev.buckets.exact == len(test.y)  # m_f = 1 at eps_test = 0
+    assert float(ev.overlap.mean()) == 1.0
+    # the same model evaluated with float32 products lands on the same attractors
+    result.model.matmul_dtype = None
+    ev32 = evaluate(result.model, test.x, test.y, t_end=cfg.t_eval, dt=cfg.dt)
+    assert torch.equal(torch.sign(ev32.states), torch.sign(ev.states))
+
+
+def test_bench_has_bfloat16_rows_against_float32(tmp_path, capsys):
+    out = tmp_path / "b.json"
+    argv = ["bench", "--n", "49", "--k", "5", "--batch", "8", "--steps", "5", "--dtypes",
+            "float32", "bfloat16", "--repeats", "1", "--no-memory", "--eval-batch", "16",
+            "--eval-steps", "50", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = json.loads(out.read_text())
+    bf = [r for r in rows if r["dtype"] == "bfloat16"]
+    assert {(r["variant"], r["steps"]) for r in bf} == {
+        ("autograd", 5), ("sanode", 5), ("eval", 50), ("eval-early", 50)
+    }  # fmt: skip
+    assert all(r["vs_float32"] > 0 and r["reference"] != "naive" for r in bf)
+    assert "x f32" in capsys.readouterr().out
+
+
+def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
+    argv = ["time-to-accuracy", "--dataset", "letters", "--letters-copies", "20",
+            "--batch-size", "25", "--epochs", "4", "--lr", "0.03", "--lr-schedule", "onecycle",
+            "--lr-warmup", "0.25", "--t-train", "5.5", "--t-eval", "20", "--t-test", "20",
+            "--target", "0.5", "--matmul-dtype", "bfloat16", "--out", str(tmp_path / "r"),
+            "--quiet"]  # fmt: skip
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "validation H >= 0.500 after" in text and "evaluated with float32 products" in text
+    result = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert result["matmul_dtype"] == "bfloat16" and result["epochs_run"] == 4
+    walls = [r["wall_s"] for r in result["timeline"]]
+    assert walls == sorted(walls) and result["time_to_target_s"] in walls
+    first = next(r for r in result["timeline"] if r["val_accuracy"] >= 0.5)
+    assert result["epochs_to_target"] == first["epoch"]
+    assert result["test"]["n"] == 100 and result["eval_switch"]["items"] == 100
+    # a rerun resumes the finished run: nothing retrained, the same timeline
+    assert main(argv) == 0
+    again = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert again["timeline"] == result["timeline"]

@@ -1,0 +1,180 @@
+"""One validation pass: types, ranges, relations and search spaces, one line per problem."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from sanode.cli import main
+from sanode.config import ConfigError, TrainConfig
+from sanode.study import PipelineConfigError, config_problems, validate_config
+from sanode.tracking import TrackingStoreError, check_store
+
+from .workflow_helpers import ROOT, load_config
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("gamma", "abc", "gamma must be a number, got 'abc'"),
+        ("eig_mean", "-5", "eig_mean must be a number, got '-5' (str)"),
+        ("margin", "x", "margin must be a number"),
+        ("clip", "big", "clip must be a number or null"),
+        ("per_class", "6", "per_class must be an integer or null, got '6'"),
+        ("dt", 6.0, "dt (6.0) is larger than t_train (5.5)"),
+        ("dt", 0.06, "t_train (5.5) is not a whole number of steps dt (0.06)"),
+        ("verify_checksums", "yes", "verify_checksums must be true or false"),
+    ],
+)
+def test_training_settings_fail_early_naming_the_key(key, value, message):
+    with pytest.raises(ConfigError) as err:
+        TrainConfig(**{key: value})
+    assert message in str(err.value)
+
+
+def _config():
+    return load_config("smoke")
+
+
+@pytest.mark.parametrize(
+    "change, line",
+    [
+        (
+            lambda c: c["studies"]["letters"]["search_space"].update(eps_train=[0.0, 1.5]),
+            "studies.letters.search_space.eps_train: grid value 1.5 is not a valid setting: "
+            "eps_train must lie in [0, 1]",
+        ),
+        (
+            lambda c: c["studies"]["letters"]["search_space"].update(lr=[0]),
+            "studies.letters.search_space.lr: grid value 0 is not a valid setting",
+        ),
+        (
+            lambda c: c["studies"]["letters"]["search_space"].update(epochs=[0]),
+            "studies.letters.search_space.epochs: grid value 0 is not a valid setting",
+        ),
+        (
+            lambda c: c["studies"]["letters"]["search_space"].update(
+                lr={"loguniform": [0.1, 1e-3]}
+            ),
+            "studies.letters.search_space.lr: loguniform bounds [0.1, 0.001] are reversed",
+        ),
+        (
+            lambda c: c["studies"]["letters"]["search_space"].update(gamma={"uniform": [0.1, "x"]}),
+            "studies.letters.search_space.gamma: {'uniform': [0.1, 'x']} is not valid",
+        ),
+        (
+            lambda c: c["studies"]["letters"]["train"].update(gamma="abc"),
+            "studies.letters.train: gamma must be a number, got 'abc'",
+        ),
+        (
+            lambda c: c["studies"]["letters"]["train"].update(dt=0.3),
+            "studies.letters.train: t_eval (10.0) is not a whole number of steps dt (0.3)",
+        ),
+        (
+            lambda c: c["studies"]["letters"]["evaluate"].update(colour=1),
+            "studies.letters.evaluate: unknown key(s) ['colour']; allowed keys:",
+        ),
+    ],
+)
+def test_pipeline_config_problems_are_one_line_each(change, line):
+    config = _config()
+    change(config)
+    problems = config_problems(config, schema=SCHEMA)
+    assert any(p.startswith(line) for p in problems), problems
+    assert all("\n" not in p and len(p) < 600 for p in problems)  # no schema dumps
+    with pytest.raises(PipelineConfigError) as err:
+        validate_config(config, schema=SCHEMA, source="bad.yaml")
+    assert str(err.value).startswith("bad.yaml: ")
+
+
+def test_every_problem_is_reported_at_once():
+    config = _config()
+    config["studies"]["letters"]["search_space"]["eps_train"] = [0.0, 1.5]
+    config["studies"]["mnist"]["search_space"]["lr"] = [0]
+    problems = config_problems(config, schema=SCHEMA)
+    assert len(problems) == 2 and {p.split(":")[0] for p in problems} == {
+        "studies.letters.search_space.eps_train",
+        "studies.mnist.search_space.lr",
+    }
+
+
+def test_shipped_configs_are_valid():
+    for name in ("smoke", "default", "paper"):
+        assert config_problems(load_config(name), schema=SCHEMA) == [], name
+
+
+def test_cli_user_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [0.1\nepochs: 2\n")
+    with pytest.raises(SystemExit) as code:
+        main(["train", "--config", str(bad)])
+    assert code.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--config {bad} line" in err and "not valid YAML" in err and "Traceback" not in err
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("gamma: abc\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(wrong)])
+    assert f"{wrong}: gamma must be a number" in capsys.readouterr().err
+
+
+def test_evaluate_refuses_bad_options_and_diverged_checkpoints(tmp_path, capsys):
+    import torch
+
+    from sanode.checkpoint import save_checkpoint
+    from sanode.model import SANode
+    from sanode.patterns import block_patterns
+
+    model = SANode(block_patterns(49, 5, 0.5))
+    cfg = TrainConfig(letters_copies=2, epochs=1)
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": 1,
+                           "history": []})  # fmt: skip
+    for argv, message in (
+        (["--early-exit", "0"], "--early-exit must be a tolerance > 0"),
+        (["--dt", "100"], "dt (100.0) is larger than t_eval"),
+    ):
+        with pytest.raises(SystemExit):
+            main(["evaluate", str(path), *argv])
+        assert message in capsys.readouterr().err
+    state = model.state_dict()
+    state["eig_free"] = torch.full_like(state["eig_free"], float("nan"))
+    save_checkpoint(path, {"model": state, "config": cfg.to_dict(), "epoch": 1, "history": []})
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(path)])
+    assert "non-finite parameters ['eig_free']" in capsys.readouterr().err
+
+
+def test_divergence_is_exit_1_with_one_line(tmp_path, capsys):
+    """`sanode train --dataset letters --lr 10 ...` used to exit 0 with a garbage model."""
+    argv = ["train", "--dataset", "letters", "--lr", "10", "--epochs", "3", "--letters-copies",
+            "5", "--batch-size", "5", "--out", str(tmp_path / "d.pt"), "--quiet"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "sanode: training diverged:" in err and "Traceback" not in err
+
+
+def test_unusable_mlflow_store_fails_in_seconds(tmp_path):
+    missing = f"sqlite:///{tmp_path / 'no' / 'such' / 'mlflow.db'}"
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not a database" * 100)
+    folder = tmp_path / "a-folder.db"
+    folder.mkdir()
+    for uri, message in (
+        (missing, "does not exist"),
+        (f"sqlite:///{garbage}", "file is not a database"),
+        (f"sqlite:///{folder}", "unable to open database file"),
+        ("http://127.0.0.1:9", "is not reachable"),
+    ):
+        start = time.monotonic()
+        with pytest.raises(TrackingStoreError) as err:
+            check_store(uri, timeout=3)
+        assert time.monotonic() - start < 10
+        assert uri in str(err.value) and message in str(err.value)
+        assert "MLFLOW_TRACKING_URI" in str(err.value)  # says what to change
+    check_store(f"sqlite:///{tmp_path / 'ok.db'}")  # a new store in a writable folder is fine
+    assert Path(tmp_path / "ok.db").exists()
