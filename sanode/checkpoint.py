@@ -16,7 +16,8 @@ FORMAT_VERSION = 1
 
 
 def model_from_config(cfg: TrainConfig, patterns: torch.Tensor) -> SANode:
-    """A freshly initialised model for ``cfg`` with the given (K, N) planted patterns."""
+    """A freshly initialised model for ``cfg`` with the given (K, N) planted patterns, its
+    products in the training dtype ``cfg.matmul_dtype``."""
     return SANode(
         patterns,
         a=cfg.a,
@@ -77,4 +78,6 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     cfg = TrainConfig.from_dict({**TrainConfig().to_dict(), **payload["config"]})
     model = model_from_config(cfg, payload["model"]["patterns"])
     model.load_state_dict(payload["model"])
+    # a saved model is for evaluation: its products are those of cfg.eval_matmul_dtype
+    model.matmul_dtype = None if cfg.eval_matmul_dtype is None else cfg.torch_eval_matmul_dtype
     return model.to(map_location), cfg, payload

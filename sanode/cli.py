@@ -202,7 +202,7 @@ def _cmd_evaluate(args, parser) -> int:
 
         mm = None if args.matmul_dtype == "float32" else torch.bfloat16
         try:
-            cfg = cfg.replace(matmul_dtype=None if mm is None else "bfloat16")
+            cfg = cfg.replace(eval_matmul_dtype=None if mm is None else "bfloat16")
             model.matmul_dtype = mm
         except (ConfigError, ValueError) as err:
             parser.error(str(err))
@@ -274,7 +274,8 @@ def _cmd_time_to_accuracy(args, parser) -> int:
     reached = summary["time_to_target_s"]
     test = summary["test"]
     print(
-        f"{summary['dataset']} {summary['matmul_dtype']}: validation H >= {args.target:.3f} "
+        f"{summary['dataset']}, {summary['matmul_dtype']} training products, "
+        f"{summary['eval_matmul_dtype']} evaluation: validation H >= {args.target:.3f} "
         + (
             f"after {summary['epochs_to_target']} epochs, {reached:.0f} s"
             if reached is not None
@@ -373,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--matmul-dtype",
         choices=["float32", "bfloat16"],
-        help="dtype of the matrix products (default: the checkpoint's); float32 loops only",
+        help="dtype of the matrix products (default: the checkpoint's eval_matmul_dtype); "
+        "float32 loops only",
     )
     p.set_defaults(func=_cmd_evaluate)
 

@@ -102,7 +102,11 @@ class TrainConfig:
     # memory / speed trade-offs (none changes which attractor an item reaches, see README)
     grad_segment: int | str | None = None
     matmul_precision: str = "highest"
+    # products of the training loop (None: the loop dtype; "bfloat16" with a float32 loop)
     matmul_dtype: str | None = None
+    # products of evaluation (validation, test, analyses of the saved model); None: the loop
+    # dtype, where early exit works (bfloat16 rounding keeps items from settling below tol)
+    eval_matmul_dtype: str | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -140,13 +144,14 @@ class TrainConfig:
                 f"or a positive step count, got {seg!r}"
             )
         _one_of("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS)
-        if self.matmul_dtype is not None:
-            _one_of("matmul_dtype", self.matmul_dtype, MATMUL_DTYPES)
-            if self.matmul_dtype != self.dtype and not (
-                self.matmul_dtype == "bfloat16" and self.dtype == "float32"
-            ):
+        for key in ("matmul_dtype", "eval_matmul_dtype"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            _one_of(key, value, MATMUL_DTYPES)
+            if value != self.dtype and not (value == "bfloat16" and self.dtype == "float32"):
                 raise ConfigError(
-                    f"matmul_dtype {self.matmul_dtype!r} does not fit dtype {self.dtype!r}: "
+                    f"{key} {value!r} does not fit dtype {self.dtype!r}: "
                     "use null (the loop dtype) or bfloat16 products with a float32 loop"
                 )
         _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -179,8 +184,13 @@ class TrainConfig:
 
     @property
     def torch_matmul_dtype(self) -> torch.dtype:
-        """The dtype of the loop's matrix products (the loop dtype unless bfloat16)."""
+        """The dtype of the training loop's matrix products (the loop dtype unless bfloat16)."""
         return torch_dtype(self.matmul_dtype or self.dtype)
+
+    @property
+    def torch_eval_matmul_dtype(self) -> torch.dtype:
+        """The dtype of the matrix products of evaluation (the loop dtype unless bfloat16)."""
+        return torch_dtype(self.eval_matmul_dtype or self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

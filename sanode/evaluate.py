@@ -23,14 +23,16 @@ def final_states(
     batch_size: int = 2000,
     tol: float | None = None,
     return_steps: bool = False,
+    product_dtype: torch.dtype | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """x(t_end) for every row of x (M, N), integrated in batches; returned on the CPU.
 
     With ``tol``, items stop as soon as they sit on a fixed point (``max |F| < tol``, see
     :mod:`sanode.converge`) instead of running all floor(t_end/dt) steps. With
     ``return_steps`` also returns the steps each item was integrated (M,) (the work done).
+    ``product_dtype``: dtype of the matrix products (default: the model's ``product_dtype()``).
     """
-    dyn = model.dynamics()  # A built once for all batches
+    dyn = model.dynamics(product_dtype=product_dtype)  # A built once for all batches
     device = model.gamma.device
     n = num_steps(t_end, dt)
     out, steps = [], []
@@ -91,6 +93,7 @@ def evaluate(
     batch_size: int = 2000,
     threshold: float = 0.95,
     tol: float | None = None,
+    product_dtype: torch.dtype | None = None,
 ) -> Evaluation:
     """Integrate every item of x (M, N) to ``t_end`` (or to convergence, with ``tol``) and
     score it against its label y (M,)."""
@@ -103,6 +106,7 @@ def evaluate(
         batch_size=batch_size,
         tol=tol,
         return_steps=True,
+        product_dtype=product_dtype,
     )
     fixed = num_steps(t_end, dt) * len(steps)
     patterns = model.patterns.cpu()

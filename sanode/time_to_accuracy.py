@@ -5,8 +5,9 @@ split), validates after every epoch, and records the wall time of every epoch (t
 validation and checkpoint together). The time to accuracy is the cumulative wall time at the
 end of the first epoch whose validation H reaches ``target``. The run completes its schedule
 (``stop_at_target=False``) or stops there; either way the model it ends with is scored on the
-full test split, and, optionally, re-scored with the other matrix-product dtype (float32 <->
-bfloat16) to count the items that change bucket and the final-state signs that flip.
+full test split with the evaluation product dtype (``eval_matmul_dtype``), and, optionally,
+re-scored with the other one (float32 <-> bfloat16) to count the items that change bucket and
+the final-state signs that flip.
 
 The run is resumable: the checkpoint and the timeline (``timeline.json``) are written after
 every epoch, so a killed run continues with its time so far.
@@ -69,11 +70,12 @@ def _buckets(res: Evaluation) -> dict[str, Any]:
     }
 
 
-def _score(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None) -> Evaluation:
+def _score(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,
+           product_dtype: torch.dtype) -> Evaluation:  # fmt: skip
     with matmul_precision(cfg.matmul_precision):
         return evaluate(model, x, y, t_end=t_eval, dt=cfg.dt, method=cfg.method,
                         batch_size=cfg.eval_batch_size, threshold=cfg.threshold,
-                        tol=tol)  # fmt: skip
+                        tol=tol, product_dtype=product_dtype)  # fmt: skip
 
 
 def time_to_accuracy(
@@ -133,11 +135,13 @@ def time_to_accuracy(
                    resume=True, callback=record, progress=progress)  # fmt: skip
     model = result.model
     xt, yt = data.split("test")
-    test = _score(model, cfg, xt, yt, t_test, test_tol)
+    own = cfg.torch_eval_matmul_dtype
+    test = _score(model, cfg, xt, yt, t_test, test_tol, own)
     reached = first_reaching(timeline, target)
     summary: dict[str, Any] = {
         "dataset": cfg.dataset,
-        "matmul_dtype": str(model.product_dtype()).removeprefix("torch."),
+        "matmul_dtype": str(cfg.torch_matmul_dtype).removeprefix("torch."),
+        "eval_matmul_dtype": str(own).removeprefix("torch."),
         "target_val_accuracy": target,
         "time_to_target_s": None if reached is None else reached["wall_s"],
         "epochs_to_target": None if reached is None else int(reached["epoch"]),
@@ -150,15 +154,10 @@ def time_to_accuracy(
         "timeline": timeline,
     }
     if compare_dtypes and model.dtype == torch.float32:
-        other = None if model.matmul_dtype == torch.bfloat16 else torch.bfloat16
-        own = model.matmul_dtype
-        model.matmul_dtype = other
-        try:
-            switched = _score(model, cfg, xt, yt, t_test, test_tol)
-        finally:
-            model.matmul_dtype = own
+        other = torch.float32 if own == torch.bfloat16 else torch.bfloat16
+        switched = _score(model, cfg, xt, yt, t_test, test_tol, other)
         summary["eval_switch"] = {
-            "eval_matmul_dtype": "bfloat16" if other is not None else "float32",
+            "eval_matmul_dtype": str(other).removeprefix("torch."),
             "test": _buckets(switched),
             **compare_evaluations(test, switched, cfg.threshold),
         }

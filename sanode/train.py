@@ -247,6 +247,7 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
                 batch_size=cfg.eval_batch_size,
                 threshold=cfg.threshold,
                 tol=cfg.eval_tol,
+                product_dtype=cfg.torch_eval_matmul_dtype,
             )
             record.update(result.summary("val_"))
         history.append(record)

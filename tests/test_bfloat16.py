@@ -97,9 +97,10 @@ def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
             "--quiet"]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "validation H >= 0.500 after" in text and "evaluated with float32 products" in text
+    assert "validation H >= 0.500 after" in text and "evaluated with bfloat16 products" in text
     result = json.loads((tmp_path / "r" / "result.json").read_text())
     assert result["matmul_dtype"] == "bfloat16" and result["epochs_run"] == 4
+    assert result["eval_matmul_dtype"] == "float32"  # evaluation keeps early exit
     walls = [r["wall_s"] for r in result["timeline"]]
     assert walls == sorted(walls) and result["time_to_target_s"] in walls
     first = next(r for r in result["timeline"] if r["val_accuracy"] >= 0.5)
@@ -109,3 +110,24 @@ def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
     assert main(argv) == 0
     again = json.loads((tmp_path / "r" / "result.json").read_text())
     assert again["timeline"] == result["timeline"]
+
+
+def test_evaluation_products_follow_eval_matmul_dtype(tmp_path):
+    """A bfloat16-trained model is evaluated with float32 products unless eval_matmul_dtype
+    says bfloat16 (bfloat16 rounding keeps states from settling below an early-exit tol)."""
+    from sanode.checkpoint import load_model
+
+    cfg = TrainConfig(dataset="letters", letters_copies=5, batch_size=25, lr=3e-2, epochs=1,
+                      matmul_dtype="bfloat16")  # fmt: skip
+    split = load_split(cfg, "train")
+    train(cfg, split.x, split.y, split.patterns, checkpoint_path=tmp_path / "m.pt",
+          progress=False)  # fmt: skip
+    model, _, _ = load_model(tmp_path / "m.pt")
+    assert model.dynamics().linear_t.dtype == torch.float32
+    with pytest.raises(ConfigError, match="eval_matmul_dtype 'bfloat16' does not fit"):
+        TrainConfig(dtype="float64", eval_matmul_dtype="bfloat16")
+    state = torch.load(tmp_path / "m.pt", weights_only=True)
+    state["config"]["eval_matmul_dtype"] = "bfloat16"
+    torch.save(state, tmp_path / "b.pt")
+    model, _, _ = load_model(tmp_path / "b.pt")
+    assert model.dynamics().linear_t.dtype == torch.bfloat16
