@@ -48,11 +48,18 @@ class Buckets:
         return (self.exact + self.partial) / self.total if self.total else float("nan")
 
 
+def bucket_of(overlap: torch.Tensor, threshold: float = 0.95) -> torch.Tensor:
+    """(M,) bucket per item: 0 exact (overlap = 1), 1 partial (>= threshold), 2 wrong."""
+    out = torch.full(overlap.shape, 2, dtype=torch.int64)
+    out[overlap >= threshold] = 1
+    out[overlap >= 1.0] = 0
+    return out
+
+
 def buckets(overlap: torch.Tensor, threshold: float = 0.95) -> Buckets:
     """Split items into exact (overlap = 1), partial (threshold <= overlap < 1) and wrong."""
-    exact = int((overlap >= 1.0).sum())
-    correct = int((overlap >= threshold).sum())
-    return Buckets(exact=exact, partial=correct - exact, wrong=len(overlap) - correct)
+    counts = torch.bincount(bucket_of(overlap, threshold), minlength=3).tolist()
+    return Buckets(exact=counts[0], partial=counts[1], wrong=counts[2])
 
 
 def mse_curve(states: torch.Tensor, patterns: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -25,6 +25,7 @@ import torch
 
 from .config import TrainConfig, matmul_precision
 from .evaluate import Evaluation, evaluate
+from .metrics import bucket_of
 from .model import SANode
 from .prepare import load_prepared, prepare_dataset
 from .train import configure_threads, train
@@ -36,14 +37,6 @@ TIMELINE = "timeline.json"
 def first_reaching(timeline: list[dict[str, float]], target: float) -> dict[str, float] | None:
     """The first epoch record whose ``val_accuracy`` is at least ``target``, or None."""
     return next((r for r in timeline if r.get("val_accuracy", -1.0) >= target), None)
-
-
-def bucket_of(overlap: torch.Tensor, threshold: float) -> torch.Tensor:
-    """(M,) bucket per item: 0 exact (overlap 1), 1 partial (>= threshold), 2 wrong."""
-    out = torch.full_like(overlap, 2, dtype=torch.int64)
-    out[overlap >= threshold] = 1
-    out[overlap >= 1.0] = 0
-    return out
 
 
 def compare_evaluations(a: Evaluation, b: Evaluation, threshold: float) -> dict[str, Any]:
