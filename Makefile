@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 study: $(VENV)/.installed
+	$(BIN)/sanode check-config workflow/config/$(CONFIG).yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$(CONFIG).yaml
 
 test: $(VENV)/.installed

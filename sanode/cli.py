@@ -66,17 +66,8 @@ def _add_config_options(parser: argparse.ArgumentParser, skip: set[str]) -> None
 def _config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
     values = {}
     if args.config:
-        import yaml
-
         path = Path(args.config)
-        if not path.is_file():
-            parser.error(f"--config {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            where = getattr(err, "problem_mark", None)
-            line = f" line {where.line + 1}" if where is not None else ""
-            parser.error(f"--config {path}{line}: not valid YAML ({getattr(err, 'problem', err)})")
+        loaded = _load_yaml(path, parser, "--config") or {}
         if not isinstance(loaded, dict):
             parser.error(f"--config {path} must hold a mapping of training settings")
         values.update(loaded)
@@ -296,6 +287,38 @@ def _cmd_time_to_accuracy(args, parser) -> int:
     return 0
 
 
+def _load_yaml(path: Path, parser: argparse.ArgumentParser, flag: str) -> object:
+    """The YAML document at ``path``; a missing file or a syntax error is one line naming the
+    file and the line."""
+    import yaml
+
+    if not path.is_file():
+        parser.error(f"{flag} {path} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        parser.error(f"{flag} {path}{line}: not valid YAML ({getattr(err, 'problem', err)})")
+
+
+def _cmd_check_config(args, parser) -> int:
+    from .study import PipelineConfigError, validate_config
+
+    schema = Path(args.schema)
+    for path in map(Path, args.configs):
+        config = _load_yaml(path, parser, "config")
+        if not isinstance(config, dict):
+            parser.error(f"config {path}: must hold a mapping (project, studies, ...)")
+        try:
+            validate_config(config, schema=schema if schema.is_file() else None, source=str(path))
+        except PipelineConfigError as err:
+            print(err, file=sys.stderr)
+            return 2
+        print(f"{path}: valid")
+    return 0
+
+
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in _NONE_WORDS else float(text)
 
@@ -348,6 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_options(p, skip=set())
     p.set_defaults(func=_cmd_time_to_accuracy)
+
+    p = sub.add_parser(
+        "check-config",
+        help="validate pipeline config files: one line per problem (file, line or key, fix)",
+    )
+    p.add_argument("configs", nargs="+", metavar="CONFIG")
+    p.add_argument("--schema", default="workflow/schemas/config.schema.yaml")
+    p.set_defaults(func=_cmd_check_config)
 
     p = sub.add_parser("evaluate", help="print the accuracy buckets of a checkpoint")
     p.add_argument("checkpoint")

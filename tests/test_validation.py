@@ -178,3 +178,25 @@ def test_unusable_mlflow_store_fails_in_seconds(tmp_path):
         assert "MLFLOW_TRACKING_URI" in str(err.value)  # says what to change
     check_store(f"sqlite:///{tmp_path / 'ok.db'}")  # a new store in a writable folder is fine
     assert Path(tmp_path / "ok.db").exists()
+
+
+def test_check_config_names_file_and_line(tmp_path, capsys):
+    """A YAML syntax error in a pipeline config used to be Snakemake's "Config file is not
+    valid JSON or YAML" without the file; `make study` checks the file first."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("project: {data_root: data\nstudies: [\n")
+    with pytest.raises(SystemExit):
+        main(["check-config", str(bad), "--schema", str(SCHEMA)])
+    assert f"config {bad} line" in capsys.readouterr().err
+    config = load_config("smoke")
+    config["studies"]["letters"]["search_space"]["lr"] = [0]
+    import yaml
+
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump(config))
+    assert main(["check-config", str(wrong), "--schema", str(SCHEMA)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{wrong}: studies.letters.search_space.lr: grid value 0")
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(yaml.safe_dump(load_config("smoke")))
+    assert main(["check-config", str(ok), "--schema", str(SCHEMA)]) == 0
