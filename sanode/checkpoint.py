@@ -75,7 +75,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
             f"{path} holds non-finite parameters {bad} (a diverged run); it cannot be evaluated. "
             "Retrain with a smaller lr."
         )
-    cfg = TrainConfig.from_dict({**TrainConfig().to_dict(), **payload["config"]})
+    cfg = TrainConfig.from_dict(payload["config"])  # keys it predates take their defaults
     model = model_from_config(cfg, payload["model"]["patterns"])
     model.load_state_dict(payload["model"])
     # a saved model is for evaluation: its products are those of cfg.eval_matmul_dtype

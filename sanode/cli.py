@@ -63,6 +63,14 @@ def _add_config_options(parser: argparse.ArgumentParser, skip: set[str]) -> None
             )
 
 
+def _add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """What every command that trains takes: ``--config``, ``--quiet`` and one flag per
+    ``TrainConfig`` setting (read back by :func:`_config_from_args`)."""
+    parser.add_argument("--config", help="YAML file of training settings (flags override it)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_options(parser, skip=set())
+
+
 def _config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
     values = {}
     if args.config:
@@ -336,7 +344,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model and write its checkpoint")
-    p.add_argument("--config", help="YAML file of training settings (flags override it)")
     p.add_argument("--out", help="checkpoint path (default runs/<dataset>/model.pt)")
     p.add_argument(
         "--no-resume", action="store_true", help="start over even if the checkpoint exists"
@@ -349,15 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=[0.0],
         help="test noise levels of the final bucket table (default 0.0)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_config_options(p, skip=set())
+    _add_training_arguments(p)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser(
         "time-to-accuracy",
         help="wall time from a fresh model to a validation H target, and the final test H",
     )
-    p.add_argument("--config", help="YAML file of training settings (flags override it)")
     p.add_argument("--out", help="run folder (default runs/tta/<dataset>-<matmul dtype>)")
     p.add_argument("--target", type=_unit_interval, default=0.97, help="validation H target")
     p.add_argument("--val-fraction", type=float, default=0.1, help="validation share of train")
@@ -368,8 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--test-tol", type=_optional_float, default=1e-4, help="test early-exit tol, or 'none'"
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_config_options(p, skip=set())
+    _add_training_arguments(p)
     p.set_defaults(func=_cmd_time_to_accuracy)
 
     p = sub.add_parser(

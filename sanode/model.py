@@ -183,9 +183,8 @@ class SANode(nn.Module):
             p = 1.0 + dt * dyn.c1
             q = dt * dyn.c2
             n = num_steps(t_end, dt)
-            mm = self.product_dtype()
             return euler_loop(x0, w, p, q, n, clip=dyn.clip, segment=grad_segment,
-                              mm_dtype=None if mm == self.dtype else mm)  # fmt: skip
+                              mm_dtype=self.product_dtype())  # fmt: skip
         return integrate(self.dynamics(), x0, t_end, dt, method=method)
 
     def integrate(
