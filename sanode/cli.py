@@ -101,43 +101,23 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
+EVAL_COLUMNS = ["eps_test", "noise_seed", "n", "exact", "partial", "wrong", "accuracy",
+                "nearest_accuracy", "m_f", "work_fraction"]  # fmt: skip
+
+
 def _eval_rows(model, cfg, split, eps_values, seed, tol=None) -> list[dict]:
-    import torch
+    """The pipeline's evaluation (:func:`sanode.robustness.score`: same noise draws for the
+    same seed, same columns as the evaluate stage's accuracy table), without MSE curves."""
+    from .robustness import score
+    from .study import EvaluateSettings
 
-    from .config import matmul_precision
-    from .evaluate import evaluate
-    from .noise import add_pixel_noise
+    settings = EvaluateSettings(eps_test=tuple(eps_values), seed=seed, tol=tol, mse_items=0)
+    accuracy = score(model, cfg, split.x, split.y, settings).accuracy
+    return [{k: _python(v) for k, v in row.items()} for row in accuracy.to_dict("records")]
 
-    rows = []
-    for i, eps in enumerate(eps_values):
-        gen = torch.Generator().manual_seed(seed * 1_000 + i)
-        x = add_pixel_noise(split.x, eps, gen)
-        with matmul_precision(cfg.matmul_precision):
-            res = evaluate(
-                model,
-                x,
-                split.y,
-                t_end=cfg.t_eval,
-                dt=cfg.dt,
-                method=cfg.method,
-                batch_size=cfg.eval_batch_size,
-                threshold=cfg.threshold,
-                tol=tol,
-            )
-        rows.append(
-            {
-                "eps_test": eps,
-                "n": res.buckets.total,
-                "exact": res.buckets.exact,
-                "partial": res.buckets.partial,
-                "wrong": res.buckets.wrong,
-                "accuracy": res.accuracy,
-                "nearest_acc": res.nearest_accuracy,
-                "m_f": res.mean_magnetization,
-                "work": res.work_fraction,
-            }
-        )
-    return rows
+
+def _python(value):
+    return value.item() if hasattr(value, "item") else value
 
 
 def _cmd_train(args, parser) -> int:
@@ -167,7 +147,7 @@ def _cmd_train(args, parser) -> int:
     if args.eps_test:
         _print_table(
             _eval_rows(result.model, cfg, test_split, args.eps_test, cfg.seed),
-            ["eps_test", "n", "exact", "partial", "wrong", "accuracy", "nearest_acc", "m_f"],
+            EVAL_COLUMNS[:-1],
         )
     return 0
 
@@ -212,22 +192,9 @@ def _cmd_evaluate(args, parser) -> int:
     if args.json:
         print(json.dumps(rows))
     else:
-        _print_table(
-            rows,
-            [
-                "eps_test",
-                "n",
-                "exact",
-                "partial",
-                "wrong",
-                "accuracy",
-                "nearest_acc",
-                "m_f",
-                "work",
-            ],
-        )
+        _print_table(rows, EVAL_COLUMNS)
         if args.early_exit:
-            print("work = matrix products done / those of the fixed-step run")
+            print("work_fraction = matrix products done / those of the fixed-step run")
     return 0
 
 
@@ -391,7 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-eval", type=float, help="evaluation horizon (default: the checkpoint's)")
     p.add_argument("--dt", type=float)
     p.add_argument("--method", choices=["euler", "rk4"])
-    p.add_argument("--seed", type=int, default=0, help="seed of the test noise")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="first test-noise draw (as the evaluate block's seed: same inputs)",
+    )
     p.add_argument("--mirror", help="mirror folder of the MNIST/Fashion-MNIST IDX files")
     p.add_argument("--data-root", help="data folder (default: the checkpoint's)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")

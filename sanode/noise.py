@@ -1,8 +1,28 @@
-"""Pixel noise: a fixed number of randomly chosen pixels per image get a uniform new value."""
+"""Pixel noise: a fixed number of randomly chosen pixels per image get a uniform new value.
+
+Every random draw of noise in the package comes from a generator built here, so the same seed
+gives the same noisy inputs in the pipeline, the CLI and the analyses.
+"""
 
 from __future__ import annotations
 
 import torch
+
+
+def noise_generator(seed: int, index: int) -> torch.Generator:
+    """Generator of the test noise of draw ``seed`` at the ``index``-th level of a grid: every
+    model (and ``sanode evaluate`` with the same ``--seed``) sees the same noisy inputs."""
+    return torch.Generator().manual_seed(1_000_003 * (seed + 1) + index)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of everything random in one training epoch (shuffle, training noise)."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def validation_generator(seed: int) -> torch.Generator:
+    """Generator of the validation noise of a trial trained with ``seed``."""
+    return torch.Generator().manual_seed(10_007 + seed)
 
 
 def noisy_pixel_count(eps: float, n: int) -> int:

@@ -17,12 +17,20 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import plots, tables, tracking
+from . import analyses, layout, plots, tables, tracking
 from .checkpoint import load_model
-from .config import TrainConfig, matmul_precision
+from .config import TrainConfig
 from .prepare import load_prepared, prepare_dataset
-from .robustness import evaluate_noise_grid
-from .study import PipelineConfigError, study_settings, train_settings
+from .robustness import score
+from .study import (
+    PipelineConfigError,
+    analysis_digest,
+    evaluate_settings,
+    evaluation_digest,
+    prepare_settings,
+    study_settings,
+    train_settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +45,10 @@ def experiment_name(config: dict) -> str:
 
 # -- stages ----------------------------------------------------------------------------------
 def prepare_stage(config: dict, study: str, out: str) -> None:
-    spec = config["studies"][study]
-    prep = spec.get("prepare", {})
+    prep = prepare_settings(config, study)
     cfg = TrainConfig.from_dict(train_settings(config, study))
     meta = prepare_dataset(
-        cfg,
-        out,
-        val_fraction=prep.get("val_fraction", 0.1),
-        test_per_class=prep.get("test_per_class"),
+        cfg, out, val_fraction=prep.val_fraction, test_per_class=prep.test_per_class
     )
     log.info("prepared %s: %s", study, meta["sizes"])
 
@@ -69,35 +73,40 @@ def tune_stage(
     log.info("study %s: %d trials", study, table["trial_id"].nunique())
 
 
+def _tracked_run(config: dict, **kwargs):
+    """:func:`sanode.tracking.run` in the config's store and experiment."""
+    return tracking.run(tracking_uri(config), experiment_name(config), **kwargs)
+
+
 def evaluate_stage(
     config: dict,
     study: str,
     eps_train: str,
-    checkpoint: str,
+    models: str,
     data: str,
     best_json: str,
-    accuracy_out: str,
-    mse_out: str,
-    states_out: str,
+    outputs: dict[str, str],
     threads: int,
 ) -> None:
-    """Evaluate the best model of one eps_train over the study's eps_test grid (and, with
-    ``seed`` in the search space, the same settings trained from the other seeds)."""
+    """Evaluate the model selected for ``eps_train`` over the study's eps_test grid (and,
+    with ``seed`` in the search space, the same settings trained from the other seeds).
+    ``outputs``: paths of ``accuracy``, ``mse`` and ``states``."""
     torch.set_num_threads(max(1, threads))
-    spec = config["studies"][study].get("evaluate", {})
+    settings = evaluate_settings(config, study)
+    checkpoint = layout.model_path(models, eps_train)
     model, cfg, _ = load_model(checkpoint)
-    prepared = load_prepared(data)
-    x, y = prepared.split("test")
+    x, y = load_prepared(data).split("test")
     best = json.loads(Path(best_json).read_text())["models"][eps_train]
-    client = tracking.client(tracking_uri(config))
-    exp_id = tracking.experiment_id(client, experiment_name(config))
-    key = {"sanode.study": study, "sanode.rule": "evaluate", "sanode.eps_train": eps_train}
-    tracking.mark_stale_runs(client, exp_id, key)
-    parent = tracking.find_run(client, exp_id, {"sanode.study": study, "sanode.kind": "study"})
-    run_id = tracking.start_or_resume_run(
-        client,
-        exp_id,
-        key=key,
+    with _tracked_run(
+        config,
+        # one run per set of settings (a changed eps_test grid is a new run, not a param clash)
+        key={
+            "sanode.study": study,
+            "sanode.rule": "evaluate",
+            "sanode.eps_train": eps_train,
+            "sanode.settings": evaluation_digest(config, study),
+        },
+        stale={"sanode.study": study, "sanode.rule": "evaluate", "sanode.eps_train": eps_train},
         name=f"evaluate-{study}-eps{eps_train}",
         tags={
             **tracking.provenance_tags(),
@@ -105,67 +114,42 @@ def evaluate_stage(
             "sanode.trial_id": str(best["trial_id"]),
             "sanode.wildcards": json.dumps({"study": study, "eps_train": eps_train}),
         },
-        parent_run_id=parent,
-    )
-    try:
-        t_eval = float(spec.get("t_eval", cfg.t_eval))
-        grid = dict(
-            eps_test=[float(e) for e in spec.get("eps_test", [0.0])],
-            t_end=t_eval,
-            dt=cfg.dt,
-            method=cfg.method,
-            threshold=cfg.threshold,
-            batch_size=int(spec.get("batch_size", cfg.eval_batch_size)),
-            seed=int(spec.get("seed", 0)),
-            mse_every=int(spec.get("mse_every", 10)),
-            tol=spec.get("tol"),
-            noise_seeds=int(spec.get("noise_seeds", 1)),
-        )
-        with matmul_precision(cfg.matmul_precision):
-            res = evaluate_noise_grid(
-                model, x, y, mse_items=int(spec.get("mse_items", 200)), **grid
-            )
+        parent={"sanode.study": study, "sanode.kind": "study"},
+    ) as run:
+        res = score(model, cfg, x, y, settings)
         rows = [res.accuracy.assign(train_seed=cfg.seed, is_best=True, trial_id=best["trial_id"])]
         # the same settings trained from the other seeds (seed in the search space): the
         # spread over training seeds; MSE curves and states stay those of the best model
         for seed, sibling in best.get("seeds", {}).items():
             if sibling["trial_id"] == best["trial_id"]:
                 continue
-            other, other_cfg, _ = load_model(
-                Path(checkpoint).parent / Path(sibling["checkpoint"]).name
-            )
-            with matmul_precision(other_cfg.matmul_precision):
-                extra_res = evaluate_noise_grid(other, x, y, mse_items=1, **grid)
+            other, other_cfg, _ = load_model(layout.model_path(models, eps_train, int(seed)))
+            extra_res = score(other, other_cfg, x, y, settings, mse_items=1)
             rows.append(extra_res.accuracy.assign(train_seed=int(seed), is_best=False,
                                                   trial_id=sibling["trial_id"]))  # fmt: skip
-        tracking.log_params(
-            client,
-            run_id,
+        t_eval = cfg.t_eval if settings.t_eval is None else settings.t_eval
+        run.log_params(
             {
                 "checkpoint": checkpoint,
                 "t_eval": t_eval,
-                "eps_test": json.dumps(spec.get("eps_test")),
-            },
+                "eps_test": json.dumps(list(settings.eps_test)),
+            }
         )
         for i, row in res.accuracy.iterrows():
-            tracking.log_metrics(client, run_id, row.to_dict(), step=int(i))
+            run.log_metrics(row.to_dict(), step=int(i))
         extra = {
             "study": study,
             "dataset": cfg.dataset,
             "eps_train": float(eps_train),
-            "mlflow_run_id": run_id,
+            "mlflow_run_id": run.run_id,
         }
         accuracy = pd.concat(rows, ignore_index=True).assign(**extra, t_eval=t_eval)
         accuracy["trial_id"] = accuracy["trial_id"].astype(str)
         mse = res.mse.assign(**extra)
-        tables.check_schema(accuracy, "accuracy").to_parquet(accuracy_out, index=False)
-        tables.check_schema(mse, "mse_curves").to_parquet(mse_out, index=False)
-        torch.save({k: v.contiguous() for k, v in res.states.items()}, states_out)
-        client.log_artifact(run_id, accuracy_out, artifact_path="tables")
-    except BaseException:
-        client.set_terminated(run_id, status="FAILED")
-        raise
-    client.set_terminated(run_id, status="FINISHED")
+        tables.check_schema(accuracy, "accuracy").to_parquet(outputs["accuracy"], index=False)
+        tables.check_schema(mse, "mse_curves").to_parquet(outputs["mse"], index=False)
+        torch.save({k: v.contiguous() for k, v in res.states.items()}, outputs["states"])
+        run.log_artifact(outputs["accuracy"], "tables")
 
 
 def aggregate_stage(
@@ -193,17 +177,103 @@ def figures_stage(config: dict, tables_in: dict[str, str], outputs: dict[str, An
     for study, path in outputs["tuning"].items():
         plots.tuning_curves(trials, study, study_settings(config, study).metric, path)
     plots.buckets_vs_paper(pd.read_parquet(tables_in["secV"]), outputs["buckets"])
-    client = tracking.client(tracking_uri(config))
-    exp_id = tracking.experiment_id(client, experiment_name(config))
     for study in config["studies"]:
-        parent = tracking.find_run(client, exp_id, {"sanode.study": study, "sanode.kind": "study"})
-        if parent is None:
+        run = tracking.existing_run(tracking_uri(config), experiment_name(config),
+                                    {"sanode.study": study, "sanode.kind": "study"})  # fmt: skip
+        if run is None:
             continue
         for group in ("fig3", "fig4", "tuning"):
-            client.log_artifact(parent, outputs[group][study], artifact_path="figures")
-        client.log_artifact(parent, outputs["buckets"], artifact_path="figures")
+            run.log_artifact(outputs[group][study], "figures")
+        run.log_artifact(outputs["buckets"], "figures")
         for path in tables_in.values():
-            client.log_artifact(parent, path, artifact_path="tables")
+            run.log_artifact(path, "tables")
+
+
+def analysis_stage(
+    config: dict, name: str, inputs: dict[str, Any], outputs: dict[str, str], threads: int = 1
+) -> None:
+    """Run analysis ``name`` (:mod:`sanode.analyses`) in its MLflow run and write its tables.
+
+    ``inputs``: the rule's named inputs (``models``, ``data``, ``trials``: one path per study
+    of the analysis, in :func:`sanode.analyses.studies` order; ``states``: one path).
+    ``outputs``: one path per table key. Every table gets the run's ``mlflow_run_id`` column
+    and is checked against the schema the analysis declares.
+    """
+    torch.set_num_threads(max(1, threads))
+    analysis = analyses.get(name)
+    settings = analysis.settings(config)
+    names = analysis.studies(settings, config)
+
+    def per_study(key: str) -> dict[str, str]:
+        return dict(zip(names, inputs.get(key, []), strict=False)) if key in inputs else {}
+
+    ctx = analyses.Context(
+        config=config,
+        models=per_study("models"),
+        data=per_study("data"),
+        trials=per_study("trials"),
+        states=inputs.get("states"),
+    )
+    with _tracked_run(
+        config,
+        key=_analysis_key(config, name),
+        stale={"sanode.kind": "analysis", "sanode.analysis": name},
+        name=f"analysis-{name}",
+        tags={
+            **tracking.provenance_tags(),
+            "sanode.rule": name,
+            "sanode.analysis_config": json.dumps(settings.to_dict())[:5000],
+            **_data_checksums(ctx.data),
+        },
+    ) as run:
+        run.log_params(settings.to_dict())
+        result = analysis.run(settings, ctx)
+        for key, table in analysis.tables.items():
+            frame = result.tables[key].assign(mlflow_run_id=run.run_id)
+            tables.check_schema(frame, table.name, table.schema)
+            Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
+            frame.to_parquet(outputs[key], index=False)
+            log.info("%s: %d rows -> %s", table.name, len(frame), outputs[key])
+            run.log_artifact(outputs[key], "tables")
+        if result.metrics:
+            run.log_metrics(result.metrics)
+
+
+def _analysis_key(config: dict, name: str) -> dict[str, str]:
+    """The tags of an analysis' MLflow run: one run per set of settings."""
+    return {"sanode.kind": "analysis", "sanode.analysis": name,
+            "sanode.settings": analysis_digest(config, name)}  # fmt: skip
+
+
+def _data_checksums(data: dict[str, str]) -> dict[str, str]:
+    tags = {}
+    for study, path in data.items():
+        meta = Path(path).with_suffix(".json")
+        if meta.is_file():
+            tags[f"sanode.data_sha256.{study}"] = json.loads(meta.read_text())["cache_sha256"]
+    return tags
+
+
+def analysis_figures_stage(
+    config: dict,
+    name: str,
+    tables_in: dict[str, str],
+    figures_out: dict[str, str],
+    accuracy: str | None = None,
+) -> None:
+    """Draw the figures of analysis ``name`` from its tables (and the aggregated accuracy
+    table when it reads it) and attach them to the analysis's MLflow run."""
+    analysis = analyses.get(name)
+    frames = {key: pd.read_parquet(path) for key, path in tables_in.items()}
+    ours = pd.read_parquet(accuracy) if accuracy and analysis.uses_accuracy else None
+    for path in figures_out.values():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    analysis.draw(analysis.settings(config), frames, figures_out, ours)
+    run = tracking.existing_run(tracking_uri(config), experiment_name(config),
+                                _analysis_key(config, name))  # fmt: skip
+    if run is not None:
+        for path in figures_out.values():
+            run.log_artifact(path, "figures")
 
 
 def run_stage(stage, *args, **kwargs) -> None:

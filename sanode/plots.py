@@ -1,13 +1,16 @@
-"""Seaborn figures drawn from the pipeline's Parquet tables only."""
+"""Seaborn figures drawn from the pipeline's Parquet tables only (the study figures: Fig. 3,
+MSE(t), tuning, Sec. V buckets), and the helpers the analyses' figures share."""
 
 from __future__ import annotations
 
+import math
 import os
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -18,6 +21,18 @@ def save_figure(fig, path: str | os.PathLike) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
+
+
+def image_panel(ax, values: np.ndarray, title: str, *, signed: bool = False) -> None:
+    """A square image from a flat (N,) array: grey for pixels, red-blue for signed states."""
+    side = round(math.sqrt(values.size))
+    kw = {"cmap": "RdBu_r", "vmin": -1, "vmax": 1} if signed else {"cmap": "gray_r"}
+    if signed:
+        values = values / max(float(np.abs(values).max()), 1e-12)
+    ax.imshow(values.reshape(side, side), **kw)
+    ax.set_title(title, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def first_draw(accuracy: pd.DataFrame) -> pd.DataFrame:

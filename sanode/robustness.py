@@ -12,9 +12,11 @@ import pandas as pd
 import torch
 
 from . import metrics
+from .config import TrainConfig, matmul_precision
 from .evaluate import evaluate
 from .model import SANode
-from .noise import add_pixel_noise
+from .noise import add_pixel_noise, noise_generator
+from .study import EvaluateSettings
 
 
 @dataclass(frozen=True)
@@ -22,11 +24,6 @@ class RobustnessResult:
     accuracy: pd.DataFrame  # one row per eps_test
     mse: pd.DataFrame  # one row per (eps_test, t)
     states: dict[str, torch.Tensor]  # inputs, final states, overlaps at eps_test = first level
-
-
-def noise_generator(seed: int, index: int) -> torch.Generator:
-    """Generator of the test noise at the ``index``-th level: same inputs for every model."""
-    return torch.Generator().manual_seed(1_000_003 * (seed + 1) + index)
 
 
 def evaluate_noise_grid(
@@ -49,13 +46,16 @@ def evaluate_noise_grid(
     """Score ``model`` on x (M, N), y (M,) at every test-noise level of ``eps_test``.
 
     The MSE(t) curve (eq. 6) uses the first ``mse_items`` items of each noisy set, sampled
-    every ``mse_every`` steps. Noise is seeded per level, so every model sees the same inputs.
+    every ``mse_every`` steps (``mse_items`` = 0: no curve). Noise is seeded per level, so
+    every model sees the same inputs.
     With ``noise_seeds`` = R > 1 every level is scored on R independent noise draws (seeds
     ``seed .. seed+R-1``, column ``noise_seed``): the spread of the scores over the draws.
     The MSE curves and the saved states use the first draw.
     """
     if not eps_test:
         raise ValueError("eps_test needs at least one noise level")
+    if mse_items < 0:
+        raise ValueError(f"mse_items must be >= 0, got {mse_items}")
     if noise_seeds < 1:
         raise ValueError(f"noise_seeds must be >= 1, got {noise_seeds}")
     rows, curves = [], []
@@ -93,6 +93,15 @@ def evaluate_noise_grid(
             )
             if r > 0:
                 continue
+            if i == 0:
+                states = {
+                    "inputs": noisy,
+                    "labels": y,
+                    "final": res.states,
+                    "overlap": res.overlap,
+                }
+            if mse_items == 0:
+                continue
             with torch.no_grad():
                 times, traj = model.integrate(
                     noisy[:mse_items], t_end, dt, method=method, record_every=mse_every
@@ -103,11 +112,41 @@ def evaluate_noise_grid(
                     {"eps_test": float(eps), "t": times.numpy(), "mse": curve.double().numpy()}
                 )
             )
-            if i == 0:
-                states = {
-                    "inputs": noisy,
-                    "labels": y,
-                    "final": res.states,
-                    "overlap": res.overlap,
-                }
-    return RobustnessResult(pd.DataFrame(rows), pd.concat(curves, ignore_index=True), states)
+    mse = (
+        pd.concat(curves, ignore_index=True)
+        if curves
+        else pd.DataFrame({"eps_test": [], "t": [], "mse": []}, dtype=float)
+    )
+    return RobustnessResult(pd.DataFrame(rows), mse, states)
+
+
+def score(
+    model: SANode,
+    cfg: TrainConfig,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: EvaluateSettings,
+    *,
+    mse_items: int | None = None,
+) -> RobustnessResult:
+    """The one evaluation of a trained model (the pipeline's evaluate stage and ``sanode
+    evaluate``): :func:`evaluate_noise_grid` with the ``evaluate`` settings, the model's
+    time step, method, threshold and product precision, and where the settings leave them
+    open its horizon ``t_eval`` and batch size. ``mse_items`` overrides the settings'."""
+    with matmul_precision(cfg.matmul_precision):
+        return evaluate_noise_grid(
+            model,
+            x,
+            y,
+            eps_test=list(settings.eps_test),
+            t_end=cfg.t_eval if settings.t_eval is None else settings.t_eval,
+            dt=cfg.dt,
+            method=cfg.method,
+            threshold=cfg.threshold,
+            batch_size=cfg.eval_batch_size if settings.batch_size is None else settings.batch_size,
+            seed=settings.seed,
+            mse_items=settings.mse_items if mse_items is None else mse_items,
+            mse_every=settings.mse_every,
+            tol=settings.tol,
+            noise_seeds=settings.noise_seeds,
+        )

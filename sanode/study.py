@@ -10,7 +10,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import analyses
 from .config import EXECUTION_KEYS, ConfigError, TrainConfig, settings_digest
+from .layout import eps_label
+from .settings import Settings
+
+__all__ = [
+    "EvaluateSettings",
+    "PipelineConfigError",
+    "PrepareSettings",
+    "StudySettings",
+    "analysis_digest",
+    "config_problems",
+    "data_digest",
+    "eps_label",
+    "eps_train_grid",
+    "evaluate_settings",
+    "evaluation_digest",
+    "prepare_settings",
+    "study_digest",
+    "study_settings",
+    "train_settings",
+    "validate_config",
+]
 
 SAMPLERS = ("loguniform", "uniform", "randint", "choice")
 
@@ -151,7 +173,7 @@ def data_digest(config: dict, study: str) -> str:
     return settings_digest(
         {
             "train": {k: base.get(k) for k in keys},
-            "prepare": config["studies"][study].get("prepare", {}),
+            "prepare": prepare_settings(config, study).to_dict(),
         }
     )
 
@@ -163,32 +185,86 @@ def study_digest(config: dict, study: str) -> str:
 
 def evaluation_digest(config: dict, study: str) -> str:
     """Digest of what determines a study's evaluation tables (its models and evaluate block)."""
-    spec = config["studies"][study].get("evaluate", {})
+    spec = evaluate_settings(config, study).to_dict()
     return settings_digest([study_digest(config, study), spec])
 
 
 def analysis_digest(config: dict, name: str) -> str:
-    """Digest of what determines an analysis' tables (its block and the models it reads)."""
-    spec = (config.get("analyses") or {}).get(name, {})
-    studies = analysis_studies(config, name)
-    return settings_digest([spec, [evaluation_digest(config, s) for s in studies]])
+    """Digest of what determines an analysis' tables (its settings and the models, evaluations
+    and trials it reads)."""
+    analysis = analyses.get(name)
+    settings = analysis.settings(config)
+    studies = analysis.studies(settings, config)
+    return settings_digest([settings.to_dict(), [evaluation_digest(config, s) for s in studies]])
+
+
+@dataclass(frozen=True)
+class EvaluateSettings(Settings):
+    """A study's ``evaluate`` block: how the evaluate stage (and ``sanode evaluate``) scores a
+    selected model over the test-noise grid."""
+
+    eps_test: tuple[float, ...] = (0.0,)  # test-noise levels; the first gives Fig. 7's cases
+    t_eval: float | None = None  # evaluation horizon; null: the model's own t_eval
+    batch_size: int | None = None  # null: the model's eval_batch_size
+    mse_items: int = 200  # items of the MSE(t) curve per level (0: no curve)
+    mse_every: int = 10  # record the MSE every this many steps
+    seed: int = 0  # first test-noise draw
+    noise_seeds: int = 1  # independent test-noise draws per level (the spread in Fig. 3)
+    tol: float | None = None  # stop an item once max|F(x)| < tol; null: integrate to t_eval
+
+    def check(self, where: str) -> None:
+        if not self.eps_test:
+            raise ConfigError(f"{where}.eps_test: list at least one test-noise level")
+        for eps in self.eps_test:
+            if not 0.0 <= eps <= 1.0:
+                raise ConfigError(f"{where}.eps_test: {eps} is not a noise level in [0, 1]")
+        for key in ("t_eval", "tol"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise ConfigError(f"{where}.{key} must be > 0 or null, got {value}")
+        for key, low in (("batch_size", 1), ("mse_items", 0), ("mse_every", 1), ("seed", 0),
+                         ("noise_seeds", 1)):  # fmt: skip
+            value = getattr(self, key)
+            if value is not None and value < low:
+                raise ConfigError(f"{where}.{key} must be >= {low}, got {value}")
+
+
+def evaluate_settings(config: dict, study: str) -> EvaluateSettings:
+    """The ``evaluate`` block of ``study`` as typed settings (defaults filled in)."""
+    block = config["studies"][study].get("evaluate") or {}
+    return EvaluateSettings.from_mapping(block, where=f"studies.{study}.evaluate")
 
 
 def study_settings(config: dict, study: str) -> StudySettings:
+    """The study's search settings; a key the block leaves out takes the dataclass default."""
     spec = config["studies"][study]
-    resources = spec.get("resources", {})
+    keys = ("num_samples", "metric", "mode", "scheduler", "val_eps")
     return StudySettings(
         name=study,
         base=train_settings(config, study),
         search_space=spec.get("search_space", {}),
-        num_samples=spec.get("num_samples", 1),
-        metric=spec.get("metric", "val_accuracy"),
-        mode=spec.get("mode", "max"),
-        scheduler=spec.get("scheduler", {"name": "fifo"}),
-        val_eps=spec.get("val_eps", 0.0),
-        cpus_per_trial=resources.get("cpus_per_trial", 1),
-        gpus_per_trial=resources.get("gpus_per_trial", 0),
+        **{k: spec[k] for k in keys if k in spec},
+        **{k: v for k, v in spec.get("resources", {}).items()},
     )
+
+
+@dataclass(frozen=True)
+class PrepareSettings(Settings):
+    """A study's ``prepare`` block: how its prepared data are split."""
+
+    val_fraction: float = 0.1  # of the training images, held out for validation
+    test_per_class: int | None = None  # a balanced test subset; null: every test image
+
+    def check(self, where: str) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"{where}.val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if self.test_per_class is not None and self.test_per_class < 1:
+            raise ConfigError(f"{where}.test_per_class must be >= 1, got {self.test_per_class}")
+
+
+def prepare_settings(config: dict, study: str) -> PrepareSettings:
+    block = config["studies"][study].get("prepare") or {}
+    return PrepareSettings.from_mapping(block, where=f"studies.{study}.prepare")
 
 
 def validate_config(
@@ -221,14 +297,7 @@ def config_problems(config: dict, *, schema: str | Path | None = None) -> list[s
             f"project.mirror: folder {mirror} does not exist; point it at a folder holding "
             "MNIST/raw and FashionMNIST/raw, or set it to null to download"
         )
-    allowed = sorted(TrainConfig().to_dict())
     for name, spec in studies.items():
-        unknown = sorted(set(spec.get("train", {})) - set(allowed))
-        if unknown:
-            problems.append(
-                f"studies.{name}.train: unknown key(s) {unknown}; allowed keys: {allowed}"
-            )
-            continue
         try:
             base = train_settings(config, name)
             TrainConfig.from_dict(base)
@@ -243,10 +312,14 @@ def config_problems(config: dict, *, schema: str | Path | None = None) -> list[s
             except ValueError as err:
                 problems.append(f"studies.{name}: {err}")
     if not problems:
-        try:
-            _validate_analyses(config)
-        except PipelineConfigError as err:
-            problems.append(str(err))
+        for name in studies:
+            try:
+                prepare_settings(config, name)
+                evaluate_settings(config, name)
+            except ConfigError as err:
+                problems.append(str(err))
+    if not problems:
+        problems += analyses.problems(config)
     return problems
 
 
@@ -279,129 +352,5 @@ def schema_problems(config: dict, schema: str | Path) -> list[str]:
     return lines
 
 
-ANALYSES = ("mse_time", "perturbation", "cases", "timestep", "inversion", "baselines", "census")
-
-
-def analysis_studies(config: dict, name: str) -> list[str]:
-    """The studies whose models analysis ``name`` reads (all studies for baselines/census)."""
-    spec = (config.get("analyses") or {}).get(name)
-    if spec is None:
-        return []
-    if name == "inversion":
-        return list(dict.fromkeys(t["study"] for t in spec["targets"]))
-    if name in ("baselines", "census"):
-        return list(config["studies"])
-    return [spec["study"]]
-
-
-def analysis_files(config: dict) -> dict[str, dict[str, dict[str, str]]]:
-    """Tables and figures of every configured analysis: ``{name: {"tables": {key: path},
-    "figures": {key: path}, "captions": {key: caption file}}}``. Figure names carry the
-    paper's figure number."""
-    out: dict[str, dict[str, dict[str, str]]] = {}
-    analyses = config.get("analyses") or {}
-    t, f = "results/tables", "results/figures"
-
-    def add(name, tables, figures):
-        out[name] = {
-            "tables": {k: f"{t}/{v}.parquet" for k, v in tables.items()},
-            "figures": {k: f"{f}/{v[0]}.png" for k, v in figures.items()},
-            "captions": {k: v[1] for k, v in figures.items()},
-        }
-
-    if "mse_time" in analyses:
-        add(
-            "mse_time",
-            {"curves": "fig4_mse_time", "finals": "fig4_final_mse"},
-            {"fig4": ("fig4_mse_time_one_class", "fig4_one_class")},
-        )
-    if "perturbation" in analyses:
-        add(
-            "perturbation",
-            {"single": "fig5_single_perturbation", "collective": "fig6_collective_perturbation"},
-            {
-                "fig5": ("fig5_single_perturbation", "fig5"),
-                "fig6": ("fig6_collective_perturbation", "fig6"),
-            },
-        )
-    if "cases" in analyses:
-        add("cases", {"cases": "fig7_cases"}, {"fig7": ("fig7_three_cases", "fig7")})
-    if "timestep" in analyses:
-        add(
-            "timestep",
-            {"timestep": "fig8_timestep"},
-            {"fig8": ("fig8_timestep_convergence", "fig8")},
-        )
-    if "inversion" in analyses:
-        figures = {}
-        for study in analysis_studies(config, "inversion"):
-            figures[f"trajectories_{study}"] = (f"fig9_11_trajectories_{study}", "fig9_11")
-            figures[f"inversion_{study}"] = (f"fig10_12_inversion_{study}", "fig10_12")
-        add(
-            "inversion",
-            {
-                "trajectories": "fig9_trajectories",
-                "errors": "fig10_inversion",
-                "images": "fig10_inversion_images",
-            },
-            figures,
-        )
-    if "baselines" in analyses:
-        add(
-            "baselines",
-            {"baselines": "baselines"},
-            {f"baselines_{s}": (f"baselines_{s}", "baselines") for s in config["studies"]},
-        )
-    if "census" in analyses:
-        add(
-            "census",
-            {"stability": "stability", "census": "census"},
-            {"census": ("census_stability", "census")},
-        )
-    return out
-
-
-def nearest_eps(config: dict, study: str, eps: float) -> float:
-    """The level of the study's eps_train grid closest to ``eps`` (its trained model)."""
-    return min(eps_train_grid(config, study), key=lambda e: (abs(e - eps), e))
-
-
-def _validate_analyses(config: dict) -> None:
-    analyses = config.get("analyses") or {}
-    studies = config["studies"]
-    for name in analyses:
-        if name not in ANALYSES:
-            raise PipelineConfigError(
-                f"analyses.{name}: unknown analysis; allowed: {list(ANALYSES)}"
-            )
-        for study in analysis_studies(config, name):
-            if study not in studies:
-                raise PipelineConfigError(
-                    f"analyses.{name}: study {study!r} is not defined under 'studies' "
-                    f"(defined: {sorted(studies)})"
-                )
-        spec = analyses[name]
-        if name == "timestep":
-            t = float(spec.get("t", 10.0))
-            for dt in [*spec.get("dts", []), spec.get("reference_dt", 0.001)]:
-                if abs(t / dt - round(t / dt)) > 1e-9:
-                    raise PipelineConfigError(
-                        f"analyses.timestep: dt = {dt} does not divide t = {t}; pick time steps "
-                        "with an integer number of steps to t"
-                    )
-        if name == "cases" and not (
-            studies[spec["study"]].get("evaluate", {}).get("eps_test", [0.0])[0] == 0.0
-        ):
-            raise PipelineConfigError(
-                "analyses.cases: the study's evaluate.eps_test must start at 0.0 (the cases "
-                "are drawn from the clean test set)"
-            )
-
-
 def eps_train_grid(config: dict, study: str) -> list[float]:
     return study_settings(config, study).eps_train_grid()
-
-
-def eps_label(eps: float) -> str:
-    """The ``eps_train`` wildcard value of a noise level (``0.3`` -> ``"0.3"``)."""
-    return f"{float(eps):g}"

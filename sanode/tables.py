@@ -6,9 +6,9 @@ trials.parquet       one row per (trial, epoch) of every Ray Tune study
 accuracy.parquet     one row per (study, eps_train, eps_test): accuracy buckets and scores
 mse_curves.parquet   one row per (study, eps_train, eps_test, t): MSE(t) of eq. 6
 
-The analyses add one table each (``fig4_mse_time`` ... ``census``, see ``SCHEMAS``), named after
-the paper's figure they feed; ``secV_accuracy`` is the Sec. V table (clean test set, first
-eps_train) beside the paper's counts.
+``secV_accuracy`` is the Sec. V table (clean test set, first eps_train) beside the paper's
+counts. The analyses declare their own tables and schemas (:mod:`sanode.analyses`), named
+after the paper's figure they feed.
 
 Every row carries ``mlflow_run_id``: the trial's run (trials), the evaluation run or the
 analysis run.
@@ -17,7 +17,7 @@ analysis run.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
@@ -64,53 +64,11 @@ SCHEMAS: dict[str, dict[str, str]] = {
     },
 }
 
-_RUN = {"mlflow_run_id": "O"}
-_IMAGE = {"panel": "O", "pixel": "i", "value": "f"}
-SCHEMAS.update(
-    {
-        # Fig. 4: MSE(t) of noisy copies of one image; final per-copy MSE
-        "fig4_mse_time": {"study": "O", "eps_train": "f", "label": "i", "eps_test": "f",
-                          "t": "f", "mse": "f", "mse_std": "f", **_RUN},
-        "fig4_final_mse": {"study": "O", "eps_train": "f", "label": "i", "eps_test": "f",
-                           "item": "i", "final_mse": "f", "on_target": "b", **_RUN},
-        # Figs. 5, 6: eigen-direction perturbations
-        "fig5_single_perturbation": {"study": "O", "eps_train": "f", "label": "i",
-                                     "coefficient": "i", "sigma": "f", "mse": "f",
-                                     "mse_std": "f", "mse_unperturbed": "f", "rank": "i",
-                                     "shown": "b", **_RUN},
-        "fig6_collective_perturbation": {"study": "O", "eps_train": "f", "label": "i", "m": "i",
-                                         "fraction": "f", "mse": "f", "degradation": "f",
-                                         "within": "b", "f": "f", **_RUN},
-        # Fig. 7: one item per outcome
-        "fig7_cases": {"study": "O", "eps_train": "f", "case": "O", "item": "i", "label": "i",
-                       "overlap": "f", **_IMAGE, **_RUN},
-        # Fig. 8: time-step convergence
-        "fig8_timestep": {"study": "O", "eps_train": "f", "method": "O", "dt": "f", "t": "f",
-                          "mse": "f", "error": "f", "reference_mse": "f", "order": "f", **_RUN},
-        # Figs. 9-12: trajectories and inversion
-        "fig9_trajectories": {"study": "O", "label": "i", "eps_train": "f", "t_inv": "f",
-                              "t": "f", "pixel": "i", "value": "f", **_RUN},
-        "fig10_inversion": {"study": "O", "label": "i", "eps_train": "f", "t_inv": "f",
-                            "dt": "f", "dtype": "O", "method": "O", "max_error": "f",
-                            "rms_error": "f", **_RUN},
-        "fig10_inversion_images": {"study": "O", "label": "i", "eps_train": "f", "t_inv": "f",
-                                   "shown_t_inv": "f", "dt": "f", "dtype": "O", **_IMAGE,
-                                   **_RUN},
-        # Sec. V: accuracy on the clean test set beside the paper
-        "secV_accuracy": {"study": "O", "dataset": "O", "source": "O", "n": "i", "exact": "i",
-                          "partial": "i", "wrong": "i", "accuracy": "f",
-                          "nearest_accuracy": "f", "t_eval": "f", "mlflow_run_id": "O"},
-        # beyond the paper
-        "baselines": {"study": "O", "dataset": "O", "model": "O", "eps_train": "f",
-                      "eps_test": "f", "n": "i", "accuracy": "f", "parameters": "i", **_RUN},
-        "stability": {"study": "O", "eps_train": "f", "max_real_jacobian_eig": "f",
-                      "relaxation_time": "f", "stability_bound": "f", "max_eigenvalue": "f",
-                      "gamma": "f", **_RUN},
-        "census": {"study": "O", "eps_train": "f", "source": "O", "n": "i", "planted": "i",
-                   "spurious": "i", "not_converged": "i", "distinct_spurious": "i",
-                   "planted_fraction": "f", **_RUN},
-    }
-)  # fmt: skip
+SCHEMAS["secV_accuracy"] = {
+    # Sec. V: accuracy on the clean test set beside the paper
+    "study": "O", "dataset": "O", "source": "O", "n": "i", "exact": "i", "partial": "i",
+    "wrong": "i", "accuracy": "f", "nearest_accuracy": "f", "t_eval": "f", "mlflow_run_id": "O",
+}  # fmt: skip
 
 # Sec. V of the paper: 10,000 test images, exact / partial (0.95 <= m_f < 1) / wrong.
 PAPER_BUCKETS = {
@@ -123,9 +81,12 @@ class SchemaError(ValueError):
     """A table lacks a documented column or has the wrong kind of values in it."""
 
 
-def check_schema(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    """Raise :class:`SchemaError` unless ``frame`` holds every column of table ``name``."""
-    for column, kind in SCHEMAS[name].items():
+def check_schema(
+    frame: pd.DataFrame, name: str, schema: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """Raise :class:`SchemaError` unless ``frame`` holds every column of table ``name`` (of
+    ``schema``, else of :data:`SCHEMAS`; an analysis declares its tables' schemas)."""
+    for column, kind in (schema if schema is not None else SCHEMAS[name]).items():
         if column not in frame.columns:
             raise SchemaError(f"table {name} lacks column {column!r} (has {list(frame.columns)})")
         actual = frame[column].dtype.kind

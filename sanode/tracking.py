@@ -1,15 +1,19 @@
 """MLflow tracking: a SQLite store under the project by default, explicit client calls only.
 
 Every run carries provenance tags (git revision, package versions, python) and the
-``sanode.*`` tags that tie it to a study, a trial or a pipeline rule.
+``sanode.*`` tags that tie it to a study, a trial or a pipeline rule. Every pipeline run's
+lifecycle is :func:`run`: close what a killed process left RUNNING, start or resume the run
+its key tags identify, FAILED on an error, KILLED on an interruption, FINISHED on exit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -203,3 +207,74 @@ def mark_stale_runs(
         mlflow_client.set_tag(run_id, "sanode.closed_as", status)
         mlflow_client.set_terminated(run_id, status=status)
     return stale
+
+
+@dataclass(frozen=True)
+class Run:
+    """An open MLflow run: its client, experiment and id, and the calls the pipeline makes."""
+
+    client: Any
+    experiment_id: str
+    run_id: str
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        log_params(self.client, self.run_id, params)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int = 0) -> None:
+        log_metrics(self.client, self.run_id, metrics, step=step)
+
+    def log_artifact(self, path: str | os.PathLike, folder: str) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, str(value)[:MAX_PARAM_LENGTH])
+
+
+@contextlib.contextmanager
+def run(
+    uri: str,
+    experiment: str,
+    *,
+    key: Mapping[str, str],
+    name: str,
+    tags: Mapping[str, str] | None = None,
+    stale: Mapping[str, str] | None = None,
+    parent: Mapping[str, str] | str | None = None,
+) -> Iterator[Run]:
+    """The lifecycle of one pipeline run, the run identified by its ``key`` tags.
+
+    Closes (as KILLED) the runs with the ``stale`` tags (default: ``key``) that a killed
+    process left RUNNING, resumes the run of ``key`` (back to RUNNING) or creates it with
+    ``tags`` under ``parent`` (a run id, or the key tags of the parent run), yields it, and
+    ends it FINISHED, or FAILED on an exception, or KILLED on an interruption (Ctrl-C).
+    """
+    mlflow_client = client(uri)
+    exp_id = experiment_id(mlflow_client, experiment)
+    closed = mark_stale_runs(mlflow_client, exp_id, stale or key)
+    if closed:
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "marked %d MLflow run(s) left RUNNING by an interrupted run as KILLED", len(closed)
+        )
+    parent_id = find_run(mlflow_client, exp_id, parent) if isinstance(parent, Mapping) else parent
+    run_id = start_or_resume_run(mlflow_client, exp_id, key=key, name=name, tags=tags,
+                                 parent_run_id=parent_id)  # fmt: skip
+    try:
+        yield Run(mlflow_client, exp_id, run_id)
+    except KeyboardInterrupt:
+        mlflow_client.set_terminated(run_id, status="KILLED")
+        raise
+    except BaseException:
+        mlflow_client.set_terminated(run_id, status="FAILED")
+        raise
+    mlflow_client.set_terminated(run_id, status="FINISHED")
+
+
+def existing_run(uri: str, experiment: str, key: Mapping[str, str]) -> Run | None:
+    """The newest run with the ``key`` tags (to attach files to it), ``None`` if none."""
+    mlflow_client = client(uri)
+    exp_id = experiment_id(mlflow_client, experiment)
+    run_id = find_run(mlflow_client, exp_id, key)
+    return None if run_id is None else Run(mlflow_client, exp_id, run_id)

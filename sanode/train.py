@@ -20,7 +20,7 @@ from .checkpoint import load_checkpoint, model_from_config, save_checkpoint
 from .config import EXECUTION_KEYS, TrainConfig, matmul_precision, resolve_device
 from .evaluate import evaluate
 from .model import SANode
-from .noise import add_pixel_noise
+from .noise import add_pixel_noise, epoch_generator
 
 EpochCallback = Callable[[int, dict[str, float], SANode], Any]
 
@@ -34,11 +34,6 @@ class TrainResult:
     model: SANode
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
-
-
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The generator of everything random in one epoch (shuffle, noise)."""
-    return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
 def ortho_loss(basis: torch.Tensor) -> torch.Tensor:

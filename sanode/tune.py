@@ -25,13 +25,12 @@ from typing import Any
 
 import pandas as pd
 import ray as _ray
-import torch
 from ray import tune
 
-from . import tracking
+from . import layout, selection, tracking
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
-from .noise import add_pixel_noise
+from .noise import add_pixel_noise, validation_generator
 from .prepare import load_prepared
 from .study import StudySettings
 from .train import train
@@ -100,7 +99,7 @@ def trainable(
     x, y = data.split("train")
     xv, yv = data.split("val")
     eps_val = cfg.eps_train if val_eps is None else val_eps
-    xv = add_pixel_noise(xv, eps_val, torch.Generator().manual_seed(10_007 + cfg.seed))
+    xv = add_pixel_noise(xv, eps_val, validation_generator(cfg.seed))
     ckpt_file = trial_checkpoint(state_dir, tune.get_context().get_trial_id())
 
     def report(epoch: int, record: dict, model) -> None:
@@ -284,46 +283,35 @@ def run_study(
     digest = settings.digest()
     state_dir = storage_dir / f"trials-{digest}"  # each trial's own checkpoint
     data_path = str(Path(data_path).resolve())
-    client = tracking.client(tracking_uri)
-    exp_id = tracking.experiment_id(client, experiment)
-    study_key = {"sanode.study": settings.name}
-    stale = tracking.mark_stale_runs(client, exp_id, study_key)
-    study_key = {**study_key, "sanode.settings": digest}
-    if stale:
-        log.warning(
-            "marked %d MLflow run(s) left RUNNING by an interrupted run as KILLED", len(stale)
-        )
     tags = tracking.provenance_tags(project_root)
     meta = load_prepared(data_path).meta
-    parent = tracking.start_or_resume_run(
-        client,
-        exp_id,
-        key={**study_key, "sanode.kind": "study"},
+    with tracking.run(
+        tracking_uri,
+        experiment,
+        key={"sanode.study": settings.name, "sanode.settings": digest, "sanode.kind": "study"},
+        stale={"sanode.study": settings.name},
         name=f"study-{settings.name}",
         tags={**tags, "sanode.rule": "tune"},
-    )
-    tracking.log_params(
-        client,
-        parent,
-        {
-            "base": settings.base,
-            "search_space": json.dumps(settings.search_space),
-            "num_samples": settings.num_samples,
-            "metric": settings.metric,
-            "mode": settings.mode,
-            "scheduler": json.dumps(settings.scheduler),
-        },
-    )
-    client.set_tag(parent, "sanode.data_sha256", meta.get("cache_sha256", ""))
-    for name, md5 in meta.get("raw_md5", {}).items():
-        client.set_tag(parent, f"sanode.data_md5.{name}", md5)
-
-    try:
-        table = _run_tuner(
+    ) as study_run:
+        study_run.log_params(
+            {
+                "base": settings.base,
+                "search_space": json.dumps(settings.search_space),
+                "num_samples": settings.num_samples,
+                "metric": settings.metric,
+                "mode": settings.mode,
+                "scheduler": json.dumps(settings.scheduler),
+            }
+        )
+        study_run.set_tags(
+            {
+                "sanode.data_sha256": meta.get("cache_sha256", ""),
+                **{f"sanode.data_md5.{k}": v for k, v in meta.get("raw_md5", {}).items()},
+            }
+        )
+        return _run_tuner(
             settings,
-            parent=parent,
-            client=client,
-            exp_id=exp_id,
+            study_run=study_run,
             tags={**tags, "sanode.settings": digest},
             experiment_path=storage_dir / f"study-{digest}",
             state_dir=state_dir,
@@ -332,18 +320,12 @@ def run_study(
             tracking_uri=tracking_uri,
             ray=(ray_address, num_cpus, project_root),
         )
-    except Exception:
-        client.set_terminated(parent, status="FAILED")
-        raise
-    return table
 
 
 def _run_tuner(
     settings: StudySettings,
     *,
-    parent: str,
-    client,
-    exp_id: str,
+    study_run: tracking.Run,
     tags: dict[str, str],
     experiment_path: Path,
     state_dir: Path,
@@ -365,8 +347,9 @@ def _run_tuner(
         ),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
-    callback = MlflowTrialCallback(tracking_uri, exp_id, parent, settings.name, base, tags,
-                                   str(state_dir))  # fmt: skip
+    client, exp_id = study_run.client, study_run.experiment_id
+    callback = MlflowTrialCallback(tracking_uri, exp_id, study_run.run_id, settings.name, base,
+                                   tags, str(state_dir))  # fmt: skip
     with ray_session(*ray):
         if tune.Tuner.can_restore(str(experiment_path)):
             log.info("resuming the interrupted study at %s", experiment_path)
@@ -391,23 +374,18 @@ def _run_tuner(
                     verbose=1,
                 ),
             )
-        if hasattr(tuner, "_local_tuner") and tuner._local_tuner is not None:
-            # a restored tuner forgets its callbacks (they are not serialised): add ours again
-            tuner._local_tuner._run_config.callbacks = [callback]
         grid = tuner.fit()
         unfinished = unfinished_trials(experiment_path)
     if unfinished:
         # Tune catches SIGINT, saves its state and returns early: say so instead of
-        # building tables from a partial study
-        client.set_terminated(parent, status="KILLED")
+        # building tables from a partial study (tracking.run marks the study run KILLED)
         raise StudyInterrupted(
             f"study {settings.name} interrupted with {len(unfinished)} trial(s) unfinished; "
             f"every finished epoch is kept in {state_dir}. Rerun the same command to resume."
         )
     table = _trials_table(grid, settings, client, exp_id, state_dir)
     _backfill_metrics(client, table)
-    _write_outputs(table, grid, settings, out_dir, parent, client)
-    client.set_terminated(parent, status="FINISHED")
+    _write_outputs(table, settings, out_dir, study_run)
     return table
 
 
@@ -464,64 +442,27 @@ def _backfill_metrics(client, table: pd.DataFrame) -> None:
 
 
 def _write_outputs(
-    table: pd.DataFrame, grid, settings: StudySettings, out_dir: Path, parent: str, client
+    table: pd.DataFrame, settings: StudySettings, out_dir: Path, study_run: tracking.Run
 ) -> None:
+    """``trials.parquet``, the selected models (copied under ``best/``) and ``best.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "best").mkdir(exist_ok=True)
+    models = out_dir / "best"
+    models.mkdir(exist_ok=True)
     table.to_parquet(out_dir / "trials.parquet", index=False)
-    last = table.sort_values("epoch").groupby("trial_id").tail(1)
-    ok = (
-        last[(last["status"] == "TERMINATED") & last[settings.metric].notna()]
-        if settings.metric in last
-        else last.iloc[0:0]
+    metric, mode = settings.metric, settings.mode
+    selected = selection.select(
+        table, metric=metric, mode=mode, eps_grid=settings.eps_train_grid(), study=settings.name
     )
-    best: dict[str, Any] = {"metric": settings.metric, "mode": settings.mode, "models": {}}
-    for eps in settings.eps_train_grid():
-        group = ok[(ok["eps_train"] - eps).abs() < 1e-9]
-        if group.empty:
-            raise RuntimeError(
-                f"study {settings.name}: every trial with eps_train={eps} failed, so there is no "
-                "model to evaluate; see the trial errors in "
-                f"{out_dir / 'trials.parquet'} and MLflow"
-            )
-        row = group.sort_values(settings.metric, ascending=settings.mode == "max").iloc[-1]
-        target = out_dir / "best" / f"eps_train={eps:g}.pt"
-        shutil.copy(row["checkpoint"], target)
-        best["models"][f"{eps:g}"] = {
-            "trial_id": row["trial_id"],
-            # the model is the trial's checkpoint: its last finished epoch, which is also
-            # the epoch whose metric chose it
-            "selected_epoch": int(row["epoch"]),
-            "selection": "last finished epoch of the best trial",
-            "mlflow_run_id": row["mlflow_run_id"],
-            settings.metric: float(row[settings.metric]),
-            "checkpoint": str(target),
-            "params": {k[6:]: _plain(row[k]) for k in row.index if k.startswith("param_")},
-            "seeds": _seed_siblings(group, row, out_dir / "best", eps),
-        }
-    best["failed_trials"] = sorted(last.loc[last["status"] == "ERROR", "trial_id"].tolist())
-    (out_dir / "best.json").write_text(json.dumps(best, indent=2))
-    client.log_artifact(parent, str(out_dir / "trials.parquet"), artifact_path="tune")
-    client.log_artifact(parent, str(out_dir / "best.json"), artifact_path="tune")
-
-
-def _seed_siblings(group: pd.DataFrame, best: pd.Series, folder: Path, eps: float) -> dict:
-    """With ``seed`` in the search space: the trials that share every setting of the best one
-    but the seed (the best included), copied to ``eps_train=<eps>.seed=<seed>.pt``; they give
-    the spread over training seeds. Returns ``{seed: {"trial_id", "checkpoint"}}``."""
-    if "param_seed" not in group:
-        return {}
-    others = [k for k in group.columns if k.startswith("param_") and k != "param_seed"]
-    same = group
-    for key in others:
-        same = same[same[key].astype(str) == str(best[key])]
-    seeds = {}
-    for _, sibling in same.sort_values("param_seed").iterrows():
-        seed = int(sibling["param_seed"])
-        target = folder / f"eps_train={eps:g}.seed={seed}.pt"
-        shutil.copy(sibling["checkpoint"], target)
-        seeds[str(seed)] = {"trial_id": sibling["trial_id"], "checkpoint": str(target)}
-    return seeds
+    for s in selected:
+        shutil.copy(s.checkpoint, layout.model_path(str(models), s.eps_train))
+        for seed, (_, checkpoint) in s.seeds.items():
+            shutil.copy(checkpoint, layout.model_path(str(models), s.eps_train, seed))
+    failed = selection.failed_trials(table)
+    record = selection.best_json(selected, metric=metric, mode=mode, models=str(models),
+                                 failed=failed)  # fmt: skip
+    (out_dir / "best.json").write_text(json.dumps(record, indent=2))
+    study_run.log_artifact(out_dir / "trials.parquet", "tune")
+    study_run.log_artifact(out_dir / "best.json", "tune")
 
 
 def _trial_id_from_path(path: str) -> str:
@@ -530,7 +471,3 @@ def _trial_id_from_path(path: str) -> str:
     if match is None:
         raise ValueError(f"cannot read a trial id from the Ray trial folder {path}")
     return match.group(1)
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value

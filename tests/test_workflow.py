@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from sanode import tables
-from sanode.study import analysis_files
+from sanode import analyses, tables
 
 from .idx import write_mirror
 from .workflow_helpers import ROOT, load_config, snakemake, workflow_env, write_config
 
 STAGES = ["prepare_data", "tune", "evaluate", "aggregate", "figures", "all"]
-ANALYSES = ["mse_time", "perturbation", "cases", "timestep", "inversion", "baselines", "census"]
+ANALYSES = list(analyses.ANALYSES)
 
 
 def test_dry_run_lists_every_stage(tmp_path):
@@ -51,7 +48,7 @@ def test_lint_is_clean(tmp_path):
     [
         (
             lambda c: c["studies"]["letters"]["train"].update(learning_rate=1.0),
-            "unknown key(s) ['learning_rate']",
+            "studies.letters.train: unknown training setting(s) ['learning_rate']",
         ),
         (
             lambda c: c["studies"]["letters"]["train"].update(dataset="cifar"),
@@ -146,14 +143,13 @@ def test_smoke_study_end_to_end(tmp_path):
         ("mnist", "sanode"),
         ("mnist", "paper"),
     }
-    files = analysis_files(config)
-    assert sorted(files) == sorted(ANALYSES)
+    files = {name: analyses.outputs(config, name) for name in analyses.configured(config)}
+    assert sorted(files) == sorted(analyses.ANALYSES)  # the smoke config runs every analysis
     for name, spec in files.items():
-        schema = {"curves": "fig4_mse_time", "finals": "fig4_final_mse"}
         for key, table_path in spec["tables"].items():
             frame = pd.read_parquet(tmp_path / table_path)
-            table = schema.get(key, Path(table_path).stem)
-            tables.check_schema(frame, table)
+            table = analyses.get(name).tables[key]
+            tables.check_schema(frame, table.name, table.schema)
             assert len(frame) > 0 and frame["mlflow_run_id"].notna().all(), table_path
         for figure in spec["figures"].values():
             assert (tmp_path / figure).stat().st_size > 5_000, figure
@@ -190,10 +186,10 @@ def test_smoke_study_end_to_end(tmp_path):
         artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
         assert f"figures/fig3_mf_vs_eps_test_{study}.png" in artifacts
     assert all(r.info.status == "FINISHED" for r in runs)
-    analyses = {r.data.tags["sanode.analysis"]: r for r in runs
-                if r.data.tags.get("sanode.kind") == "analysis"}  # fmt: skip
-    assert sorted(analyses) == sorted(ANALYSES)
-    for name, run in analyses.items():
+    analysis_runs = {r.data.tags["sanode.analysis"]: r for r in runs
+                     if r.data.tags.get("sanode.kind") == "analysis"}  # fmt: skip
+    assert sorted(analysis_runs) == sorted(ANALYSES)
+    for name, run in analysis_runs.items():
         assert run.data.tags["sanode.git_revision"], name
         listed = {a.path for a in client.list_artifacts(run.info.run_id, "tables")}
         assert len(listed) == len(files[name]["tables"]), name

@@ -1,17 +1,17 @@
 rule aggregate:
     input:
-        trials=expand("results/tune/{study}/trials.parquet", study=STUDIES),
+        trials=[layout.trials_table(study) for study in STUDIES],
         accuracy=evaluation_outputs("accuracy.parquet"),
         mse=evaluation_outputs("mse_curves.parquet"),
     output:
-        trials="results/tables/trials.parquet",
-        accuracy="results/tables/accuracy.parquet",
-        mse_curves="results/tables/mse_curves.parquet",
-        secV="results/tables/secV_accuracy.parquet",
+        trials=layout.table("trials"),
+        accuracy=layout.table("accuracy"),
+        mse_curves=layout.table("mse_curves"),
+        secV=layout.table("secV_accuracy"),
     log:
-        "results/logs/aggregate.log",
+        layout.log("aggregate"),
     benchmark:
-        "results/benchmarks/aggregate.tsv"
+        layout.benchmark("aggregate")
     conda:
         CONDA_ENV
     script:

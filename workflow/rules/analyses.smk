@@ -1,22 +1,22 @@
-# The paper's analyses (Figs. 4-12) and two beyond it (baselines, attractor census): one rule
-# per configured analysis writes its tables, one more draws its figures from them.
+# The analyses of the trained models (sanode.analyses: paper Figs. 4-12 and three beyond the
+# paper): one rule per configured analysis writes its tables, one more draws its figures.
+# Inputs, outputs, captions and digests all come from the analysis' own file.
 for _name, _files in ANALYSES.items():
 
     rule:
         name:
             f"analysis_{_name}"
         input:
-            **analysis_inputs(_name),
+            **analyses.inputs(config, _name),
         output:
             **_files["tables"],
         params:
             analysis=_name,
-            studies=analysis_studies(config, _name),
             settings=analysis_digest(config, _name),
         log:
-            f"results/logs/analysis/{_name}.log",
+            layout.log("analysis", _name),
         benchmark:
-            f"results/benchmarks/analysis/{_name}.tsv"
+            layout.benchmark("analysis", _name)
         threads: 2
         conda:
             CONDA_ENV
@@ -34,8 +34,7 @@ for _name, _files in ANALYSES.items():
                 key: report(
                     path,
                     caption=f"../report/{_files['captions'][key]}.rst",
-                    category="Paper studies" if _name not in ("baselines", "census") else
-                    "Beyond the paper",
+                    category=analyses.get(_name).category,
                 )
                 for key, path in _files["figures"].items()
             },
@@ -43,7 +42,7 @@ for _name, _files in ANALYSES.items():
             analysis=_name,
             tables=list(_files["tables"]),
         log:
-            f"results/logs/figures/{_name}.log",
+            layout.log("figures", _name),
         conda:
             CONDA_ENV
         script:

@@ -8,11 +8,11 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir).resolve()))  # import sanode from this checkout
 
+from sanode import analyses, layout
 from sanode.study import (
     PipelineConfigError,
     analysis_digest,
     data_digest,
-    eps_label,
     eps_train_grid,
     evaluation_digest,
     study_digest,
@@ -53,34 +53,21 @@ wildcard_constraints:
 
 
 def eps_labels(study):
-    return [eps_label(e) for e in eps_train_grid(config, study)]
+    return [layout.eps_label(e) for e in eps_train_grid(config, study)]
 
 
 def evaluation_outputs(kind):
     return [
-        f"results/eval/{study}/eps_train={eps}/{kind}"
-        for study in STUDIES
-        for eps in eps_labels(study)
+        layout.evaluation(study, eps, kind) for study in STUDIES for eps in eps_labels(study)
     ]
 
 
-from sanode.study import analysis_files, analysis_studies
-
-ANALYSES = analysis_files(config)  # name -> {"tables", "figures", "captions"}
-
-
-def analysis_inputs(name):
-    studies = analysis_studies(config, name)
-    inputs = {
-        "models": [f"results/tune/{s}/best" for s in studies],
-        "data": [f"{DATA}/prepared/{s}.pt" for s in studies],
-    }
-    if name == "cases":
-        study = config["analyses"]["cases"]["study"]
-        inputs["states"] = f"results/eval/{study}/eps_train={eps_labels(study)[0]}/states.pt"
-    return inputs
+ANALYSES = {name: analyses.outputs(config, name) for name in analyses.configured(config)}
 
 
 def analysis_outputs():
-    return [p for files in ANALYSES.values() for p in [*files["tables"].values(),
-                                                       *files["figures"].values()]]
+    return [
+        path
+        for files in ANALYSES.values()
+        for path in [*files["tables"].values(), *files["figures"].values()]
+    ]

@@ -1,14 +1,14 @@
 rule prepare_data:
     output:
-        data=f"{DATA}/prepared/{{study}}.pt",
-        meta=f"{DATA}/prepared/{{study}}.json",
+        data=layout.prepared(DATA, "{study}"),
+        meta=layout.prepared(DATA, "{study}", ".json"),
     params:
         # the settings that determine the output: a change reruns the rule
         settings=lambda wc: data_digest(config, wc.study),
     log:
-        "results/logs/prepare_data/{study}.log",
+        layout.log("prepare_data", "{study}"),
     benchmark:
-        "results/benchmarks/prepare_data/{study}.tsv"
+        layout.benchmark("prepare_data", "{study}")
     threads: 1
     conda:
         CONDA_ENV

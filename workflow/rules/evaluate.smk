@@ -4,15 +4,15 @@ rule evaluate:
         best=rules.tune.output.best,
         data=rules.prepare_data.output.data,
     output:
-        accuracy="results/eval/{study}/eps_train={eps}/accuracy.parquet",
-        mse="results/eval/{study}/eps_train={eps}/mse_curves.parquet",
-        states="results/eval/{study}/eps_train={eps}/states.pt",
+        accuracy=layout.evaluation("{study}", "{eps}", "accuracy.parquet"),
+        mse=layout.evaluation("{study}", "{eps}", "mse_curves.parquet"),
+        states=layout.evaluation("{study}", "{eps}", "states.pt"),
     params:
         settings=lambda wc: evaluation_digest(config, wc.study),
     log:
-        "results/logs/evaluate/{study}/eps_train={eps}.log",
+        layout.log("evaluate", "{study}", "eps_train={eps}"),
     benchmark:
-        "results/benchmarks/evaluate/{study}/eps_train={eps}.tsv"
+        layout.benchmark("evaluate", "{study}", "eps_train={eps}")
     threads: 1
     resources:
         gpu=0,

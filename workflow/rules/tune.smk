@@ -2,21 +2,21 @@ rule tune:
     input:
         data=rules.prepare_data.output.data,
     output:
-        trials="results/tune/{study}/trials.parquet",
-        best="results/tune/{study}/best.json",
-        models=directory("results/tune/{study}/best"),
+        trials=layout.trials_table("{study}"),
+        best=layout.best_json("{study}"),
+        models=directory(layout.models_dir("{study}")),
     params:
         # Ray's experiment folder is not an output: Snakemake must not delete it on a rerun,
         # Tuner.restore resumes from it.
-        storage=lambda wc: f"results/ray/{wc.study}",
-        out_dir=lambda wc: f"results/tune/{wc.study}",
+        storage=lambda wc: layout.ray_storage(wc.study),
+        out_dir=lambda wc: layout.tune_dir(wc.study),
         # the settings that determine the models: a change reruns the rule (a new Ray
         # experiment and MLflow study run, see sanode.tune.run_study)
         settings=lambda wc: study_digest(config, wc.study),
     log:
-        "results/logs/tune/{study}.log",
+        layout.log("tune", "{study}"),
     benchmark:
-        "results/benchmarks/tune/{study}.tsv"
+        layout.benchmark("tune", "{study}")
     threads: workflow.cores
     resources:
         gpu=lambda wc: int(config["ray"].get("gpus", 0)),

@@ -7,8 +7,7 @@ import torch
 
 from .. import metrics
 from ..model import SANode
-from ..noise import add_pixel_noise
-from ..robustness import noise_generator
+from ..noise import add_pixel_noise, noise_generator
 
 
 @torch.no_grad()

@@ -1,3 +1,5 @@
+"""The numerical routines of the analyses (sanode.probes) against known answers."""
+
 import math
 
 import pytest
@@ -8,7 +10,7 @@ from sanode.config import TrainConfig
 from sanode.datasets import load_split
 from sanode.evaluate import evaluate
 from sanode.letters import letter_images
-from sanode.studies import baselines, cases, census, inversion, mse_time, perturbation, timestep
+from sanode.probes import baselines, cases, census, inversion, mse_time, perturbation, timestep
 from sanode.train import train
 
 

@@ -5,14 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-CASES = ("exact", "partial", "wrong")
+from ..metrics import bucket_of
 
-
-def bucket_of(overlap: torch.Tensor, threshold: float = 0.95) -> list[str]:
-    """The outcome of each item from its sign overlap (B,)."""
-    return [
-        "exact" if o >= 1.0 else "partial" if o >= threshold else "wrong" for o in overlap.tolist()
-    ]
+CASES = ("exact", "partial", "wrong")  # the buckets of metrics.bucket_of, in its order
 
 
 def three_cases(
@@ -29,7 +24,7 @@ def three_cases(
     Panels: ``input`` (the image), ``final`` (the state at the evaluation horizon), ``target``
     (the planted pattern of its label). A case with no item is absent from the table.
     """
-    outcome = bucket_of(overlap, threshold)
+    outcome = [CASES[b] for b in bucket_of(overlap, threshold).tolist()]
     frames = []
     for case in CASES:
         if case not in outcome:

@@ -1,0 +1,136 @@
+"""Typed, frozen settings blocks of the pipeline config (light: no torch, pandas or Ray).
+
+A block (the ``evaluate`` block of a study, the block of one analysis) is a frozen dataclass
+deriving from :class:`Settings`; its field defaults are the only defaults of the block (the
+JSON schema's ``default`` entries are checked against them by a test). ``from_mapping`` is
+the one unknown-key and type check: lists become tuples, nested blocks their dataclass.
+
+Example::
+
+    @dataclass(frozen=True)
+    class Fig4(Settings):
+        study: str
+        items: int = 2000
+        eps_test: tuple[float, ...] = (0.0, 0.3)
+
+    Fig4.from_mapping({"study": "letters", "items": 10})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, TypeVar
+
+from .config import ConfigError
+
+S = TypeVar("S", bound="Settings")
+
+_SCALARS: dict[type, tuple[str, Any]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: (
+        "a number",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    ),
+    str: ("a string", lambda v: isinstance(v, str)),
+}
+
+
+def _convert(where: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against the type ``hint`` (and converted: list -> tuple, mapping ->
+    nested Settings, int -> float); raises :class:`ConfigError` naming ``where``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(where, value, arg)
+            except ConfigError as err:
+                errors.append(str(err).split(" must be ", 1)[-1].split(", got ")[0])
+        wanted = " or ".join(errors) + (" or null" if type(None) in args else "")
+        raise ConfigError(f"{where} must be {wanted}, got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        item = args[0]
+        return tuple(_convert(f"{where}[{i}]", v, item) for i, v in enumerate(value))
+    if isinstance(hint, type) and issubclass(hint, Settings):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return hint.from_mapping(value, where=where)
+    if hint in _SCALARS:
+        name, ok = _SCALARS[hint]
+        if not ok(value):
+            raise ConfigError(f"{where} must be {name}, got {value!r} ({type(value).__name__})")
+        return float(value) if hint is float else value
+    raise TypeError(f"{where}: unsupported settings type {hint!r}")  # a programming error
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Settings):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Base of a typed, frozen settings block; subclasses add fields (and ``check``)."""
+
+    where: ClassVar[str] = "settings"  # the block's key path in the config, for messages
+
+    @classmethod
+    def from_mapping(cls: type[S], values: Mapping[str, Any] | None, where: str = "") -> S:
+        """Build from a config block: unknown keys and wrong types raise :class:`ConfigError`
+        (``<where>.<key>: ...``), missing keys take the field defaults."""
+        where = where or cls.where
+        values = dict(values or {})
+        hints = typing.get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; allowed keys: {sorted(fields)}")
+        missing = [
+            name
+            for name, f in fields.items()
+            if name not in values
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise ConfigError(f"{where}: missing required key(s) {missing}")
+        converted = {k: _convert(f"{where}.{k}", v, hints[k]) for k, v in values.items()}
+        settings = cls(**converted)
+        settings.check(where)
+        return settings
+
+    def check(self, where: str) -> None:
+        """Relations between fields; raise :class:`ConfigError` (``<where>.<key>: ...``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, dicts): what the digest, MLflow and JSON see."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The default of every field that has one (plain data)."""
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = _plain(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = _plain(f.default_factory())
+        return out

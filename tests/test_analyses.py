@@ -1,0 +1,371 @@
+"""The pipeline glue on tiny in-memory inputs with known answers: the analysis registry and its
+settings against the schema, typed settings, paths, model selection, the sensitivity study,
+the analysis stage with its MLflow run, the figure's data, and one evaluation path."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from sanode import analyses, layout, selection, tracking
+from sanode.analyses.inversion import InversionSettings
+from sanode.analyses.sensitivity import sensitivity
+from sanode.config import ConfigError
+from sanode.study import EvaluateSettings, PrepareSettings
+
+from .workflow_helpers import ROOT, load_config
+
+SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+
+
+def _schema_block(*path: str) -> dict:
+    node = SCHEMA
+    for key in path:
+        node = node["properties"][key]
+    return node
+
+
+# -- registry and settings -------------------------------------------------------------------
+@pytest.mark.parametrize("name", list(analyses.ANALYSES))
+def test_schema_block_equals_the_settings_dataclass(name):
+    """One source of defaults: the schema lists exactly the dataclass' fields, and every
+    default it states is the dataclass' default."""
+    analysis = analyses.get(name)
+    block = _schema_block("analyses", name)
+    fields = {f.name for f in dataclasses.fields(analysis.Settings)}
+    assert set(block["properties"]) == fields
+    defaults = analysis.Settings.defaults()
+    for key, prop in block["properties"].items():
+        if "default" in prop:
+            assert prop["default"] == defaults[key], (name, key)
+        else:  # a required key (study, targets) has no default anywhere
+            assert key not in defaults, (name, key)
+    assert block["description"] == analysis.description
+
+
+@pytest.mark.parametrize("key, settings", [("evaluate", EvaluateSettings),
+                                           ("prepare", PrepareSettings)])  # fmt: skip
+def test_study_blocks_equal_their_settings(key, settings):
+    block = _schema_block("studies")["additionalProperties"]["properties"][key]
+    defaults = settings.defaults()
+    assert set(block["properties"]) == set(defaults)
+    for key, prop in block["properties"].items():
+        assert prop["default"] == defaults[key], key
+
+
+@pytest.mark.parametrize("name", list(analyses.ANALYSES))
+def test_every_analysis_declares_tables_figures_and_captions(name):
+    analysis = analyses.get(name)
+    config = load_config("default")
+    outputs = analyses.outputs(config, name)
+    assert analysis.tables and outputs["figures"]
+    for table in analysis.tables.values():
+        assert "mlflow_run_id" not in table.schema  # the stage adds it
+        assert set(table.schema.values()) <= set("fibO")
+    for caption in outputs["captions"].values():
+        assert (ROOT / "workflow" / "report" / f"{caption}.rst").is_file()
+    names = [t.name for a in analyses.ANALYSES.values() for t in a.tables.values()]
+    assert len(names) == len(set(names))  # no two analyses write the same table
+
+
+def test_default_config_keeps_the_paper_figure_names():
+    config = load_config("default")
+    tables = {n: analyses.outputs(config, n)["tables"] for n in analyses.configured(config)}
+    assert tables["mse_time"] == {
+        "curves": "results/tables/fig4_mse_time.parquet",
+        "finals": "results/tables/fig4_final_mse.parquet",
+    }
+    inputs = analyses.inputs(config, "cases")
+    assert inputs["states"] == "results/eval/mnist/eps_train=0/states.pt"
+    assert analyses.inputs(config, "sensitivity") == {
+        "trials": [f"results/tune/{s}/trials.parquet" for s in ("letters", "mnist", "fashion")]
+    }
+
+
+def test_settings_are_typed_and_frozen():
+    settings = analyses.get("mse_time").settings({"analyses": {"mse_time": {"study": "x"}}})
+    assert settings.items == 2000 and settings.eps_test[-1] == 0.8
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.items = 3
+    bad = [
+        ({"study": "x", "items": "many"}, "analyses.mse_time.items must be an integer"),
+        ({"study": "x", "colour": 1}, "unknown key(s) ['colour']; allowed keys"),
+        ({}, "missing required key(s) ['study']"),
+        ({"study": "x", "eps_test": [0.1, "a"]}, "eps_test[1] must be a number"),
+    ]
+    for block, message in bad:
+        with pytest.raises(ConfigError) as err:
+            analyses.get("mse_time").settings({"analyses": {"mse_time": block}})
+        assert message in str(err.value)
+    inv = InversionSettings.from_mapping({"targets": [{"study": "mnist", "t_inv": 2}]})
+    assert inv.targets[0].t_inv == 2.0 and isinstance(inv.targets[0].t_inv, float)
+    assert inv.to_dict()["targets"] == [{"study": "mnist", "label": 0, "t_inv": 2.0}]
+    with pytest.raises(ConfigError, match=r"dtypes\[0\] must be one of"):
+        InversionSettings.from_mapping({"targets": [{"study": "m"}], "dtypes": ["float16"]})
+    assert EvaluateSettings.from_mapping({"tol": None}).tol is None
+
+
+def test_unknown_analysis_and_cross_checks_are_one_line_each():
+    config = load_config("smoke")
+    config["analyses"]["frobnicate"] = {}
+    config["analyses"]["cases"] = {"study": "cifar"}
+    lines = analyses.problems(config)
+    assert lines == [
+        "analyses.cases: study 'cifar' is not defined under 'studies' (defined: "
+        "['letters', 'mnist'])",
+        f"analyses.frobnicate: unknown analysis; allowed: {list(analyses.ANALYSES)}",
+    ]
+
+
+# -- layout ------------------------------------------------------------------------------------
+def test_layout_paths_and_labels():
+    assert layout.eps_label(0.30000000000000004) == "0.3" and layout.eps_label(0) == "0"
+    assert layout.model_path("m", 0.3) == "m/eps_train=0.3.pt"
+    assert layout.model_path("m", 1.0, seed=2) == "m/eps_train=1.seed=2.pt"
+    assert layout.evaluation("{study}", "{eps}", "states.pt") == (
+        "results/eval/{study}/eps_train={eps}/states.pt"
+    )
+    assert layout.log("evaluate", "mnist", "eps_train=0") == (
+        "results/logs/evaluate/mnist/eps_train=0.log"
+    )
+    with pytest.raises(ValueError, match="unknown evaluation output"):
+        layout.evaluation("mnist", 0.0, "foo.csv")
+
+
+# -- selection ---------------------------------------------------------------------------------
+def _trials(rows):
+    """A trials table: rows of (trial, eps_train, lr, seed, [(epoch, val_accuracy), ...])."""
+    out = []
+    for trial, eps, lr, seed, epochs, status in rows:
+        for epoch, acc in epochs:
+            out.append({"trial_id": trial, "eps_train": eps, "param_lr": lr, "param_seed": seed,
+                        "epoch": epoch, "val_accuracy": acc, "train_loss": 1.0 / epoch,
+                        "status": status, "checkpoint": f"/ckpt/{trial}.pt",
+                        "mlflow_run_id": f"run-{trial}"})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def test_selection_takes_the_last_epoch_of_the_best_trial_and_its_seed_siblings():
+    table = _trials(
+        [
+            ("a", 0.0, 0.1, 0, [(1, 0.5), (2, 0.9)], "TERMINATED"),
+            ("b", 0.0, 0.1, 1, [(1, 0.6), (2, 0.7)], "TERMINATED"),
+            ("c", 0.0, 0.2, 0, [(1, 0.95)], "TERMINATED"),  # stopped early, still the best
+            ("d", 0.3, 0.1, 0, [(1, 0.99)], "ERROR"),
+            ("e", 0.3, 0.2, 0, [(1, 0.4), (2, 0.3)], "TERMINATED"),  # last epoch counts
+        ]
+    )
+    chosen = selection.select(table, metric="val_accuracy", mode="max", eps_grid=[0.0, 0.3])
+    assert [(s.trial_id, s.epoch, s.metric_value) for s in chosen] == [
+        ("c", 1, 0.95),
+        ("e", 2, 0.3),
+    ]
+    assert chosen[0].seeds == {0: ("c", "/ckpt/c.pt")}  # no lr=0.2 trial with seed 1
+    assert chosen[0].params == {"lr": 0.2, "seed": 0}
+    record = selection.best_json(chosen, metric="val_accuracy", mode="max", models="out/best",
+                                 failed=selection.failed_trials(table))  # fmt: skip
+    assert record["models"]["0.3"]["checkpoint"] == "out/best/eps_train=0.3.pt"
+    assert record["models"]["0"]["seeds"]["0"]["checkpoint"] == "out/best/eps_train=0.seed=0.pt"
+    assert record["failed_trials"] == ["d"]
+    low = selection.select(table, metric="val_accuracy", mode="min", eps_grid=[0.0])
+    assert low[0].trial_id == "b" and set(low[0].seeds) == {0, 1}
+    with pytest.raises(selection.NoModelError, match=r"eps_train=0\.6"):
+        selection.select(table, metric="val_accuracy", mode="max", eps_grid=[0.6])
+
+
+# -- sensitivity -------------------------------------------------------------------------------
+def _synthetic_trials(n=40, seed=0):
+    """lr determines the metric, batch size barely, the seed not at all (and a categorical
+    schedule that does nothing)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        lr = float(10 ** rng.uniform(-4, -1))
+        batch = int(rng.choice([50, 100]))
+        acc = 0.9 + 0.025 * np.log10(lr) + 0.001 * (batch == 100) + rng.normal(0, 0.0005)
+        for epoch in (1, 2):
+            rows.append({"trial_id": f"t{i:02d}", "epoch": epoch, "status": "TERMINATED",
+                         "val_accuracy": acc if epoch == 2 else 0.1, "param_lr": lr,
+                         "param_batch_size": batch, "param_seed": i % 3,
+                         "param_lr_schedule": ["cosine", "onecycle"][i % 2]})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_sensitivity_ranks_the_setting_that_determines_the_metric_first():
+    trials = _synthetic_trials()
+    trials.loc[trials["trial_id"] == "t00", "status"] = "ERROR"  # left out
+    ranking, points = sensitivity(
+        trials,
+        ["lr", "batch_size", "seed", "lr_schedule", "eps_train"],
+        metric="val_accuracy",
+        mode="max",
+    )
+    assert ranking["setting"].iloc[0] == "lr" and ranking["rank"].tolist() == [1, 2, 3, 4]
+    assert ranking["variance_share"].iloc[0] > 0.8
+    assert ranking.set_index("setting").loc["lr", "spearman"] > 0.99
+    assert np.isnan(ranking.set_index("setting").loc["lr_schedule", "spearman"])
+    assert "eps_train" not in set(ranking["setting"])  # not searched: nothing to rank
+    assert (ranking["trials"] == 39).all() and len(points) == 4 * 39
+    best = trials[trials["epoch"] == 2].sort_values("val_accuracy").iloc[-1]
+    assert ranking.set_index("setting").loc["lr", "best_value"] == str(best["param_lr"])
+    # every value counts with its last epoch (epoch 1 scores 0.1 everywhere)
+    assert points["metric_value"].min() > 0.3
+    nothing, none = sensitivity(trials[trials["trial_id"] == "t01"], ["lr"],
+                                metric="val_accuracy")  # fmt: skip
+    assert nothing.empty and none.empty and "best_value" in nothing
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def test_analysis_stage_writes_checked_tables_in_one_mlflow_run(tmp_path, store, monkeypatch):
+    from mlflow import MlflowClient
+
+    from sanode import pipeline, plots
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config("smoke")
+    config["mlflow"] = {"tracking_uri": store, "experiment": "t"}
+    names = analyses.studies(config, "sensitivity")
+    for study in names:  # the ranked settings are the searched ones
+        config["studies"][study]["search_space"].update(lr=[0.001, 0.01], seed=[0, 1])
+    trials = {s: str(tmp_path / f"{s}.parquet") for s in names}
+    for i, path in enumerate(trials.values()):
+        _synthetic_trials(seed=i).to_parquet(path)
+    outputs = {k: str(tmp_path / f"{k}.parquet") for k in ("ranking", "points")}
+    pipeline.analysis_stage(config, "sensitivity", {"trials": list(trials.values())}, outputs)
+    ranking = pd.read_parquet(outputs["ranking"])
+    assert set(ranking["study"]) == set(names)
+    assert (ranking.groupby("study")["setting"].first() == "lr").all()
+    run_id = ranking["mlflow_run_id"].unique().item()
+    client = MlflowClient(tracking_uri=store)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["bins"] == "4"
+    assert run.data.tags["sanode.analysis"] == "sensitivity"
+    assert len(client.list_artifacts(run_id, "tables")) == 2
+
+    drawn = {}
+    save = plots.save_figure
+
+    def keep(fig, path):  # keep the figure to check its data, not its bytes
+        drawn[Path(path).name] = fig
+        save(fig, path)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    figures = {f"sensitivity_{s}": str(tmp_path / f"sensitivity_{s}.png") for s in names}
+    pipeline.analysis_figures_stage(config, "sensitivity", outputs, figures)
+    fig = drawn["sensitivity_letters.png"]
+    bars = [p.get_width() for p in fig.axes[0].patches]
+    letters = ranking[ranking["study"] == "letters"]
+    assert bars == pytest.approx(letters["variance_share"].tolist())
+    assert fig.axes[1].get_xlabel() == "lr" and fig.axes[1].get_xscale() == "log"
+    points = pd.read_parquet(outputs["points"])
+    lr = points[(points["study"] == "letters") & (points["setting"] == "lr")]
+    dots = fig.axes[1].collections[0].get_offsets()
+    assert sorted(dots[:, 0]) == pytest.approx(sorted(lr["numeric_value"]))
+    assert sorted(dots[:, 1]) == pytest.approx(sorted(lr["metric_value"]))
+
+
+def test_analysis_run_fails_in_mlflow_and_a_rerun_resumes_it(tmp_path, store, monkeypatch):
+    from mlflow import MlflowClient
+
+    from sanode import pipeline
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config("smoke")
+    config["mlflow"] = {"tracking_uri": store, "experiment": "t"}
+    missing = [str(tmp_path / "nope.parquet")] * len(analyses.studies(config, "sensitivity"))
+    outputs = {k: str(tmp_path / f"{k}.parquet") for k in ("ranking", "points")}
+    with pytest.raises(FileNotFoundError):
+        pipeline.analysis_stage(config, "sensitivity", {"trials": missing}, outputs)
+    client = MlflowClient(tracking_uri=store)
+    (failed,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert failed.info.status == "FAILED"
+    for path in missing[:1]:
+        _synthetic_trials().to_parquet(path)
+    pipeline.analysis_stage(config, "sensitivity", {"trials": missing}, outputs)
+    (run,) = client.search_runs([failed.info.experiment_id])
+    assert run.info.run_id == failed.info.run_id and run.info.status == "FINISHED"
+
+
+# -- tracking.run ------------------------------------------------------------------------------
+def test_tracking_run_lifecycle(store):
+    from mlflow import MlflowClient
+
+    key = {"sanode.kind": "x", "sanode.name": "a"}
+    with tracking.run(store, "e", key=key, name="a", tags={"t": "1"}) as run:
+        run.log_params({"p": 1, "nested": {"q": 2}})
+        first = run.run_id
+    client = MlflowClient(tracking_uri=store)
+    assert client.get_run(first).info.status == "FINISHED"
+    assert client.get_run(first).data.params == {"p": "1", "nested.q": "2"}
+    with pytest.raises(RuntimeError), tracking.run(store, "e", key=key, name="a") as run:
+        assert run.run_id == first  # resumed, not duplicated
+        raise RuntimeError("boom")
+    assert client.get_run(first).info.status == "FAILED"
+    with pytest.raises(KeyboardInterrupt), tracking.run(store, "e", key=key, name="a"):
+        raise KeyboardInterrupt
+    assert client.get_run(first).info.status == "KILLED"
+    # a run a killed process left RUNNING is closed before the next start
+    exp = client.get_experiment_by_name("e").experiment_id
+    other = tracking.start_or_resume_run(client, exp, key={**key, "sanode.name": "b"}, name="b")
+    new = {**key, "sanode.name": "c"}
+    with tracking.run(store, "e", key=new, name="c", stale={"sanode.kind": "x"},
+                      parent={"sanode.name": "b"}) as run:  # fmt: skip
+        assert client.get_run(other).info.status == "KILLED"
+        assert client.get_run(run.run_id).data.tags["mlflow.parentRunId"] == other
+    assert tracking.existing_run(store, "e", key).run_id == first
+    assert tracking.existing_run(store, "e", {"sanode.kind": "none"}) is None
+
+
+# -- one evaluation path -----------------------------------------------------------------------
+def test_cli_evaluate_reproduces_the_pipeline_evaluation(tmp_path, capsys):
+    from sanode.checkpoint import load_model
+    from sanode.cli import main
+    from sanode.datasets import load_split
+    from sanode.robustness import score
+
+    ckpt = tmp_path / "m.pt"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                "letters",
+                "--letters-copies",
+                "4",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "10",
+                "--t-eval",
+                "10",
+                "--quiet",
+                "--out",
+                str(ckpt),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    assert main(["evaluate", str(ckpt), "--eps-test", "0.2", "0.6", "--seed", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    model, cfg, _ = load_model(ckpt)
+    split = load_split(cfg, "test", letters_eps=0.0)
+    settings = EvaluateSettings(eps_test=(0.2, 0.6), seed=3)
+    pipeline_rows = score(model, cfg, split.x, split.y, settings).accuracy
+    assert list(rows[0]) == list(pipeline_rows.columns)  # nearest_accuracy, work_fraction, ...
+    for row, (_, expected) in zip(rows, pipeline_rows.iterrows(), strict=True):
+        for key, value in row.items():
+            assert value == pytest.approx(expected[key]), key
+    assert torch.is_tensor(model.patterns)
