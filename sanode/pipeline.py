@@ -25,6 +25,7 @@ from .robustness import score
 from .study import (
     PipelineConfigError,
     analysis_digest,
+    eps_train_grid,
     evaluate_settings,
     evaluation_digest,
     prepare_settings,
@@ -116,6 +117,8 @@ def evaluate_stage(
         },
         parent={"sanode.study": study, "sanode.kind": "study"},
     ) as run:
+        meta = json.loads(Path(data).with_suffix(".json").read_text())
+        run.log_datasets(meta, str(Path(data).resolve()), {"test": list(settings.eps_test)})
         res = score(model, cfg, x, y, settings)
         rows = [res.accuracy.assign(train_seed=cfg.seed, is_best=True, trial_id=best["trial_id"])]
         # the same settings trained from the other seeds (seed in the search space): the
@@ -150,6 +153,36 @@ def evaluate_stage(
         tables.check_schema(mse, "mse_curves").to_parquet(outputs["mse"], index=False)
         torch.save({k: v.contiguous() for k, v in res.states.items()}, outputs["states"])
         run.log_artifact(outputs["accuracy"], "tables")
+        if float(eps_train) == eps_train_grid(config, study)[0]:  # the study's Sec. V model
+            _register(run, study, model, cfg, t_eval, res.accuracy, best)
+
+
+def _register(run, study: str, model, cfg, t_eval: float, accuracy: pd.DataFrame, best) -> None:
+    """Log the model as an MLflow pytorch model (an :class:`AttractorClassifier`: images ->
+    sign overlaps with each pattern) and register it as ``sanode-<study>``, tagged with its
+    test H on the clean (else the least noisy) test set and the runs that trained and
+    evaluated it."""
+    from .classify import AttractorClassifier
+
+    first = accuracy[accuracy["noise_seed"] == accuracy["noise_seed"].min()]
+    row = first.loc[first["eps_test"].idxmin()]
+    classifier = AttractorClassifier.from_config(model, cfg, t_eval)
+    n, k = model.patterns.shape[1], model.patterns.shape[0]
+    version = run.log_model(
+        classifier,
+        registered=f"sanode-{study}",
+        signature=(n, k),
+        tags={
+            "test_accuracy": f"{float(row['accuracy']):.6f}",
+            "test_eps": f"{float(row['eps_test']):g}",
+            "test_n": int(row["n"]),
+            "eps_train": layout.eps_label(cfg.eps_train),
+            "dataset": cfg.dataset,
+            "trained_by_run": best.get("mlflow_run_id") or "",
+            "evaluated_by_run": run.run_id,
+        },
+    )
+    log.info("registered sanode-%s version %s (test H %.4f)", study, version, row["accuracy"])
 
 
 def aggregate_stage(

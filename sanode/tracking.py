@@ -85,11 +85,63 @@ def client(uri: str):
     return MlflowClient(tracking_uri=uri)
 
 
+# MLflow 3's UI opens an experiment by its kind: training runs, not the GenAI overview
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def experiment_id(mlflow_client, name: str) -> str:
+    """The id of experiment ``name``, created as a model-training experiment if missing (an
+    existing experiment without a kind gets it)."""
     exp = mlflow_client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    return mlflow_client.create_experiment(name)
+    if exp is None:
+        return mlflow_client.create_experiment(name, tags=dict([EXPERIMENT_KIND]))
+    if EXPERIMENT_KIND[0] not in exp.tags:
+        mlflow_client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
+    return exp.experiment_id
+
+
+_CONTEXTS = {"train": "training", "val": "validation", "test": "evaluation"}
+
+
+def log_datasets(
+    mlflow_client,
+    run_id: str,
+    meta: Mapping[str, Any],
+    source: str,
+    splits: Mapping[str, Any],
+) -> None:
+    """Log the prepared data a run used as MLflow dataset inputs (the runs table's Dataset
+    column): one per split, named ``<data set>-<split>``, with a digest of the raw files' MD5
+    checksums (of the prepared file for the generated letters), the split's size, the
+    per-class subset and the noise level (``splits``: split -> eps) in its profile."""
+    import hashlib
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    settings = meta.get("settings", {})
+    checksums = meta.get("raw_md5") or {"prepared": meta.get("cache_sha256", "")}
+    inputs = []
+    for split, eps in splits.items():
+        key = json.dumps([checksums, meta.get("cache_sha256"), split], sort_keys=True)
+        profile = {
+            "split": split,
+            "size": meta.get("sizes", {}).get(split),
+            "per_class": settings.get("per_class"),
+            "noise_eps": eps,
+            "raw_md5": checksums,
+            "prepared_sha256": meta.get("cache_sha256"),
+        }
+        dataset = Dataset(
+            name=f"{meta.get('dataset', 'data')}-{split}",
+            digest=hashlib.md5(key.encode()).hexdigest()[:12],
+            source_type="local",
+            source=json.dumps({"uri": str(source)}),
+            profile=json.dumps(profile),
+        )
+        context = _CONTEXTS.get(split, split)
+        inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)]))
+    mlflow_client.log_inputs(run_id, datasets=inputs)
 
 
 def git_revision(cwd: str | os.PathLike | None = None) -> str:
@@ -216,6 +268,7 @@ class Run:
     client: Any
     experiment_id: str
     run_id: str
+    uri: str
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         log_params(self.client, self.run_id, params)
@@ -225,6 +278,53 @@ class Run:
 
     def log_artifact(self, path: str | os.PathLike, folder: str) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+
+    def log_datasets(self, meta: Mapping[str, Any], source: str, splits: Mapping[str, Any]):
+        log_datasets(self.client, self.run_id, meta, source, splits)
+
+    def log_model(
+        self, model, *, registered: str, signature: tuple[int, int], tags: Mapping[str, Any]
+    ) -> str:
+        """Log ``model`` (a ``torch.nn.Module``) with ``mlflow.pytorch.log_model`` under this
+        run (signature: float32 (-1, in) -> (-1, out)), with the ``sanode`` package as its
+        code, register it as a new version of ``registered`` tagged with ``tags``; returns
+        the version."""
+        import mlflow
+        import mlflow.pytorch
+        import numpy as np
+        import torch
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        n_in, n_out = signature
+        sig = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_in))]),
+            outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_out))]),
+        )
+        # the pytorch flavour logs through MLflow's fluent API, whose global URI (and the
+        # environment variable it sets) is restored afterwards
+        previous = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            with mlflow.start_run(run_id=self.run_id):
+                info = mlflow.pytorch.log_model(
+                    model,
+                    name="model",
+                    signature=sig,
+                    registered_model_name=registered,
+                    code_paths=[str(Path(__file__).resolve().parent)],
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+                    await_registration_for=60,
+                    serialization_format="pickle",  # forward has data-dependent early exit
+                )
+        finally:
+            mlflow.set_tracking_uri(None)  # back to the environment's
+            if previous is not None:
+                os.environ["MLFLOW_TRACKING_URI"] = previous
+        version = str(info.registered_model_version)
+        for key, value in tags.items():
+            self.client.set_model_version_tag(registered, version, key, str(value))
+        return version
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         for key, value in tags.items():
@@ -262,7 +362,7 @@ def run(
     run_id = start_or_resume_run(mlflow_client, exp_id, key=key, name=name, tags=tags,
                                  parent_run_id=parent_id)  # fmt: skip
     try:
-        yield Run(mlflow_client, exp_id, run_id)
+        yield Run(mlflow_client, exp_id, run_id, uri)
     except KeyboardInterrupt:
         mlflow_client.set_terminated(run_id, status="KILLED")
         raise
@@ -277,4 +377,4 @@ def existing_run(uri: str, experiment: str, key: Mapping[str, str]) -> Run | Non
     mlflow_client = client(uri)
     exp_id = experiment_id(mlflow_client, experiment)
     run_id = find_run(mlflow_client, exp_id, key)
-    return None if run_id is None else Run(mlflow_client, exp_id, run_id)
+    return None if run_id is None else Run(mlflow_client, exp_id, run_id, uri)

@@ -117,13 +117,24 @@ class MlflowTrialCallback(tune.Callback):
         uri: str,
         exp_id: str,
         parent_run_id: str,
-        study: str,
+        settings: StudySettings,
         base: dict,
         tags: dict[str, str],
         state_dir: str,
+        data_path: str,
     ):
-        self.uri, self.exp_id, self.parent, self.study = uri, exp_id, parent_run_id, study
-        self.base, self.tags, self.state_dir = base, tags, state_dir
+        self.uri, self.exp_id, self.parent, self.study = uri, exp_id, parent_run_id, settings.name
+        self.base, self.state_dir, self.data_path = base, state_dir, data_path
+        self.searched = sorted(settings.search_space)
+        self.tags = {**tags, "sanode.searched": ",".join(self.searched)}
+        self.search = {
+            "searched": ",".join(self.searched),
+            "metric": settings.metric,
+            "mode": settings.mode,
+            "scheduler": json.dumps(settings.scheduler),
+            "num_samples": settings.num_samples,
+        }
+        self.val_eps = settings.val_eps
         self.runs: dict[str, str] = {}
         self._client = None
 
@@ -146,9 +157,19 @@ class MlflowTrialCallback(tune.Callback):
                 tags={**self.tags, "sanode.rule": "tune", "sanode.kind": "trial"},
                 parent_run_id=self.parent,
             )
-            settings = {**self.base, **trial.config}
-            tracking.log_params(self.client, self.runs[trial.trial_id], settings)
+            self._describe(self.runs[trial.trial_id], trial.config)
         return self.runs[trial.trial_id]
+
+    def _describe(self, run_id: str, config: dict) -> None:
+        """The trial's complete resolved training configuration (every TrainConfig field,
+        defaults included) and the search settings as params, its data as dataset inputs."""
+        cfg = TrainConfig.from_dict({**self.base, **config})
+        params = {**cfg.to_dict(), **{f"search.{k}": v for k, v in self.search.items()}}
+        tracking.log_params(self.client, run_id, params)
+        meta = json.loads(Path(self.data_path).with_suffix(".json").read_text())
+        eps_val = cfg.eps_train if self.val_eps is None else self.val_eps
+        splits = {"train": cfg.eps_train, "val": eps_val}
+        tracking.log_datasets(self.client, run_id, meta, self.data_path, splits)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.run_id(trial)
@@ -309,6 +330,9 @@ def run_study(
                 **{f"sanode.data_md5.{k}": v for k, v in meta.get("raw_md5", {}).items()},
             }
         )
+        eps = float(settings.base.get("eps_train", 0.0))
+        val = eps if settings.val_eps is None else settings.val_eps
+        study_run.log_datasets(meta, data_path, {"train": eps, "val": val})
         return _run_tuner(
             settings,
             study_run=study_run,
@@ -348,8 +372,8 @@ def _run_tuner(
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
     client, exp_id = study_run.client, study_run.experiment_id
-    callback = MlflowTrialCallback(tracking_uri, exp_id, study_run.run_id, settings.name, base,
-                                   tags, str(state_dir))  # fmt: skip
+    callback = MlflowTrialCallback(tracking_uri, exp_id, study_run.run_id, settings, base, tags,
+                                   str(state_dir), data_path)  # fmt: skip
     with ray_session(*ray):
         if tune.Tuner.can_restore(str(experiment_path)):
             log.info("resuming the interrupted study at %s", experiment_path)

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from urllib.parse import urlencode
+
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
 from sanode import analyses, tables
+from sanode.checkpoint import load_model
+from sanode.config import TrainConfig
 
 from .idx import write_mirror
 from .workflow_helpers import ROOT, load_config, snakemake, workflow_env, write_config
@@ -97,22 +109,52 @@ def test_bad_config_fails_before_any_job(tmp_path, change, message):
     assert not (tmp_path / "results").exists() and not (tmp_path / "data").exists()
 
 
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """A real MLflow tracking server on 127.0.0.1 (a free port), its own store and artifacts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    folder = tmp_path / "mlflow-server"
+    folder.mkdir()
+    cmd = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+           "--artifacts-destination", str(folder / "artifacts"), "--workers", "1"]  # fmt: skip
+    with open(folder / "server.log", "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=folder)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError((folder / "server.log").read_text()[-3000:]) from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def _rest(url: str, endpoint: str, **query) -> dict:
+    with urllib.request.urlopen(f"{url}/api/2.0/mlflow/{endpoint}?{urlencode(query)}") as r:
+        return json.loads(r.read())
+
+
 @pytest.mark.slow
-def test_smoke_study_end_to_end(tmp_path):
+def test_smoke_study_end_to_end(tmp_path, mlflow_server, monkeypatch):
+    """The whole DAG on tiny data, tracked by a real MLflow server (MLFLOW_TRACKING_URI)."""
     mirror = tmp_path / "mirror"
     write_mirror(mirror, n_train=100, n_test=30)
     config = load_config("smoke")
     config["project"]["verify_checksums"] = False  # tiny test files are not the official ones
     path = write_config(tmp_path / "smoke.yaml", config)
-    res = snakemake(
-        tmp_path,
-        "--cores",
-        "2",
-        "--configfile",
-        str(path),
-        env=workflow_env(tmp_path, mirror),
-        timeout=900,
-    )
+    env = {**workflow_env(tmp_path, mirror), "MLFLOW_TRACKING_URI": mlflow_server}
+    res = snakemake(tmp_path, "--cores", "2", "--configfile", str(path), env=env, timeout=900)
     assert res.returncode == 0, res.stderr[-5000:]
 
     results = tmp_path / "results"
@@ -165,7 +207,11 @@ def test_smoke_study_end_to_end(tmp_path):
         assert list((results / "benchmarks" / rule).rglob("*.tsv")), rule
     assert (results / "logs" / "tune" / "letters.log").stat().st_size > 0
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert not (tmp_path / "mlflow.db").exists()  # everything went to the server
+    client = MlflowClient(tracking_uri=mlflow_server)
+    rest = _rest(mlflow_server, "experiments/get-by-name", experiment_name="sanode-smoke")
+    tags = {t["key"]: t["value"] for t in rest["experiment"]["tags"]}
+    assert tags["mlflow.experimentKind"] == "custom_model_development"  # UI opens on runs
     exp = client.get_experiment_by_name("sanode-smoke")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     studies = {
@@ -179,10 +225,26 @@ def test_smoke_study_end_to_end(tmp_path):
         trials = [r for r in children if r.data.tags.get("sanode.kind") == "trial"]
         evals = [r for r in children if r.data.tags.get("sanode.rule") == "evaluate"]
         assert len(trials) == {"letters": 4, "mnist": 2}[study] and evals  # 2 eps x 2 seeds
+        searched = sorted(config["studies"][study]["search_space"])
         for trial in trials:
             history = client.get_metric_history(trial.info.run_id, "train_loss")
             assert min(m.step for m in history) == 1
-            assert "lr" in trial.data.params
+            # the complete resolved configuration, defaults included, and the search
+            assert set(TrainConfig().to_dict()) <= set(trial.data.params)
+            assert trial.data.params["search.searched"] == ",".join(searched)
+            assert trial.data.tags["sanode.searched"] == ",".join(searched)
+            data = {d.dataset.name: d for d in trial.inputs.dataset_inputs}
+            assert set(data) == {f"{study}-train", f"{study}-val"}
+            assert json.loads(data[f"{study}-train"].dataset.profile)["size"] > 0
+        for run in evals:
+            assert [d.dataset.name for d in run.inputs.dataset_inputs] == [f"{study}-test"]
+        versions = client.search_model_versions(f"name='sanode-{study}'")
+        assert len(versions) == 1  # the study's first eps_train, registered once
+        version = versions[0]
+        assert version.tags["trained_by_run"] in {t.info.run_id for t in trials}
+        secv = pd.read_parquet(results / "tables" / "secV_accuracy.parquet")
+        ours = secv[(secv["study"] == study) & (secv["source"] == "sanode")]
+        assert float(version.tags["test_accuracy"]) == pytest.approx(ours["accuracy"].item())
         artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
         assert f"figures/fig3_mf_vs_eps_test_{study}.png" in artifacts
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -194,6 +256,19 @@ def test_smoke_study_end_to_end(tmp_path):
         listed = {a.path for a in client.list_artifacts(run.info.run_id, "tables")}
         assert len(listed) == len(files[name]["tables"]), name
         assert client.list_artifacts(run.info.run_id, "figures"), name
+
+    # the registered model classifies a test image as the checkpoint does
+    from sanode.classify import AttractorClassifier, classify, load_classifier
+    from sanode.prepare import load_prepared
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    registered = load_classifier("models:/sanode-mnist/latest")
+    model, cfg, _ = load_model(tmp_path / "results/tune/mnist/best/eps_train=0.pt")
+    x = load_prepared(tmp_path / "data" / "prepared" / "mnist.pt").split("test")[0][:5]
+    t_eval = config["studies"]["mnist"]["evaluate"].get("t_eval", cfg.t_eval)
+    checkpoint = classify(AttractorClassifier.from_config(model, cfg, t_eval), x)
+    assert classify(registered, x).predicted == checkpoint.predicted
+    assert classify(registered, x).overlap == checkpoint.overlap
 
     report = snakemake(
         tmp_path,
