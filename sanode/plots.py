@@ -151,32 +151,55 @@ def buckets_vs_paper(secv: pd.DataFrame, path: str | os.PathLike) -> None:
     plt.close(grid.figure)
 
 
+def _label(item: tuple[str, object]) -> str:
+    column, value = item
+    return f"{column[6:]}={value:g}" if isinstance(value, float) else f"{column[6:]}={value}"
+
+
+def final_trials(trials: pd.DataFrame, study: str, metric: str) -> pd.DataFrame:
+    """One row per finished trial of ``study`` (its last epoch), in the order the trials were
+    created (``n`` = 1, 2, ...), with ``setting``: its searched values other than eps_train."""
+    data = trials[trials["study"] == study]
+    if metric not in data:
+        return data.iloc[0:0].assign(n=[], setting=[])
+    last = data.sort_values("epoch").groupby("trial_id", sort=False).tail(1)
+    last = last[(last["status"] != "ERROR") & last[metric].notna()].sort_values("trial_id")
+    params = [c for c in last.columns if c.startswith("param_") and c != "param_eps_train"
+              and last[c].notna().any()]  # fmt: skip
+    if params:
+        setting = last[params].apply(lambda row: ", ".join(map(_label, row.items())), axis=1)
+    else:
+        setting = pd.Series("(one setting)", index=last.index)
+    return last.assign(n=range(1, len(last) + 1), setting=setting.astype(str))
+
+
 def tuning_curves(trials: pd.DataFrame, study: str, metric: str, path: str | os.PathLike) -> None:
-    """Validation metric against epoch for every trial of a study (colour: eps_train)."""
-    data = (
-        trials[(trials["study"] == study) & trials[metric].notna()]
-        if metric in trials
-        else trials.iloc[0:0]
-    )
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    if not data.empty:
-        sns.lineplot(
-            data=data,
-            x="epoch",
-            y=metric,
-            hue="eps_train",
-            units="trial_id",
-            estimator=None,
-            palette="viridis",
-            ax=ax,
-            lw=1,
-        )
-    failed = trials[(trials["study"] == study) & (trials["status"] == "ERROR")][
-        "trial_id"
-    ].nunique()
-    ax.set(
-        xlabel="epoch",
-        ylabel=metric,
-        title=f"{study}: tuning curves ({data['trial_id'].nunique()} trials, {failed} failed)",
-    )
+    """The search at a glance: (a) every trial's final metric in creation order and the best
+    so far; (b) the final metric per eps_train and searched setting (mean over the seeds when
+    the seed is searched alongside: the heatmap shows which settings work at which noise)."""
+    data = final_trials(trials, study, metric)
+    failed = trials[(trials["study"] == study) & (trials["status"] == "ERROR")]["trial_id"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [1, 1.3]})
+    if data.empty:
+        a.text(0.5, 0.5, "no finished trial", ha="center", va="center")
+    else:
+        maximize = not metric.endswith("mse")
+        best = data[metric].cummax() if maximize else data[metric].cummin()
+        a.scatter(data["n"], data[metric], s=12, color="tab:grey", label="final metric of a trial")
+        a.step(data["n"], best, where="post", color="tab:red", label="best so far")
+        a.legend(fontsize=8)
+        settings = data.drop(columns="param_seed", errors="ignore")
+        if "param_seed" in data:  # the seed is the spread, not a setting
+            setting = settings["setting"].str.replace(r"(^|, )seed=[^,]*", "", regex=True)
+            setting = setting.str.removeprefix(", ").replace("", "(one setting)")
+            settings = settings.assign(setting=setting)
+        grid = settings.pivot_table(index="eps_train", columns="setting", values=metric,
+                                    aggfunc="mean")  # fmt: skip
+        sns.heatmap(grid, annot=grid.shape[1] <= 6, fmt=".2f", cmap="viridis", ax=b,
+                    cbar_kws={"label": metric})  # fmt: skip
+        b.set(xlabel="searched setting", ylabel=r"$\epsilon_{train}$")
+    a.set(xlabel="trial (creation order)", ylabel=metric,
+          title=f"(a) {len(data)} finished trials, {failed.nunique()} failed")  # fmt: skip
+    b.set_title("(b) final metric by eps_train and setting", fontsize=10)
+    fig.suptitle(f"{study}: the hyperparameter search", fontsize=10)
     save_figure(fig, path)

@@ -369,3 +369,31 @@ def test_cli_evaluate_reproduces_the_pipeline_evaluation(tmp_path, capsys):
         for key, value in row.items():
             assert value == pytest.approx(expected[key]), key
     assert torch.is_tensor(model.patterns)
+
+
+# -- the study figures ---------------------------------------------------------------------------
+def test_tuning_figure_shows_best_so_far_and_the_setting_heatmap(tmp_path, monkeypatch):
+    from sanode import plots
+
+    trials = _trials(
+        [
+            ("a", 0.0, 0.1, 0, [(1, 0.5), (2, 0.6)], "TERMINATED"),
+            ("b", 0.0, 0.1, 1, [(1, 0.8)], "TERMINATED"),
+            ("c", 0.0, 0.2, 0, [(1, 0.9)], "TERMINATED"),
+            ("d", 0.3, 0.1, 0, [(1, 0.99)], "ERROR"),  # counted as failed, not drawn
+            ("e", 0.3, 0.2, 0, [(1, 0.4), (2, 0.3)], "TERMINATED"),
+        ]
+    ).assign(study="letters")
+    drawn = {}
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.setdefault("fig", fig))
+    plots.tuning_curves(trials, "letters", "val_accuracy", tmp_path / "t.png")
+    a, b = drawn["fig"].axes[:2]
+    assert a.get_title() == "(a) 4 finished trials, 1 failed"
+    dots = a.collections[0].get_offsets()
+    assert dots[:, 1].tolist() == pytest.approx([0.6, 0.8, 0.9, 0.3])  # creation order
+    assert a.lines[0].get_ydata().tolist() == pytest.approx([0.6, 0.8, 0.9, 0.9])  # best so far
+    # heatmap: rows eps_train, columns the setting without the seed (seeds averaged)
+    assert [t.get_text() for t in b.get_xticklabels()] == ["lr=0.1", "lr=0.2"]
+    cells = b.collections[0].get_array().reshape(2, 2)
+    assert cells[0].tolist() == pytest.approx([0.7, 0.9]) and cells[1, 1] == pytest.approx(0.3)
+    assert np.ma.is_masked(cells[1, 0])  # no finished trial at eps_train 0.3, lr 0.1
