@@ -104,6 +104,29 @@ def search_space_problems(base: dict[str, Any], space: dict[str, Any]) -> list[s
     return problems
 
 
+def searcher_problems(searcher: dict[str, Any], space: dict[str, Any]) -> list[str]:
+    """A model-based searcher (optuna) suggests from distributions: a grid (a list) cannot be
+    searched by it, nor eps_train, the grid axis of the noise studies. One line per problem."""
+    name = searcher.get("name", "basic")
+    if name == "basic":
+        return []
+    if name != "optuna":
+        return [f"searcher.name: {name!r} is not one of ['basic', 'optuna']"]
+    problems = []
+    if "eps_train" in space:
+        problems.append(
+            "search_space.eps_train: the optuna searcher cannot search the noise grid; keep "
+            "eps_train a grid with searcher basic, or one level (train.eps_train) per study"
+        )
+    for key, spec in space.items():
+        if isinstance(spec, list) and key != "eps_train":
+            problems.append(
+                f"search_space.{key}: the optuna searcher takes distributions, not grids; write "
+                f"{{choice: {spec}}} or use searcher basic"
+            )
+    return problems
+
+
 @dataclass(frozen=True)
 class StudySettings:
     """What one study searches and how (validated by the workflow schema and here)."""
@@ -115,6 +138,7 @@ class StudySettings:
     metric: str = "val_accuracy"
     mode: str = "max"
     scheduler: dict[str, Any] = field(default_factory=lambda: {"name": "fifo"})
+    searcher: dict[str, Any] = field(default_factory=lambda: {"name": "basic"})
     val_eps: float | None = 0.0  # validation noise; None: each trial's own eps_train
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0
@@ -122,6 +146,7 @@ class StudySettings:
     def __post_init__(self) -> None:
         TrainConfig.from_dict(self.base)  # unknown keys / bad values fail here
         problems = search_space_problems(self.base, self.search_space)
+        problems += searcher_problems(self.searcher, self.search_space)
         if problems:
             raise ConfigError("; ".join(problems))
         if self.mode not in ("max", "min"):
@@ -139,6 +164,8 @@ class StudySettings:
                 "metric": self.metric,
                 "mode": self.mode,
                 "scheduler": self.scheduler,
+                # the default searcher leaves the digest (and the experiments) as they were
+                **({"searcher": self.searcher} if self.searcher.get("name") != "basic" else {}),
                 "val_eps": self.val_eps,
             }
         )
@@ -238,7 +265,7 @@ def evaluate_settings(config: dict, study: str) -> EvaluateSettings:
 def study_settings(config: dict, study: str) -> StudySettings:
     """The study's search settings; a key the block leaves out takes the dataclass default."""
     spec = config["studies"][study]
-    keys = ("num_samples", "metric", "mode", "scheduler", "val_eps")
+    keys = ("num_samples", "metric", "mode", "scheduler", "searcher", "val_eps")
     return StudySettings(
         name=study,
         base=train_settings(config, study),
@@ -306,6 +333,8 @@ def config_problems(config: dict, *, schema: str | Path | None = None) -> list[s
             continue
         space = spec.get("search_space", {})
         problems += [f"studies.{name}.{p}" for p in search_space_problems(base, space)]
+        searcher = spec.get("searcher", {})
+        problems += [f"studies.{name}.{p}" for p in searcher_problems(searcher, space)]
         if not problems:
             try:
                 study_settings(config, name)

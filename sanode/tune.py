@@ -85,6 +85,19 @@ def _scheduler(spec: Mapping[str, Any], epochs: int):
     raise ValueError(f"scheduler {name!r} is not one of ['fifo', 'asha']")
 
 
+def _search_alg(spec: Mapping[str, Any], metric: str, mode: str):
+    """``None`` (Ray's variant generator: grids, random sampling) or Optuna's TPE sampler,
+    seeded, optionally limited to ``max_concurrent`` suggestions at a time."""
+    if spec.get("name", "basic") == "basic":
+        return None
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(metric=metric, mode=mode, seed=int(spec.get("seed", 0)))
+    limit = spec.get("max_concurrent")
+    return ConcurrencyLimiter(searcher, max_concurrent=int(limit)) if limit else searcher
+
+
 def trial_checkpoint(state_dir: str | os.PathLike, trial_id: str) -> Path:
     """Where trial ``trial_id`` keeps its checkpoint."""
     return Path(state_dir) / trial_id / CHECKPOINT_FILE
@@ -132,6 +145,7 @@ class MlflowTrialCallback(tune.Callback):
             "metric": settings.metric,
             "mode": settings.mode,
             "scheduler": json.dumps(settings.scheduler),
+            "searcher": json.dumps(settings.searcher),
             "num_samples": settings.num_samples,
         }
         self.val_eps = settings.val_eps
@@ -322,6 +336,7 @@ def run_study(
                 "metric": settings.metric,
                 "mode": settings.mode,
                 "scheduler": json.dumps(settings.scheduler),
+                "searcher": json.dumps(settings.searcher),
             }
         )
         study_run.set_tags(
@@ -389,6 +404,7 @@ def _run_tuner(
                     mode=settings.mode,
                     num_samples=settings.num_samples,
                     scheduler=_scheduler(settings.scheduler, int(base.get("epochs", 10))),
+                    search_alg=_search_alg(settings.searcher, settings.metric, settings.mode),
                 ),
                 run_config=tune.RunConfig(
                     name=experiment_path.name,

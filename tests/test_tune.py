@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from sanode.config import TrainConfig
@@ -220,3 +222,85 @@ def test_asha_stopped_trials_keep_their_last_epoch(tmp_path, ray_env):
         [settings.digest(), other.digest()]
     )
     assert all(r.info.status == "FINISHED" for r in studies)
+
+
+def test_optuna_searcher_refuses_grids_and_the_noise_axis():
+    from sanode.study import searcher_problems
+
+    space = {"lr": [0.01, 0.03], "eps_train": [0.0, 0.3], "dt": {"uniform": [0.05, 0.1]}}
+    lines = searcher_problems({"name": "optuna"}, space)
+    assert len(lines) == 2
+    assert lines[0].startswith("search_space.eps_train: the optuna searcher cannot search")
+    assert "write {choice: [0.01, 0.03]} or use searcher basic" in lines[1]
+    assert searcher_problems({"name": "basic"}, space) == []
+    with pytest.raises(ValueError, match="takes distributions, not grids"):
+        StudySettings(name="x", base=BASE, search_space={"lr": [0.01]},
+                      searcher={"name": "optuna"})  # fmt: skip
+
+
+@pytest.mark.slow
+def test_optuna_asha_search_resumes_after_ctrl_c_and_logs_every_trial(tmp_path, ray_env):
+    """Optuna's TPE with ASHA: interrupted (SIGINT, as Ctrl-C) once trials have finished, the
+    rerun resumes (finished trials untouched, the searcher's state restored) and completes."""
+    import signal
+    import threading
+    import time
+
+    from sanode.tune import StudyInterrupted
+
+    data = _prepare(tmp_path)
+    settings = StudySettings(
+        name="letters",
+        base={**BASE, "epochs": 3},
+        search_space={"lr": {"loguniform": [0.003, 0.1]}, "eig_mean": {"uniform": [-6.0, -3.0]}},
+        num_samples=6,
+        scheduler={"name": "asha", "grace_period": 1},
+        searcher={"name": "optuna", "seed": 0, "max_concurrent": 2},
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    kw = dict(data_path=data, out_dir=tmp_path / "out", storage_dir=tmp_path / "ray",
+              tracking_uri=uri, experiment="t", num_cpus=2, project_root=tmp_path)  # fmt: skip
+
+    def checkpoints() -> dict[str, bytes]:
+        return {
+            p.parent.name: p.read_bytes() for p in (tmp_path / "ray").glob("trials-*/*/model.pt")
+        }
+
+    def interrupt() -> None:  # Ctrl-C once two trials have checkpoints
+        deadline = time.monotonic() + 120
+        while len(checkpoints()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt, daemon=True)
+    watcher.start()
+    with pytest.raises(StudyInterrupted, match="Rerun the same command to resume"):
+        run_study(settings, **kw)
+    watcher.join()
+    before = checkpoints()
+    table = run_study(settings, **kw)
+
+    by_trial = table.groupby("trial_id")
+    trials = by_trial.agg(lr=("param_lr", "first"), mean=("param_eig_mean", "first"),
+                          last=("epoch", "max"))  # fmt: skip
+    assert len(trials) == 6 and trials["lr"].nunique() == 6  # sampled, not a grid
+    assert trials["lr"].between(0.003, 0.1).all() and trials["mean"].between(-6, -3).all()
+    assert (trials["last"] <= 3).all() and (trials["last"] < 3).any()  # ASHA stopped some
+    after = checkpoints()
+    assert set(before) <= set(after)
+    finished = 0
+    for trial, blob in before.items():  # a trial that had finished was not trained again
+        epoch = torch.load(io.BytesIO(blob), weights_only=False)["epoch"]
+        if epoch == trials.loc[trial, "last"]:
+            finished += 1
+            assert after[trial] == blob, trial
+    assert finished >= 1
+    _, runs = _runs(uri, "t")
+    study_runs = [r for r in runs if r.data.tags.get("sanode.kind") == "study"]
+    assert [r.info.status for r in study_runs] == ["FINISHED"]  # resumed, not duplicated
+    assert json.loads(study_runs[0].data.params["searcher"])["name"] == "optuna"
+    trial_runs = [r for r in runs if r.data.tags.get("sanode.kind") == "trial"]
+    assert len(trial_runs) == 6 and all(r.info.status == "FINISHED" for r in trial_runs)
+    for run in trial_runs:
+        assert set(TrainConfig().to_dict()) <= set(run.data.params)
+        assert run.data.tags["sanode.searched"] == "eig_mean,lr"
