@@ -238,7 +238,7 @@ def analysis_stage(
     names = analysis.studies(settings, config)
 
     def per_study(key: str) -> dict[str, str]:
-        return dict(zip(names, inputs.get(key, []), strict=False)) if key in inputs else {}
+        return dict(zip(names, inputs[key], strict=True)) if key in inputs else {}
 
     ctx = analyses.Context(
         config=config,

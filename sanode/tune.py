@@ -135,9 +135,10 @@ class MlflowTrialCallback(tune.Callback):
         tags: dict[str, str],
         state_dir: str,
         data_path: str,
+        meta: dict[str, Any],
     ):
         self.uri, self.exp_id, self.parent, self.study = uri, exp_id, parent_run_id, settings.name
-        self.base, self.state_dir, self.data_path = base, state_dir, data_path
+        self.base, self.state_dir, self.data_path, self.meta = base, state_dir, data_path, meta
         self.searched = sorted(settings.search_space)
         self.tags = {**tags, "sanode.searched": ",".join(self.searched)}
         self.search = {
@@ -180,10 +181,9 @@ class MlflowTrialCallback(tune.Callback):
         cfg = TrainConfig.from_dict({**self.base, **config})
         params = {**cfg.to_dict(), **{f"search.{k}": v for k, v in self.search.items()}}
         tracking.log_params(self.client, run_id, params)
-        meta = json.loads(Path(self.data_path).with_suffix(".json").read_text())
         eps_val = cfg.eps_train if self.val_eps is None else self.val_eps
         splits = {"train": cfg.eps_train, "val": eps_val}
-        tracking.log_datasets(self.client, run_id, meta, self.data_path, splits)
+        tracking.log_datasets(self.client, run_id, self.meta, self.data_path, splits)
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.run_id(trial)
@@ -355,6 +355,7 @@ def run_study(
             experiment_path=storage_dir / f"study-{digest}",
             state_dir=state_dir,
             data_path=data_path,
+            meta=meta,
             out_dir=out_dir,
             tracking_uri=tracking_uri,
             ray=(ray_address, num_cpus, project_root),
@@ -369,6 +370,7 @@ def _run_tuner(
     experiment_path: Path,
     state_dir: Path,
     data_path: str,
+    meta: dict[str, Any],
     out_dir: Path,
     tracking_uri: str,
     ray: tuple[str | None, int, Path],
@@ -388,7 +390,7 @@ def _run_tuner(
     )
     client, exp_id = study_run.client, study_run.experiment_id
     callback = MlflowTrialCallback(tracking_uri, exp_id, study_run.run_id, settings, base, tags,
-                                   str(state_dir), data_path)  # fmt: skip
+                                   str(state_dir), data_path, meta)  # fmt: skip
     with ray_session(*ray):
         if tune.Tuner.can_restore(str(experiment_path)):
             log.info("resuming the interrupted study at %s", experiment_path)

@@ -111,8 +111,3 @@ def inputs(config: Mapping[str, Any], name: str) -> dict[str, list[str] | str]:
         out["states"] = layout.evaluation(study, eps_train_grid(dict(config), study)[0],
                                           "states.pt")  # fmt: skip
     return out
-
-
-def schemas() -> dict[str, Mapping[str, str]]:
-    """Every analysis table's schema by table name."""
-    return {t.name: t.schema for a in ANALYSES.values() for t in a.tables.values()}

@@ -13,7 +13,6 @@ they need.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -162,7 +161,3 @@ def study_defined(name: str, studies: list[str], config: Mapping[str, Any]) -> l
         for s in studies
         if s not in defined
     ]
-
-
-def fields_of(settings_class: type[Settings]) -> list[str]:
-    return [f.name for f in dataclasses.fields(settings_class)]
