@@ -18,7 +18,7 @@ from torch import nn
 
 from .config import TrainConfig
 from .evaluate import final_states
-from .metrics import bucket_of
+from .metrics import bucket_of, nearest_attractor
 from .model import SANode
 
 BUCKETS = ("exact", "partial", "wrong")
@@ -86,8 +86,7 @@ def classify(classifier: AttractorClassifier, x: torch.Tensor) -> Classification
     final = classifier.final(x)
     q = classifier.overlaps(final)
     best, predicted = q.max(dim=1)
-    patterns = classifier.model.patterns.detach().cpu().to(final.dtype)
-    nearest = (final @ patterns.T).argmax(dim=1)
+    nearest = nearest_attractor(final, classifier.model.patterns.detach().cpu())
     buckets = bucket_of(best.to(torch.float64), classifier.threshold)
     return Classification(
         predicted=predicted.tolist(),

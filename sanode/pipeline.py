@@ -96,7 +96,8 @@ def evaluate_stage(
     settings = evaluate_settings(config, study)
     checkpoint = layout.model_path(models, eps_train)
     model, cfg, _ = load_model(checkpoint)
-    x, y = load_prepared(data).split("test")
+    prepared = load_prepared(data)
+    x, y = prepared.split("test")
     best = json.loads(Path(best_json).read_text())["models"][eps_train]
     with _tracked_run(
         config,
@@ -117,8 +118,8 @@ def evaluate_stage(
         },
         parent={"sanode.study": study, "sanode.kind": "study"},
     ) as run:
-        meta = json.loads(Path(data).with_suffix(".json").read_text())
-        run.log_datasets(meta, str(Path(data).resolve()), {"test": list(settings.eps_test)})
+        splits = {"test": list(settings.eps_test)}
+        run.log_datasets(prepared.meta, str(Path(data).resolve()), splits)
         res = score(model, cfg, x, y, settings)
         rows = [res.accuracy.assign(train_seed=cfg.seed, is_best=True, trial_id=best["trial_id"])]
         # the same settings trained from the other seeds (seed in the search space): the
@@ -130,7 +131,7 @@ def evaluate_stage(
             extra_res = score(other, other_cfg, x, y, settings, mse_items=1)
             rows.append(extra_res.accuracy.assign(train_seed=int(seed), is_best=False,
                                                   trial_id=sibling["trial_id"]))  # fmt: skip
-        t_eval = cfg.t_eval if settings.t_eval is None else settings.t_eval
+        t_eval = settings.horizon(cfg)
         run.log_params(
             {
                 "checkpoint": checkpoint,

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from . import selection
+
 DPI = 110
 
 
@@ -162,8 +164,7 @@ def final_trials(trials: pd.DataFrame, study: str, metric: str) -> pd.DataFrame:
     data = trials[trials["study"] == study]
     if metric not in data:
         return data.iloc[0:0].assign(n=[], setting=[])
-    last = data.sort_values("epoch").groupby("trial_id", sort=False).tail(1)
-    last = last[(last["status"] != "ERROR") & last[metric].notna()].sort_values("trial_id")
+    last = selection.finished(data, metric).sort_values("trial_id")
     params = [c for c in last.columns if c.startswith("param_") and c != "param_eps_train"
               and last[c].notna().any()]  # fmt: skip
     if params:

@@ -139,7 +139,7 @@ def score(
             x,
             y,
             eps_test=list(settings.eps_test),
-            t_end=cfg.t_eval if settings.t_eval is None else settings.t_eval,
+            t_end=settings.horizon(cfg),
             dt=cfg.dt,
             method=cfg.method,
             threshold=cfg.threshold,

@@ -42,6 +42,15 @@ def last_epochs(table: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("epoch").groupby("trial_id", sort=False).tail(1)
 
 
+def finished(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per trial that did not fail and reported ``metric``: its last finished epoch
+    (a trial's status is TERMINATED or ERROR; empty if no trial reports the metric)."""
+    last = last_epochs(table)
+    if metric not in last:
+        return last.iloc[0:0]
+    return last[(last["status"] != "ERROR") & last[metric].notna()]
+
+
 def failed_trials(table: pd.DataFrame) -> list[str]:
     last = last_epochs(table)
     return sorted(last.loc[last["status"] == "ERROR", "trial_id"].tolist())
@@ -53,12 +62,7 @@ def select(
     """The best finished trial of every eps_train of ``eps_grid`` (ties: the later row of a
     stable sort, as before), with its seed siblings. Raises :class:`NoModelError` naming the
     eps_train whose trials all failed."""
-    last = last_epochs(table)
-    ok = (
-        last[(last["status"] == "TERMINATED") & last[metric].notna()]
-        if metric in last
-        else last.iloc[0:0]
-    )
+    ok = finished(table, metric)
     out = []
     for eps in eps_grid:
         group = ok[(ok["eps_train"] - eps).abs() < 1e-9]

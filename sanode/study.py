@@ -239,6 +239,10 @@ class EvaluateSettings(Settings):
     noise_seeds: int = 1  # independent test-noise draws per level (the spread in Fig. 3)
     tol: float | None = None  # stop an item once max|F(x)| < tol; null: integrate to t_eval
 
+    def horizon(self, cfg: TrainConfig) -> float:
+        """The evaluation horizon: ``t_eval``, else the model's own."""
+        return cfg.t_eval if self.t_eval is None else self.t_eval
+
     def check(self, where: str) -> None:
         if not self.eps_test:
             raise ConfigError(f"{where}.eps_test: list at least one test-noise level")

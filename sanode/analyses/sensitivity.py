@@ -124,14 +124,14 @@ def sensitivity(
     import numpy as np
     import pandas as pd
 
+    from ..selection import finished
+
     columns = ["setting", "metric", "variance_share", "spearman", "rank", "levels", "trials",
                "best_value", "best_metric"]  # fmt: skip
     point_columns = ["trial_id", "setting", "value", "numeric_value", "metric", "metric_value"]
     if metric not in trials:
         raise ValueError(f"the trials table has no column {metric!r} (the study's metric)")
-    last = trials.sort_values("epoch").groupby("trial_id", sort=False).tail(1)
-    last = last[(last["status"] != "ERROR") & last[metric].notna()]
-    last = last.sort_values("trial_id").reset_index(drop=True)
+    last = finished(trials, metric).sort_values("trial_id").reset_index(drop=True)
     rows, pts = [], []
     if len(last):
         y = last[metric].astype(float)
