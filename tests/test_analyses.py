@@ -209,6 +209,9 @@ def test_sensitivity_ranks_the_setting_that_determines_the_metric_first():
     )
     assert ranking["setting"].iloc[0] == "lr" and ranking["rank"].tolist() == [1, 2, 3, 4]
     assert ranking["variance_share"].iloc[0] > 0.8
+    # chance level: lr in 4 quantile bins of 39 trials, the schedule in 2 groups
+    chance = ranking.set_index("setting")["chance_share"]
+    assert chance["lr"] == pytest.approx(3 / 38) and chance["lr_schedule"] == pytest.approx(1 / 38)
     assert ranking.set_index("setting").loc["lr", "spearman"] > 0.99
     assert np.isnan(ranking.set_index("setting").loc["lr_schedule", "spearman"])
     assert "eps_train" not in set(ranking["setting"])  # not searched: nothing to rank
@@ -220,6 +223,27 @@ def test_sensitivity_ranks_the_setting_that_determines_the_metric_first():
     nothing, none = sensitivity(trials[trials["trial_id"] == "t01"], ["lr"],
                                 metric="val_accuracy")  # fmt: skip
     assert nothing.empty and none.empty and "best_value" in nothing
+    # a study that searched nothing concatenates with one that did, numbers kept numbers
+    both = pd.concat([ranking, nothing], ignore_index=True)
+    assert both["epoch"].dtype == "int64" and both["variance_share"].dtype == "float64"
+    assert pd.concat([points, none])["metric_value"].dtype == "float64"
+
+
+def test_sensitivity_compares_trials_stopped_early_at_a_common_epoch():
+    """ASHA stopped half the trials after epoch 1: every trial is compared at epoch 1, not the
+    finished ones at epoch 2 (their extra epoch would look like a better setting)."""
+    trials = _synthetic_trials()
+    trials["val_accuracy"] = np.where(trials["epoch"] == 1, 0.5, 0.9)
+    trials.loc[trials["epoch"] == 1, "val_accuracy"] += 0.01 * (trials["param_batch_size"] == 100)
+    stopped = trials["trial_id"].isin([f"t{i:02d}" for i in range(0, 40, 2)])
+    trials = trials[~(stopped & (trials["epoch"] == 2))]  # the even trials end at epoch 1
+    ranking, points = sensitivity(trials, ["lr_schedule", "batch_size"], metric="val_accuracy")
+    assert (ranking["epoch"] == 1).all() and (points["metric_value"] < 0.6).all()
+    # at epoch 1 batch size decides; the schedule (which trials were stopped) does not
+    assert ranking["setting"].tolist() == ["batch_size", "lr_schedule"]
+    assert ranking.set_index("setting").loc["lr_schedule", "variance_share"] < 0.05
+    whole, _ = sensitivity(_synthetic_trials(), ["lr"], metric="val_accuracy")
+    assert (whole["epoch"] == 2).all()  # nobody stopped early: the last epoch
 
 
 @pytest.fixture

@@ -4,6 +4,11 @@ the settings by the share of the metric's variance their value explains (first-o
 fANOVA-style: the variance of the per-value means over the total variance) with the Spearman
 rank correlation beside it, and the best trial's value of each setting.
 
+Trials are compared at one epoch: the last one every compared trial reached (the last epoch
+when none was stopped early). With ASHA a stopped trial's last epoch is earlier than a
+finished one's; comparing each at its own last epoch would credit the finished trials with
+their extra epochs, not with their settings.
+
 Read the ranking against ``seed`` when the seed is searched: a setting explaining no more
 variance than the seed does not matter at this budget.
 """
@@ -45,9 +50,10 @@ class Sensitivity(Analysis):
     uses_trials = True
     tables: ClassVar[dict[str, Table]] = {
         "ranking": Table("sensitivity", {"study": "O", "setting": "O", "metric": "O",
-                                         "variance_share": "f", "spearman": "f", "rank": "i",
-                                         "levels": "i", "trials": "i", "best_value": "O",
-                                         "best_metric": "f"}),
+                                         "epoch": "i", "variance_share": "f",
+                                         "chance_share": "f", "spearman": "f",
+                                         "rank": "i", "levels": "i", "trials": "i",
+                                         "best_value": "O", "best_metric": "f"}),
         "points": Table("sensitivity_points", {"study": "O", "trial_id": "O", "setting": "O",
                                                "value": "O", "numeric_value": "f",
                                                "metric": "O", "metric_value": "f"}),
@@ -105,8 +111,8 @@ def sensitivity(
 
     Args:
         trials: the trials table (one row per trial and epoch, ``param_<setting>`` columns);
-            each trial counts with its last finished epoch (what model selection sees),
-            failed trials and trials without the metric are left out.
+            failed trials and trials without the metric are left out; the others count with
+            their metric at the last epoch all of them reached (``epoch`` in the ranking).
         settings: the searched settings (the study's search-space keys); a setting with one
             value over the trials is left out (nothing to rank).
         bins: a numeric setting with more distinct values than this is grouped in this many
@@ -116,8 +122,10 @@ def sensitivity(
         ranking: one row per setting: ``variance_share`` (between-group variance of the
             metric's per-value means over its total variance, in [0, 1]), ``spearman``
             (rank correlation with a numeric setting, NaN otherwise), ``rank`` (1 = the
-            largest share), ``levels`` (distinct values), ``trials``, and the best trial's
-            ``best_value`` (as text) and ``best_metric``.
+            largest share), ``chance_share`` (the share a setting unrelated to the metric
+            explains on average with as many groups and trials, (groups - 1) / (trials - 1):
+            a share near it means nothing), ``levels`` (distinct values), ``trials``, and the
+            best trial's ``best_value`` (as text) and ``best_metric``.
         points: one row per (trial, setting): the value (text and, when numeric, number)
             and the metric.
     """
@@ -126,12 +134,17 @@ def sensitivity(
 
     from ..selection import finished
 
-    columns = ["setting", "metric", "variance_share", "spearman", "rank", "levels", "trials",
-               "best_value", "best_metric"]  # fmt: skip
+    columns = ["setting", "metric", "epoch", "variance_share", "chance_share", "spearman",
+               "rank", "levels", "trials", "best_value", "best_metric"]  # fmt: skip
     point_columns = ["trial_id", "setting", "value", "numeric_value", "metric", "metric_value"]
     if metric not in trials:
         raise ValueError(f"the trials table has no column {metric!r} (the study's metric)")
-    last = finished(trials, metric).sort_values("trial_id").reset_index(drop=True)
+    last = finished(trials, metric)
+    epoch = int(last["epoch"].min()) if len(last) else 0
+    if len(last) and (last["epoch"] > epoch).any():  # some trials were stopped early
+        at = trials[trials["trial_id"].isin(last["trial_id"]) & (trials["epoch"] == epoch)]
+        last = at.drop_duplicates("trial_id", keep="last").dropna(subset=[metric])
+    last = last.sort_values("trial_id").reset_index(drop=True)
     rows, pts = [], []
     if len(last):
         y = last[metric].astype(float)
@@ -152,12 +165,16 @@ def sensitivity(
             groups = pd.qcut(numeric.rank(method="first"), q=bins, labels=False).astype(str)
         means = y.groupby(groups).transform("mean")
         share = float(((means - y.mean()) ** 2).mean() / total) if total > 0 else 0.0
+        # what a setting unrelated to the metric explains on average: (groups - 1) / (n - 1)
+        chance = (groups.nunique() - 1) / (len(last) - 1)
         rho = float(numeric.corr(y, method="spearman")) if is_numeric else float("nan")
         rows.append(
             {
                 "setting": key,
                 "metric": metric,
+                "epoch": epoch,
                 "variance_share": share,
+                "chance_share": chance,
                 "spearman": rho,
                 "levels": int(values.nunique()),
                 "trials": len(last),
@@ -177,11 +194,17 @@ def sensitivity(
                 }
             )
         )
-    ranking = pd.DataFrame(rows, columns=[c for c in columns if c != "rank"])
+    # explicit dtypes: a study without searched settings gives empty frames, which must
+    # concatenate with the others without turning their numbers into objects
+    ranking = pd.DataFrame(rows, columns=[c for c in columns if c != "rank"]).astype(
+        {"epoch": "int64", "variance_share": "float64", "chance_share": "float64",
+         "spearman": "float64", "levels": "int64", "trials": "int64", "best_metric": "float64"}
+    )  # fmt: skip
     ranking = ranking.sort_values(["variance_share", "setting"], ascending=[False, True])
     ranking.insert(4, "rank", np.arange(1, len(ranking) + 1, dtype=np.int64))
     ranking = ranking.reset_index(drop=True)
     points = pd.concat(pts, ignore_index=True) if pts else pd.DataFrame(columns=point_columns)
+    points = points.astype({"numeric_value": "float64", "metric_value": "float64"})
     return ranking[columns], points[point_columns]
 
 
@@ -190,6 +213,7 @@ def _figure(ranking, points, study: str, path: str, *, top: int) -> None:
     value of the ``top`` most important settings, one dot per trial."""
     import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.ticker import NullFormatter
 
     from ..plots import save_figure
 
@@ -205,14 +229,19 @@ def _figure(ranking, points, study: str, path: str, *, top: int) -> None:
             ax.set_axis_off()
     else:
         sns.barplot(data=ranking, y="setting", x="variance_share", color="tab:blue", ax=a)
-        for i, rho in enumerate(ranking["spearman"]):
-            if rho == rho:  # not NaN
-                a.text(0.01, i, f"rho {rho:+.2f}", va="center", fontsize=7, color="white")
+        for i, row in enumerate(ranking.itertuples()):
+            if row.spearman == row.spearman:  # not NaN
+                x = min(max(row.variance_share, row.chance_share), 0.75) + 0.02
+                a.text(x, i, f"rho {row.spearman:+.2f}", va="center", fontsize=7)
+        a.scatter(ranking["chance_share"], range(len(ranking)), marker="|", s=200, color="k",
+                  zorder=3, label="chance level")  # fmt: skip
+        a.legend(fontsize=7, loc="lower right")
+        first = ranking.iloc[0]
         a.set(
             xlim=(0, 1),
             xlabel="variance share of the metric",
             ylabel="",
-            title=f"(a) {ranking['trials'].iloc[0]} trials, metric {ranking['metric'].iloc[0]}",
+            title=f"(a) {first['trials']} trials, {first['metric']} at epoch {first['epoch']}",
         )
         for ax, key in zip(axes[0][1:], shown, strict=False):
             data = points[points["setting"] == key]
@@ -223,15 +252,26 @@ def _figure(ranking, points, study: str, path: str, *, top: int) -> None:
                 spread = data["numeric_value"].max() / max(data["numeric_value"].min(), 1e-300)
                 if positive and spread >= 20:
                     ax.set_xscale("log")
+                    ax.xaxis.set_minor_formatter(NullFormatter())
             else:
                 sns.stripplot(data=data, x="value", y="metric_value", ax=ax, size=4)
             best = ranking.set_index("setting").loc[key]
             ax.set(
                 xlabel=key,
                 ylabel=data["metric"].iloc[0],
-                title=f"{key}: share {best['variance_share']:.2f}, best {best['best_value']}",
+                title=f"{key}: share {best['variance_share']:.2f}, "
+                f"best {_short(best['best_value'])}",
             )
             ax.title.set_fontsize(8)
-    fig.suptitle(f"{study}: which searched settings matter (last epoch of each trial)",
+    fig.suptitle(f"{study}: which searched settings matter (every trial at one epoch)",
                  fontsize=10)  # fmt: skip
     save_figure(fig, path)
+
+
+def _short(value: str) -> str:
+    """A setting's value as text, a number with 3 significant digits (0.00535, not
+    0.005348623082221744)."""
+    try:
+        return f"{float(value):.3g}"
+    except ValueError:
+        return value
