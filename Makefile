@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 CORES ?= all
 
-.PHONY: study test lint bench clean-results gpu-check
+.PHONY: study long search test lint bench clean-results gpu-check
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,15 @@ $(VENV)/.installed: pyproject.toml
 study: $(VENV)/.installed
 	$(BIN)/sanode check-config workflow/config/$(CONFIG).yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$(CONFIG).yaml
+
+# the long CPU protocol (workflow/config/long.yaml) and the MNIST/Fashion hyperparameter
+# search (workflow/config/search.yaml): each runs in runs/<name> (scratch, resumable), then
+# its tables and figures are copied to results/<name>/ (committed)
+long search: $(VENV)/.installed
+	$(BIN)/sanode check-config workflow/config/$@.yaml
+	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$@.yaml
+	mkdir -p results/$@
+	cp -r runs/$@/results/tables runs/$@/results/figures results/$@/
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -103,7 +103,7 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_shipped_configs_are_valid():
-    for name in ("smoke", "default", "paper"):
+    for name in ("smoke", "default", "paper", "long", "search"):
         assert config_problems(load_config(name), schema=SCHEMA) == [], name
 
 

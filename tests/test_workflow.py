@@ -42,6 +42,24 @@ def test_dry_run_lists_every_stage(tmp_path):
             assert f"rule {stage}:" in res.stdout or f"localrule {stage}:" in res.stdout, stage
 
 
+def test_dry_run_of_the_partial_configs(tmp_path):
+    """long and search run a subset of the studies and analyses (MNIST and Fashion only)."""
+    for name, wanted in (("long", ["cases", "inversion", "census"]), ("search", ["sensitivity"])):
+        res = snakemake(
+            tmp_path,
+            "-n",
+            "--configfile",
+            str(ROOT / f"workflow/config/{name}.yaml"),
+            env=workflow_env(tmp_path),
+            timeout=120,
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+        rules = STAGES + [f"{k}_{a}" for a in wanted for k in ("analysis", "figures")]
+        for stage in rules:
+            assert f"rule {stage}:" in res.stdout or f"localrule {stage}:" in res.stdout, stage
+        assert "wildcards: study=letters" not in res.stdout
+
+
 def test_lint_is_clean(tmp_path):
     res = snakemake(
         tmp_path,
