@@ -177,8 +177,12 @@ def final_trials(trials: pd.DataFrame, study: str, metric: str) -> pd.DataFrame:
 def tuning_curves(trials: pd.DataFrame, study: str, metric: str, path: str | os.PathLike) -> None:
     """The search at a glance: (a) every trial's final metric in creation order and the best
     so far; (b) the final metric per eps_train and searched setting (mean over the seeds when
-    the seed is searched alongside: the heatmap shows which settings work at which noise)."""
+    the seed is searched alongside: the heatmap shows which settings work at which noise).
+    A study of one trial (nothing searched) shows its learning curve instead: the metric of
+    every epoch."""
     data = final_trials(trials, study, metric)
+    if len(data) == 1:
+        return _learning_curve(trials, study, metric, path)
     failed = trials[(trials["study"] == study) & (trials["status"] == "ERROR")]["trial_id"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [1, 1.3]})
     if data.empty:
@@ -203,4 +207,20 @@ def tuning_curves(trials: pd.DataFrame, study: str, metric: str, path: str | os.
           title=f"(a) {len(data)} finished trials, {failed.nunique()} failed")  # fmt: skip
     b.set_title("(b) final metric by eps_train and setting", fontsize=10)
     fig.suptitle(f"{study}: the hyperparameter search", fontsize=10)
+    save_figure(fig, path)
+
+
+def _learning_curve(trials: pd.DataFrame, study: str, metric: str, path) -> None:
+    """The one trial of a study that searches nothing: its metric and learning rate by epoch."""
+    rows = trials[trials["study"] == study].sort_values("epoch")
+    fig, a = plt.subplots(figsize=(7, 4.2))
+    a.plot(rows["epoch"], rows[metric], marker="o", ms=4, color="tab:blue", label=metric)
+    a.set(xlabel="epoch", ylabel=metric, title=f"one trial ({rows['trial_id'].iloc[0]}), "
+          f"final {metric} {rows[metric].iloc[-1]:.4f}")  # fmt: skip
+    a.title.set_fontsize(10)
+    if "learning_rate" in rows and rows["learning_rate"].notna().any():
+        lr = a.twinx()
+        lr.plot(rows["epoch"], rows["learning_rate"], color="tab:grey", ls="--", lw=1)
+        lr.set_ylabel("learning rate (end of epoch, dashed)", color="tab:grey")
+    fig.suptitle(f"{study}: the training run (nothing searched)", fontsize=10)
     save_figure(fig, path)

@@ -421,3 +421,11 @@ def test_tuning_figure_shows_best_so_far_and_the_setting_heatmap(tmp_path, monke
     cells = b.collections[0].get_array().reshape(2, 2)
     assert cells[0].tolist() == pytest.approx([0.7, 0.9]) and cells[1, 1] == pytest.approx(0.3)
     assert np.ma.is_masked(cells[1, 0])  # no finished trial at eps_train 0.3, lr 0.1
+    # one trial (nothing searched): its learning curve instead
+    one = trials[trials["trial_id"] == "a"].assign(learning_rate=[0.01, 0.005])
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.update(one=fig))
+    plots.tuning_curves(one, "letters", "val_accuracy", tmp_path / "one.png")
+    curve, lr = drawn["one"].axes
+    assert curve.lines[0].get_ydata().tolist() == pytest.approx([0.5, 0.6])
+    assert lr.lines[0].get_ydata().tolist() == pytest.approx([0.01, 0.005])
+    assert curve.get_xlabel() == "epoch" and "final val_accuracy 0.6000" in curve.get_title()

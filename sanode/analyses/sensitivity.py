@@ -222,8 +222,10 @@ def _figure(ranking, points, study: str, path: str, *, top: int) -> None:
                                                                    3.8), squeeze=False)  # fmt: skip
     a = axes[0][0]
     if ranking.empty:
-        a.text(0.5, 0.5, "no searched setting takes more\nthan one value in this study",
-               ha="center", va="center", fontsize=9)  # fmt: skip
+        a.text(0.02, 0.5, "no searched setting takes more than one value in this study:\n"
+               "nothing to rank (the study's search_space names what to search;\n"
+               "workflow/config/search.yaml searches MNIST and Fashion-MNIST)",
+               ha="left", va="center", fontsize=9, transform=a.transAxes)  # fmt: skip
         a.set_axis_off()
         for ax in axes[0][1:]:
             ax.set_axis_off()
