@@ -189,6 +189,7 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
         x_epoch = add_pixel_noise(x[order], cfg.eps_train, gen)
         y_epoch = y[order]
         total, count = 0.0, 0
+        grad_max = torch.zeros((), dtype=torch.float64, device=device)
         for start in range(0, len(x_epoch), cfg.batch_size):
             xb = x_epoch[start : start + cfg.batch_size].to(device)
             yb = y_epoch[start : start + cfg.batch_size]
@@ -207,6 +208,9 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
             if initial_loss is None:
                 initial_loss = value
             loss.backward()
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            norm = torch.nn.utils.get_total_norm(grads) if grads else grad_max
+            grad_max = torch.maximum(grad_max, norm.to(grad_max.dtype))
             if cfg.grad_clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
             optimizer.step()
@@ -217,6 +221,12 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
         if problem is not None:
             raise DivergenceError(
                 f"{problem} after epoch {epoch + 1}; lower lr (now {cfg.lr}). {kept}"
+            )
+        if float(grad_max) == 0.0 and total > 0.0:  # (a perfect fit has zero gradients too)
+            raise DivergenceError(
+                f"every gradient was zero in epoch {epoch + 1}: the model stopped learning (its "
+                "states sit where the state clip cuts the gradient, e.g. after a too large step); "
+                f"try a smaller lr (now {cfg.lr}). {kept}"
             )
         record: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if (

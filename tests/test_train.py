@@ -77,6 +77,16 @@ def test_divergence_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert path.read_bytes() == before
 
 
+def test_a_model_that_stopped_learning_stops_training(tmp_path):
+    """States pinned at the state clip pass no gradient: the loss stays finite and flat, so
+    only the zero gradient tells; training stops with one line instead of running on."""
+    cfg = TrainConfig(**{**FAST, "epochs": 3})
+    x, y, patterns = _data(cfg)
+    with pytest.raises(DivergenceError, match="every gradient was zero in epoch 1"):
+        train(cfg, x * 1e3, y, patterns, checkpoint_path=tmp_path / "s.pt", progress=False)
+    assert not (tmp_path / "s.pt").exists()  # nothing worth keeping was written
+
+
 def test_callback_sees_every_epoch_and_can_stop():
     cfg = TrainConfig(**{**FAST, "epochs": 5})
     x, y, patterns = _data(cfg)
