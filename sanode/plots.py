@@ -181,7 +181,7 @@ def tuning_curves(trials: pd.DataFrame, study: str, metric: str, path: str | os.
     A study of one trial (nothing searched) shows its learning curve instead: the metric of
     every epoch."""
     data = final_trials(trials, study, metric)
-    if len(data) == 1:
+    if len(data) == 1 and trials.loc[trials["study"] == study, "trial_id"].nunique() == 1:
         return _learning_curve(trials, study, metric, path)
     failed = trials[(trials["study"] == study) & (trials["status"] == "ERROR")]["trial_id"]
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [1, 1.3]})
