@@ -208,11 +208,13 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
             if initial_loss is None:
                 initial_loss = value
             loss.backward()
-            grads = [p.grad for p in model.parameters() if p.grad is not None]
-            norm = torch.nn.utils.get_total_norm(grads) if grads else grad_max
-            grad_max = torch.maximum(grad_max, norm.to(grad_max.dtype))
+            # the gradient's norm (before any clipping): an epoch of zeros stops training below
             if cfg.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
+            else:
+                grads = [p.grad for p in model.parameters() if p.grad is not None]
+                norm = torch.nn.utils.get_total_norm(grads) if grads else grad_max
+            grad_max = torch.maximum(grad_max, norm.to(grad_max.dtype))
             optimizer.step()
             scheduler.step()
             total += value * len(xb)
