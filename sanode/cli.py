@@ -295,6 +295,9 @@ def _cmd_time_to_accuracy(args, parser) -> int:
         + f"; test H {test['accuracy']:.4f} ({test['exact']}/{test['partial']}/{test['wrong']}) "
         f"after {summary['epochs_run']} epochs, {summary['train_wall_s']:.0f} s"
     )
+    print("validation H levels: " + ", ".join(
+        f"{level} " + (f"epoch {hit['epoch']} ({hit['wall_s']:.0f} s)" if hit else "not reached")
+        for level, hit in summary["levels"].items()))  # fmt: skip
     if "eval_switch" in summary:
         sw = summary["eval_switch"]
         print(

@@ -32,11 +32,25 @@ from .train import configure_threads, train
 
 CHECKPOINT = "model.pt"
 TIMELINE = "timeline.json"
+LEVELS = (0.90, 0.95, 0.96, 0.97, 0.98)
+"""Validation H levels whose first epoch and wall time every result also reports."""
 
 
 def first_reaching(timeline: list[dict[str, float]], target: float) -> dict[str, float] | None:
     """The first epoch record whose ``val_accuracy`` is at least ``target``, or None."""
     return next((r for r in timeline if r.get("val_accuracy", -1.0) >= target), None)
+
+
+def level_times(
+    timeline: list[dict[str, float]], levels: tuple[float, ...]
+) -> dict[str, dict[str, float] | None]:
+    """For each level ``"0.960"``: the first epoch reaching it and its wall time, or None."""
+    out: dict[str, dict[str, float] | None] = {}
+    for level in sorted(set(levels)):
+        rec = first_reaching(timeline, level)
+        out[f"{level:.3f}"] = None if rec is None else {
+            "epoch": int(rec["epoch"]), "wall_s": rec["wall_s"]}  # fmt: skip
+    return out
 
 
 def compare_evaluations(a: Evaluation, b: Evaluation, threshold: float) -> dict[str, Any]:
@@ -141,6 +155,7 @@ def time_to_accuracy(
         "epochs_run": len(timeline),
         "train_wall_s": timeline[-1]["wall_s"] if timeline else 0.0,
         "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in timeline), default=0.0),
+        "levels": level_times(timeline, (*LEVELS, target)),
         "test": {"t_eval": t_test, "tol": test_tol, "n": len(yt), **_buckets(test)},
         "threads": torch.get_num_threads(),
         "config": cfg.to_dict(),

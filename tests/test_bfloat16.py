@@ -98,6 +98,7 @@ def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "validation H >= 0.500 after" in text and "evaluated with bfloat16 products" in text
+    assert "validation H levels: 0.500 epoch" in text
     result = json.loads((tmp_path / "r" / "result.json").read_text())
     assert result["matmul_dtype"] == "bfloat16" and result["epochs_run"] == 4
     assert result["eval_matmul_dtype"] == "float32"  # evaluation keeps early exit
@@ -105,6 +106,11 @@ def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
     assert walls == sorted(walls) and result["time_to_target_s"] in walls
     first = next(r for r in result["timeline"] if r["val_accuracy"] >= 0.5)
     assert result["epochs_to_target"] == first["epoch"]
+    assert result["levels"]["0.500"] == {"epoch": first["epoch"], "wall_s": first["wall_s"]}
+    for level, hit in result["levels"].items():  # each level: its first epoch, or None
+        reaching = [r for r in result["timeline"] if r["val_accuracy"] >= float(level)]
+        want = reaching and {"epoch": reaching[0]["epoch"], "wall_s": reaching[0]["wall_s"]}
+        assert hit == (want or None)
     assert result["test"]["n"] == 100 and result["eval_switch"]["items"] == 100
     # a rerun resumes the finished run: nothing retrained, the same timeline
     assert main(argv) == 0
