@@ -279,12 +279,12 @@ def time_evaluation(
     x0 = torch.rand(batch, n, generator=torch.Generator().manual_seed(2), dtype=dtype).to(device)
     t_end = steps * dt
     with torch.no_grad():
-        dyn = model.dynamics()
+        dyn, finish = model.early_exit_dynamics()
 
     def run():
         if tol is None:
             return integrate(dyn, x0, t_end, dt), torch.full((batch,), steps)
-        return integrate_until_converged(dyn, x0, t_end, dt, tol=tol)
+        return integrate_until_converged(dyn, x0, t_end, dt, tol=tol, finish=finish)
 
     with torch.no_grad():
         seconds, (_, done) = median_seconds(run, repeats, device)

@@ -5,6 +5,15 @@ An item is converged when the largest component of its velocity ``|F(x)|`` (meas
 point, and integrating it further to ``t_end`` would not move it. Converged items are taken out
 of the batch, so the matrix products shrink as the dynamics settles; ``t_end`` stays the upper
 bound for the rest.
+
+Mixed precision: with bfloat16 products the velocity never falls below the rounding noise of
+the product, so an item cannot meet a small ``tol``. Given ``finish`` (the same field with
+float32 products, :meth:`sanode.model.SANode.early_exit_dynamics`), an item first integrates
+with ``dyn`` until its velocity is below ``coarse_tol`` (above that noise), then continues with
+``finish`` until it is below ``tol``: the transient runs on the fast products, the approach to
+the fixed point on exact ones. Every item still integrates at most ``floor(t_end / dt)`` steps.
+The final states are then fixed points of the exact field; which fixed point an item reaches is
+decided during the transient, so it can still differ from a float32 run (README, bfloat16).
 """
 
 from __future__ import annotations
@@ -12,6 +21,10 @@ from __future__ import annotations
 import torch
 
 from .integrate import Dynamics, get_solver, num_steps
+
+COARSE_TOL = 1e-2
+"""Velocity below which a bfloat16-product item switches to its float32 finish: above the
+rounding noise of a bfloat16 product near a fixed point (measured: items reach it)."""
 
 
 @torch.no_grad()
@@ -24,8 +37,13 @@ def integrate_until_converged(
     method: str = "euler",
     tol: float = 1e-4,
     check_every: int = 10,
+    finish: Dynamics | None = None,
+    coarse_tol: float = COARSE_TOL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Integrate x0 (B, N) up to ``t_end``, retiring each item once ``max_i |F_i(x)| < tol``.
+
+    With ``finish``: items integrate with ``dyn`` until ``max |F| <
+    coarse_tol``, then with ``finish`` until ``max |F| < tol`` (see the module docstring).
 
     Returns:
         The final states (B, N) and the number of steps each item was integrated (B,),
@@ -35,25 +53,43 @@ def integrate_until_converged(
         raise ValueError(f"the convergence tolerance must be > 0, got {tol}")
     if check_every < 1:
         raise ValueError(f"check_every must be a positive step count, got {check_every}")
+    if finish is not None and not coarse_tol > tol:
+        raise ValueError(f"coarse_tol must exceed tol ({tol}), got {coarse_tol}")
     solver = get_solver(method)
     n = num_steps(t_end, dt)
     out = x0.clone()
     steps = torch.full((len(x0),), n, dtype=torch.int64)
-    active = torch.arange(len(x0), device=x0.device)
-    x = x0
+    # two cohorts (index into x0, states): still on ``dyn``, and finishing on ``finish``
+    coarse = (torch.arange(len(x0), device=x0.device), x0)
+    fine = (coarse[0][:0], x0[:0])
+    if finish is None:
+        finish, coarse, fine = dyn, fine, coarse  # one cohort: everything on dyn, to tol
+
+    def advance(d: Dynamics, x: torch.Tensor) -> torch.Tensor:
+        if len(x) == 0:
+            return x
+        x_new = solver.step(d, x, dt)
+        return x_new if d.clip is None else x_new.clamp(-d.clip, d.clip)
+
     for i in range(1, n + 1):
-        x_new = solver.step(dyn, x, dt)
-        if dyn.clip is not None:
-            x_new = x_new.clamp(-dyn.clip, dyn.clip)
+        (ic, xc), (jf, xf) = coarse, fine
+        xc_new, xf_new = advance(dyn, xc), advance(finish, xf)
         if i % check_every == 0 and i < n:
-            done = (x_new - x).abs().amax(dim=1) < tol * dt
-            if bool(done.any()):
-                out[active[done]] = x_new[done]
-                steps[active[done].cpu()] = i
-                keep = ~done
-                active, x_new = active[keep], x_new[keep]
-                if len(active) == 0:
-                    return out, steps
-        x = x_new
-    out[active] = x
+            if len(xc):  # settled on the fast products: continue on the exact ones
+                moved = (xc_new - xc).abs().amax(dim=1) < coarse_tol * dt
+                if bool(moved.any()):
+                    jf, xf_new = torch.cat([jf, ic[moved]]), torch.cat([xf_new, xc_new[moved]])
+                    ic, xc_new = ic[~moved], xc_new[~moved]
+            if len(xf):
+                done = (xf_new[: len(xf)] - xf).abs().amax(dim=1) < tol * dt
+                done = torch.cat([done, done.new_zeros(len(xf_new) - len(xf))])
+                if bool(done.any()):
+                    out[jf[done]] = xf_new[done]
+                    steps[jf[done].cpu()] = i
+                    jf, xf_new = jf[~done], xf_new[~done]
+            if len(ic) == 0 and len(jf) == 0:
+                return out, steps
+        coarse, fine = (ic, xc_new), (jf, xf_new)
+    out[coarse[0]] = coarse[1]
+    out[fine[0]] = fine[1]
     return out, steps

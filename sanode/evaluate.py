@@ -30,9 +30,11 @@ def final_states(
     With ``tol``, items stop as soon as they sit on a fixed point (``max |F| < tol``, see
     :mod:`sanode.converge`) instead of running all floor(t_end/dt) steps. With
     ``return_steps`` also returns the steps each item was integrated (M,) (the work done).
-    ``product_dtype``: dtype of the matrix products (default: the model's ``product_dtype()``).
+    ``product_dtype``: dtype of the matrix products (default: the model's ``product_dtype()``);
+    with bfloat16 products and ``tol``, each item finishes on float32 products (its bfloat16
+    velocity cannot fall below ``tol``, see :mod:`sanode.converge`).
     """
-    dyn = model.dynamics(product_dtype=product_dtype)  # A built once for all batches
+    dyn, finish = model.early_exit_dynamics(product_dtype)  # A built once for all batches
     device = model.gamma.device
     n = num_steps(t_end, dt)
     out, steps = [], []
@@ -42,7 +44,8 @@ def final_states(
             out.append(integrate(dyn, xb, t_end, dt, method=method).cpu())
             steps.append(torch.full((len(xb),), n, dtype=torch.int64))
         else:
-            final, done = integrate_until_converged(dyn, xb, t_end, dt, method=method, tol=tol)
+            final, done = integrate_until_converged(dyn, xb, t_end, dt, method=method, tol=tol,
+                                                    finish=finish)  # fmt: skip
             out.append(final.cpu())
             steps.append(done.cpu())
     states = torch.cat(out) if out else x.new_empty((0, x.shape[1]))

@@ -148,6 +148,17 @@ class SANode(nn.Module):
         c1 = (4.0 * self.a**2 * g).to(dtype)
         return Dynamics(linear_t, c1, c2, None if self.clip is None else self.clip * self.a)
 
+    def early_exit_dynamics(
+        self, product_dtype: torch.dtype | None = None
+    ) -> tuple[Dynamics, Dynamics | None]:
+        """(dynamics with ``product_dtype`` products, the loop-dtype dynamics that finishes an
+        early-exit run when those products are bfloat16, else None); see
+        :func:`sanode.converge.integrate_until_converged`."""
+        dyn = self.dynamics(product_dtype=product_dtype)
+        if dyn.linear_t.dtype == self.dtype:
+            return dyn, None
+        return dyn, self.dynamics(product_dtype=self.dtype)
+
     def vector_field(self, x: torch.Tensor) -> torch.Tensor:
         """F(x) = 4|gamma|(a^2 x - x^3) + beta A x for x of shape (B, N); returns (B, N)."""
         return self.dynamics(x.dtype).field(x)

@@ -41,3 +41,32 @@ def test_items_that_never_converge_run_to_the_horizon(letters_model):
     assert torch.allclose(final, integrate(dyn, x0, 0.5, 0.1))
     with pytest.raises(ValueError, match="tolerance"):
         integrate_until_converged(dyn, x0, 1.0, 0.1, tol=0.0)
+
+
+def test_bfloat16_transient_with_a_float32_finish_lands_on_the_float32_fixed_points(
+    letters_model,
+):
+    model, split = letters_model
+    x = add_pixel_noise(split.x, 0.3, torch.Generator().manual_seed(2))
+    exact = model.dynamics(product_dtype=torch.float32)
+    fast = model.dynamics(product_dtype=torch.bfloat16)
+    ref, ref_steps = integrate_until_converged(exact, x, 40.0, 0.1, tol=1e-4)
+    # bfloat16 products alone: the rounding noise keeps the velocity above 1e-4
+    _, bf_steps = integrate_until_converged(fast, x, 40.0, 0.1, tol=1e-4)
+    assert (bf_steps == 400).float().mean() > 0.5
+    mixed, steps = integrate_until_converged(fast, x, 40.0, 0.1, tol=1e-4, finish=exact)
+    assert torch.equal(torch.sign(mixed), torch.sign(ref))
+    assert (mixed - ref).abs().max() < 1e-2
+    assert bool((steps < 400).all()) and steps.sum() <= 1.5 * ref_steps.sum()
+    # the finish is the exact dynamics: with dyn == finish it is the one-cohort run
+    same, same_steps = integrate_until_converged(exact, x, 40.0, 0.1, tol=1e-4, finish=exact,
+                                                 coarse_tol=1e-3)  # fmt: skip
+    assert torch.allclose(same, ref, atol=1e-5) and same_steps.sum() <= ref_steps.sum() + len(x)
+    assert torch.equal(model.early_exit_dynamics(torch.bfloat16)[1].linear_t, exact.linear_t)
+    assert model.early_exit_dynamics(torch.float32)[1] is None  # float32 products: no finish
+    # evaluate() finishes bfloat16 evaluations this way: early exit works with bfloat16 products
+    res = evaluate(model, x, split.y, t_end=40.0, dt=0.1, tol=1e-4, product_dtype=torch.bfloat16)
+    assert torch.equal(res.states, mixed) and torch.equal(res.steps, steps)
+    assert res.work_fraction < 0.5
+    with pytest.raises(ValueError, match="exceed"):
+        integrate_until_converged(fast, x, 1.0, 0.1, tol=1e-3, finish=exact, coarse_tol=1e-4)

@@ -30,10 +30,10 @@ def attractor_census(
 ) -> dict[str, float]:
     """Census of the end points of inputs x (B, N); ``atol`` defaults to a / 10."""
     atol = model.a / 10 if atol is None else atol
-    dyn = model.dynamics()
+    dyn, finish = model.early_exit_dynamics()
     x0 = x.to(device=model.gamma.device, dtype=model.dtype)
-    final, _ = integrate_until_converged(dyn, x0, t_end, dt, tol=tol)
-    speed = dyn.field(final).abs().amax(dim=1)
+    final, _ = integrate_until_converged(dyn, x0, t_end, dt, tol=tol, finish=finish)
+    speed = (finish or dyn).field(final).abs().amax(dim=1)
     converged = speed < tol
     patterns = model.patterns.to(final)
     distance = (final[:, None, :] - patterns[None]).abs().amax(dim=2)  # (B, K)
