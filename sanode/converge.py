@@ -76,18 +76,17 @@ def integrate_until_converged(
         (ic, xc), (jf, xf) = coarse, fine
         xc_new, xf_new = advance(dyn, xc), advance(finish, xf)
         if i % check_every == 0 and i < n:
+            if len(xf):  # at a fixed point of the exact field: retire
+                done = (xf_new - xf).abs().amax(dim=1) < tol * dt
+                if bool(done.any()):
+                    out[jf[done]] = xf_new[done]
+                    steps[jf[done].cpu()] = i
+                    jf, xf_new = jf[~done], xf_new[~done]
             if len(xc):  # settled on the fast products: continue on the exact ones
                 moved = (xc_new - xc).abs().amax(dim=1) < coarse_tol * dt
                 if bool(moved.any()):
                     jf, xf_new = torch.cat([jf, ic[moved]]), torch.cat([xf_new, xc_new[moved]])
                     ic, xc_new = ic[~moved], xc_new[~moved]
-            if len(xf):
-                done = (xf_new[: len(xf)] - xf).abs().amax(dim=1) < tol * dt
-                done = torch.cat([done, done.new_zeros(len(xf_new) - len(xf))])
-                if bool(done.any()):
-                    out[jf[done]] = xf_new[done]
-                    steps[jf[done].cpu()] = i
-                    jf, xf_new = jf[~done], xf_new[~done]
             if len(ic) == 0 and len(jf) == 0:
                 return out, steps
         coarse, fine = (ic, xc_new), (jf, xf_new)
