@@ -118,6 +118,7 @@ def log_datasets(
     import json
 
     from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.exceptions import MlflowException
 
     settings = meta.get("settings", {})
     checksums = meta.get("raw_md5") or {"prepared": meta.get("cache_sha256", "")}
@@ -141,7 +142,21 @@ def log_datasets(
         )
         context = _CONTEXTS.get(split, split)
         inputs.append(DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)]))
-    mlflow_client.log_inputs(run_id, datasets=inputs)
+    for attempt in range(_LOG_INPUTS_TRIES):
+        try:
+            mlflow_client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as err:
+            # two jobs logging the same new dataset at once (e.g. two evaluations of one test
+            # set): the later insert hits the key the earlier one just wrote and is rolled
+            # back; MLflow looks datasets up before inserting, so a retry links the stored one
+            if "UNIQUE constraint failed: datasets" not in str(err) or (
+                attempt == _LOG_INPUTS_TRIES - 1
+            ):
+                raise
+
+
+_LOG_INPUTS_TRIES = 3
 
 
 def git_revision(cwd: str | os.PathLike | None = None) -> str:

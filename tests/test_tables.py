@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from sanode import tables
-from sanode.tracking import flatten, resolve_tracking_uri
+from sanode.tracking import flatten, log_datasets, resolve_tracking_uri
 
 
 def _accuracy_row(**changes):
@@ -54,3 +54,33 @@ def test_tracking_uri_resolution(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="file store"):
         resolve_tracking_uri("file:///tmp/mlruns", tmp_path)
     assert flatten({"a": {"b": 1}, "c": None}) == {"a.b": "1", "c": "None"}
+
+
+class _RacingClient:
+    """An MLflow client whose first ``failures`` log_inputs calls lose the insert race."""
+
+    def __init__(self, failures: int, message: str) -> None:
+        self.failures, self.message, self.calls, self.logged = failures, message, 0, []
+
+    def log_inputs(self, run_id, datasets):
+        from mlflow.exceptions import MlflowException
+
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise MlflowException(self.message)
+        self.logged.append((run_id, [d.dataset.name for d in datasets]))
+
+
+def test_dataset_logging_retries_the_insert_race_of_two_jobs():
+    race = ("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+            "datasets.name, datasets.digest")  # fmt: skip
+    meta = {"dataset": "letters", "raw_md5": {"prepared": "abc"}, "sizes": {"test": 500}}
+    client = _RacingClient(1, race)
+    log_datasets(client, "run", meta, "data/prepared/letters.pt", {"test": 0.3})
+    assert client.calls == 2 and client.logged == [("run", ["letters-test"])]
+    # a race that does not end, or any other store error, is raised as it is
+    for failures, message in ((3, race), (1, "database is unreachable")):
+        client = _RacingClient(failures, message)
+        with pytest.raises(Exception, match=message[:20].replace("(", r"\(")):
+            log_datasets(client, "run", meta, "data/prepared/letters.pt", {"test": 0.3})
+        assert client.logged == [] and client.calls == (3 if message == race else 1)
