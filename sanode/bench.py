@@ -16,6 +16,9 @@ Evaluation (no gradient) of a batch to the horizon T:
 * ``eval-early`` - the same with items leaving the batch once converged (``tol``); its
   throughput counts the image-steps of the fixed-step run it replaces.
 
+With bfloat16, the evaluation rows also run as ``bfloat16x2`` (the ``eval_matmul_dtype``
+setting): two bfloat16 products per step, A split into a high and a low part.
+
 The roofline is the matmul throughput measured in the same run, dtype and device, right before
 each row (shared machines drift): a training step costs three (B, N) @ (N, N) products per Euler
 step (6 N^2 flops per image-step), ``sanode-seg`` four, an evaluation step one (2 N^2).
@@ -265,17 +268,22 @@ def time_evaluation(
     device="cpu",
     dt: float = 0.1,
     repeats: int = 1,
+    split: bool = False,
 ) -> dict:
     """Throughput of evaluating a batch to ``steps * dt`` (fixed, or early exit with ``tol``).
 
     The model is a fresh (untrained) SA-nODE and the inputs are uniform in [0, 1]: the work
     saved by early exit here is illustrative; the MNIST saving is measured on a trained model
-    (``sanode evaluate --early-exit``, README).
+    (``sanode evaluate --early-exit``, README). ``split`` (bfloat16 only): two bfloat16
+    products per step, A split in two parts; the row's dtype reads ``bfloat16x2``.
     """
     device = torch.device(device)
-    label = dtype
+    if split and dtype != torch.bfloat16:
+        raise ValueError(f"split products need dtype torch.bfloat16, got {dtype}")
+    label = "bfloat16x2" if split else dtype
     dtype, mm = loop_dtypes(dtype)
-    model = SANode(block_patterns(n, k, 0.5), dtype=dtype, matmul_dtype=mm, seed=0).to(device)
+    model = SANode(block_patterns(n, k, 0.5), dtype=dtype, matmul_dtype=mm, seed=0,
+                   split_products=split).to(device)  # fmt: skip
     x0 = torch.rand(batch, n, generator=torch.Generator().manual_seed(2), dtype=dtype).to(device)
     t_end = steps * dt
     with torch.no_grad():
@@ -346,15 +354,16 @@ def run_benchmark(
             )
             rows += _against(train_rows, ref)
             if eval_steps:
-                eval_rows = []
-                for tol in (None, eval_tol) if eval_tol else (None,):
-                    flops = matmul_flops(n, eval_batch, dtype, device=dev)
-                    r = time_evaluation(
-                        n=n, k=k, batch=eval_batch, steps=eval_steps, dtype=dtype, tol=tol,
-                        device=dev,
-                    )  # fmt: skip
-                    eval_rows.append(_add_roofline(r, flops, 1, n))
-                rows += _against(eval_rows, eval_rows[0])
+                for split in (False, True) if dtype == torch.bfloat16 else (False,):
+                    eval_rows = []
+                    for tol in (None, eval_tol) if eval_tol else (None,):
+                        flops = matmul_flops(n, eval_batch, dtype, device=dev)
+                        r = time_evaluation(
+                            n=n, k=k, batch=eval_batch, steps=eval_steps, dtype=dtype, tol=tol,
+                            device=dev, split=split,
+                        )  # fmt: skip
+                        eval_rows.append(_add_roofline(r, flops, 2 if split else 1, n))
+                    rows += _against(eval_rows, eval_rows[0])
     _against_float32(rows)
     _print_rows(rows, naive_steps)
     if out:
@@ -393,7 +402,7 @@ def _against_float32(rows: list[dict]) -> None:
 
 def _print_rows(rows: list[dict], naive_steps: int) -> None:
     header = (
-        f"{'variant':>10} {'dtype':>8} {'steps':>6} {'batch':>6} {'img*steps/s':>12} "
+        f"{'variant':>10} {'dtype':>10} {'steps':>6} {'batch':>6} {'img*steps/s':>12} "
         f"{'roofline':>9} {'x ref':>6} {'x ref*':>7} {'saved MiB':>10} {'peak MiB':>9} "
         f"{'work':>6} {'matmul GF/s':>12} {'x f32':>6}"
     )
@@ -403,7 +412,7 @@ def _print_rows(rows: list[dict], naive_steps: int) -> None:
         peak = f"{r['peak_mib']:.0f}" if "peak_mib" in r else "-"
         work = f"{r['work_fraction']:.3f}" if "work_fraction" in r else "-"
         print(
-            f"{r['variant']:>10} {r['dtype']:>8} {r['steps']:>6} {r['batch']:>6} "
+            f"{r['variant']:>10} {r['dtype']:>10} {r['steps']:>6} {r['batch']:>6} "
             f"{r['image_steps_per_s']:>12,.0f} {r['roofline_fraction']:>9.1%} "
             f"{r['vs_reference']:>6.1f} {r['vs_reference_normalised']:>7.1f} {saved:>10} "
             f"{peak:>9} {work:>6} {r['matmul_gflops']:>12.1f} "
@@ -418,6 +427,7 @@ def _print_rows(rows: list[dict], naive_steps: int) -> None:
         "of the fixed run it replaces; work = the fraction of them it computed. "
         f"naive is timed at {naive_steps} steps (its cost per step does not depend on T).\n"
         "bfloat16 rows: float32 loop with bfloat16 matrix products (matmul_dtype), against a "
-        "bfloat16 matmul roofline and the autograd row; x f32 = throughput over the float32 row "
-        "of the same variant and steps."
+        "bfloat16 matmul roofline and the autograd row; bfloat16x2 rows: two bfloat16 products "
+        "per evaluation step (A split in two parts; roofline counts both); x f32 = throughput "
+        "over the float32 row of the same variant and steps."
     )

@@ -80,4 +80,5 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     model.load_state_dict(payload["model"])
     # a saved model is for evaluation: its products are those of cfg.eval_matmul_dtype
     model.matmul_dtype = None if cfg.eval_matmul_dtype is None else cfg.torch_eval_matmul_dtype
+    model.split_products = cfg.eval_split_products
     return model.to(map_location), cfg, payload

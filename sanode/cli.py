@@ -177,12 +177,13 @@ def _cmd_evaluate(args, parser) -> int:
     except ConfigError as err:
         parser.error(str(err))
     if args.matmul_dtype is not None:  # e.g. evaluate a float32-trained model in bfloat16
-        import torch
+        from .config import product_mode
 
-        mm = None if args.matmul_dtype == "float32" else torch.bfloat16
+        mm, two_parts = product_mode(args.matmul_dtype)
         try:
-            cfg = cfg.replace(eval_matmul_dtype=None if mm is None else "bfloat16")
+            cfg = cfg.replace(eval_matmul_dtype=args.matmul_dtype)
             model.matmul_dtype = mm
+            model.split_products = two_parts
         except (ConfigError, ValueError) as err:
             parser.error(str(err))
     if args.early_exit is not None and not args.early_exit > 0:
@@ -298,8 +299,7 @@ def _cmd_time_to_accuracy(args, parser) -> int:
     print("validation H levels: " + ", ".join(
         f"{level} " + (f"epoch {hit['epoch']} ({hit['wall_s']:.0f} s)" if hit else "not reached")
         for level, hit in summary["levels"].items()))  # fmt: skip
-    if "eval_switch" in summary:
-        sw = summary["eval_switch"]
+    for sw in summary.get("eval_switches", []):
         print(
             f"evaluated with {sw['eval_matmul_dtype']} products instead: test H "
             f"{sw['test']['accuracy']:.4f}, {sw['items_changing_bucket']} items change bucket, "
@@ -448,9 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--matmul-dtype",
-        choices=["float32", "bfloat16"],
+        choices=["float32", "bfloat16", "bfloat16x2"],
         help="dtype of the matrix products (default: the checkpoint's eval_matmul_dtype); "
-        "float32 loops only",
+        "bfloat16x2: two bfloat16 products, A split in a high and a low part; float32 loops only",
     )
     p.set_defaults(func=_cmd_evaluate)
 

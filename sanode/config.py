@@ -21,6 +21,9 @@ MIRROR_ENV = "SANODE_DATA_MIRROR"  # the mirror folder of the MNIST/Fashion-MNIS
 DTYPES = ("float32", "float64")
 # dtype of the (B, N) @ (N, N) products of the loop; None: the loop dtype itself
 MATMUL_DTYPES = ("float32", "float64", "bfloat16")
+# evaluation may also split A into two bfloat16 parts: two products, A's rounding error gone
+SPLIT_BFLOAT16 = "bfloat16x2"
+EVAL_MATMUL_DTYPES = (*MATMUL_DTYPES, SPLIT_BFLOAT16)
 LR_SCHEDULES = ("constant", "cosine", "onecycle")
 # torch.set_float32_matmul_precision: full float32, TF32 (or bf16x3 on CPU), bfloat16
 MATMUL_PRECISIONS = ("highest", "high", "medium")
@@ -105,7 +108,8 @@ class TrainConfig:
     # products of the training loop (None: the loop dtype; "bfloat16" with a float32 loop)
     matmul_dtype: str | None = None
     # products of evaluation (validation, test, analyses of the saved model); None: the loop
-    # dtype, where early exit works (bfloat16 rounding keeps items from settling below tol)
+    # dtype; "bfloat16x2": two bfloat16 products with A split into a high and a low part
+    # (a float32 loop; moves far fewer items between buckets than one bfloat16 product, README)
     eval_matmul_dtype: str | None = None
 
     def __post_init__(self) -> None:
@@ -144,12 +148,21 @@ class TrainConfig:
                 f"or a positive step count, got {seg!r}"
             )
         _one_of("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS)
-        for key in ("matmul_dtype", "eval_matmul_dtype"):
+        for key, allowed in (("matmul_dtype", MATMUL_DTYPES),
+                             ("eval_matmul_dtype", EVAL_MATMUL_DTYPES)):  # fmt: skip
             value = getattr(self, key)
             if value is None:
                 continue
-            _one_of(key, value, MATMUL_DTYPES)
-            if value != self.dtype and not (value == "bfloat16" and self.dtype == "float32"):
+            if value == SPLIT_BFLOAT16 and key == "matmul_dtype":
+                raise ConfigError(
+                    f"matmul_dtype {SPLIT_BFLOAT16!r} is an evaluation mode: the training loop "
+                    "runs one bfloat16 product (matmul_dtype: bfloat16); set eval_matmul_dtype: "
+                    f"{SPLIT_BFLOAT16} for evaluation"
+                )
+            _one_of(key, value, allowed)
+            if value != self.dtype and not (
+                value in ("bfloat16", SPLIT_BFLOAT16) and self.dtype == "float32"
+            ):
                 raise ConfigError(
                     f"{key} {value!r} does not fit dtype {self.dtype!r}: "
                     "use null (the loop dtype) or bfloat16 products with a float32 loop"
@@ -190,7 +203,12 @@ class TrainConfig:
     @property
     def torch_eval_matmul_dtype(self) -> torch.dtype:
         """The dtype of the matrix products of evaluation (the loop dtype unless bfloat16)."""
-        return torch_dtype(self.eval_matmul_dtype or self.dtype)
+        return product_mode(self.eval_matmul_dtype or self.dtype)[0]
+
+    @property
+    def eval_split_products(self) -> bool:
+        """Whether evaluation runs two bfloat16 products, A split in two parts."""
+        return self.eval_matmul_dtype == SPLIT_BFLOAT16
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -266,6 +284,15 @@ def torch_dtype(name: str) -> torch.dtype:
 
     _one_of("dtype", name, MATMUL_DTYPES)
     return getattr(torch, name)
+
+
+def product_mode(name: str) -> tuple[torch.dtype, bool]:
+    """An evaluation product mode -> (product dtype, split A in two bfloat16 parts):
+    ``"bfloat16x2"`` -> ``(torch.bfloat16, True)``, ``"float32"`` -> ``(torch.float32, False)``."""
+    _one_of("eval_matmul_dtype", name, EVAL_MATMUL_DTYPES)
+    if name == SPLIT_BFLOAT16:
+        return torch_dtype("bfloat16"), True
+    return torch_dtype(name), False
 
 
 @contextlib.contextmanager

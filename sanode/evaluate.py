@@ -24,6 +24,7 @@ def final_states(
     tol: float | None = None,
     return_steps: bool = False,
     product_dtype: torch.dtype | None = None,
+    split_products: bool | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """x(t_end) for every row of x (M, N), integrated in batches; returned on the CPU.
 
@@ -32,9 +33,11 @@ def final_states(
     ``return_steps`` also returns the steps each item was integrated (M,) (the work done).
     ``product_dtype``: dtype of the matrix products (default: the model's ``product_dtype()``);
     with bfloat16 products and ``tol``, each item finishes on float32 products (its bfloat16
-    velocity cannot fall below ``tol``, see :mod:`sanode.converge`).
+    velocity cannot fall below ``tol``, see :mod:`sanode.converge`). ``split_products``: with
+    bfloat16 products, two of them with A split in two parts (default: the model's).
     """
-    dyn, finish = model.early_exit_dynamics(product_dtype)  # A built once for all batches
+    # A built once for all batches
+    dyn, finish = model.early_exit_dynamics(product_dtype, split_products=split_products)
     device = model.gamma.device
     n = num_steps(t_end, dt)
     out, steps = [], []
@@ -97,6 +100,7 @@ def evaluate(
     threshold: float = 0.95,
     tol: float | None = None,
     product_dtype: torch.dtype | None = None,
+    split_products: bool | None = None,
 ) -> Evaluation:
     """Integrate every item of x (M, N) to ``t_end`` (or to convergence, with ``tol``) and
     score it against its label y (M,)."""
@@ -110,6 +114,7 @@ def evaluate(
         tol=tol,
         return_steps=True,
         product_dtype=product_dtype,
+        split_products=split_products,
     )
     fixed = num_steps(t_end, dt) * len(steps)
     patterns = model.patterns.cpu()

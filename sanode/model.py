@@ -39,6 +39,10 @@ class SANode(nn.Module):
             ``torch.bfloat16`` with a float32 loop (the state, the cubic term and the sums stay
             float32; A is still built in float64 and cast once per pass). May be changed on a
             trained model, e.g. to evaluate it with bfloat16 products.
+        split_products: with bfloat16 products, integrations without gradients (evaluation,
+            analyses) split A into a high and a low bfloat16 part and run two products
+            ("bfloat16x2": A's bfloat16 rounding, which moves most items that change bucket, is
+            gone; the training loop keeps one product). May be changed on a trained model.
         seed: seed of the initialisation.
     """
 
@@ -56,6 +60,7 @@ class SANode(nn.Module):
         margin: float = 0.1,
         dtype: torch.dtype = torch.float32,
         matmul_dtype: torch.dtype | None = None,
+        split_products: bool = False,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -73,6 +78,7 @@ class SANode(nn.Module):
         self.margin = float(margin)
         self.dtype = dtype
         self.matmul_dtype = matmul_dtype
+        self.split_products = bool(split_products)
         gen = torch.Generator().manual_seed(int(seed))
         patterns64 = patterns.detach().to(torch.float64).cpu()
         fixed, _ = torch.linalg.qr(patterns64.T)  # (N, K), same span as the patterns
@@ -137,24 +143,37 @@ class SANode(nn.Module):
         return dtype
 
     def dynamics(
-        self, dtype: torch.dtype | None = None, *, product_dtype: torch.dtype | None = None
+        self,
+        dtype: torch.dtype | None = None,
+        *,
+        product_dtype: torch.dtype | None = None,
+        split_products: bool | None = None,
     ) -> Dynamics:
         """The vector field's ingredients in the loop dtype; A is built once here (float64) and
-        cast once to the product dtype (default :meth:`product_dtype`)."""
+        cast once to the product dtype (default :meth:`product_dtype`). With bfloat16 products
+        and ``split_products`` (default: the model's), A is cast to two bfloat16 parts."""
         dtype = dtype or self.dtype
         g = self.gamma.abs()
-        linear_t = (self.beta * self.coupling()).T.to(product_dtype or self.product_dtype(dtype))
+        product_dtype = product_dtype or self.product_dtype(dtype)
+        linear64 = (self.beta * self.coupling()).T
+        linear_t = linear64.to(product_dtype)
+        lo = None
+        if product_dtype == torch.bfloat16 and (
+            self.split_products if split_products is None else split_products
+        ):
+            lo = (linear64 - linear_t.to(linear64.dtype)).to(product_dtype)
         c2 = (4.0 * g).to(dtype)
         c1 = (4.0 * self.a**2 * g).to(dtype)
-        return Dynamics(linear_t, c1, c2, None if self.clip is None else self.clip * self.a)
+        clip = None if self.clip is None else self.clip * self.a
+        return Dynamics(linear_t, c1, c2, clip, lo)
 
     def early_exit_dynamics(
-        self, product_dtype: torch.dtype | None = None
+        self, product_dtype: torch.dtype | None = None, *, split_products: bool | None = None
     ) -> tuple[Dynamics, Dynamics | None]:
         """(dynamics with ``product_dtype`` products, the loop-dtype dynamics that finishes an
         early-exit run when those products are bfloat16, else None); see
         :func:`sanode.converge.integrate_until_converged`."""
-        dyn = self.dynamics(product_dtype=product_dtype)
+        dyn = self.dynamics(product_dtype=product_dtype, split_products=split_products)
         if dyn.linear_t.dtype == self.dtype:
             return dyn, None
         return dyn, self.dynamics(product_dtype=self.dtype)
@@ -255,4 +274,5 @@ class SANode(nn.Module):
         return (
             f"N={self.num_nodes}, K={self.num_classes}, a={self.a}, beta={self.beta:.4g}, "
             f"clip={self.clip}, dtype={self.dtype}, matmul_dtype={self.matmul_dtype}"
+            + (", split_products=True" if self.split_products else "")
         )

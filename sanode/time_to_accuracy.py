@@ -5,9 +5,9 @@ split), validates after every epoch, and records the wall time of every epoch (t
 validation and checkpoint together). The time to accuracy is the cumulative wall time at the
 end of the first epoch whose validation H reaches ``target``. The run completes its schedule
 (``stop_at_target=False``) or stops there; either way the model it ends with is scored on the
-full test split with the evaluation product dtype (``eval_matmul_dtype``), and, optionally,
-re-scored with the other one (float32 <-> bfloat16) to count the items that change bucket and
-the final-state signs that flip.
+full test split with the evaluation products (``eval_matmul_dtype``), and, optionally,
+re-scored with each other product mode of a float32 loop (float32, bfloat16, bfloat16x2) to
+count the items that change bucket and the final-state signs that flip.
 
 The run is resumable: the checkpoint and the timeline (``timeline.json``) are written after
 every epoch, so a killed run continues with its time so far.
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig, matmul_precision
+from .config import SPLIT_BFLOAT16, TrainConfig, matmul_precision, product_mode
 from .evaluate import Evaluation, evaluate
 from .metrics import bucket_of
 from .model import SANode
@@ -78,11 +78,13 @@ def _buckets(res: Evaluation) -> dict[str, Any]:
 
 
 def _score(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,
-           product_dtype: torch.dtype) -> Evaluation:  # fmt: skip
+           products: str) -> Evaluation:  # fmt: skip
+    """Evaluate with the product mode ``products`` (an ``eval_matmul_dtype`` name)."""
+    product_dtype, split = product_mode(products)
     with matmul_precision(cfg.matmul_precision):
         return evaluate(model, x, y, t_end=t_eval, dt=cfg.dt, method=cfg.method,
-                        batch_size=cfg.eval_batch_size, threshold=cfg.threshold,
-                        tol=tol, product_dtype=product_dtype)  # fmt: skip
+                        batch_size=cfg.eval_batch_size, threshold=cfg.threshold, tol=tol,
+                        product_dtype=product_dtype, split_products=split)  # fmt: skip
 
 
 def time_to_accuracy(
@@ -105,8 +107,8 @@ def time_to_accuracy(
         data_path: a prepared data cache (:func:`sanode.prepare.prepare_dataset`) to reuse;
             default: prepared into ``out_dir/data.pt`` once.
         t_test, test_tol: horizon and early-exit tolerance of the final test evaluation.
-        compare_dtypes: also score the final model with bfloat16 products (float32 run) or
-            float32 products (bfloat16 run) and report the bucket moves and sign flips.
+        compare_dtypes: also score the final model (float32 loop) with each other product
+            mode (float32, bfloat16, bfloat16x2) and report the bucket moves and sign flips.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -142,13 +144,13 @@ def time_to_accuracy(
                    resume=True, callback=record, progress=progress)  # fmt: skip
     model = result.model
     xt, yt = data.split("test")
-    own = cfg.torch_eval_matmul_dtype
+    own = cfg.eval_matmul_dtype or cfg.dtype
     test = _score(model, cfg, xt, yt, t_test, test_tol, own)
     reached = first_reaching(timeline, target)
     summary: dict[str, Any] = {
         "dataset": cfg.dataset,
         "matmul_dtype": str(cfg.torch_matmul_dtype).removeprefix("torch."),
-        "eval_matmul_dtype": str(own).removeprefix("torch."),
+        "eval_matmul_dtype": own,
         "target_val_accuracy": target,
         "time_to_target_s": None if reached is None else reached["wall_s"],
         "epochs_to_target": None if reached is None else int(reached["epoch"]),
@@ -162,12 +164,15 @@ def time_to_accuracy(
         "timeline": timeline,
     }
     if compare_dtypes and model.dtype == torch.float32:
-        other = torch.float32 if own == torch.bfloat16 else torch.bfloat16
-        switched = _score(model, cfg, xt, yt, t_test, test_tol, other)
-        summary["eval_switch"] = {
-            "eval_matmul_dtype": str(other).removeprefix("torch."),
-            "test": _buckets(switched),
-            **compare_evaluations(test, switched, cfg.threshold),
-        }
+        summary["eval_switches"] = []
+        for other in ("float32", "bfloat16", SPLIT_BFLOAT16):
+            if other == own:
+                continue
+            switched = _score(model, cfg, xt, yt, t_test, test_tol, other)
+            summary["eval_switches"].append({
+                "eval_matmul_dtype": other,
+                "test": _buckets(switched),
+                **compare_evaluations(test, switched, cfg.threshold),
+            })  # fmt: skip
     (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -255,6 +255,7 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
                 threshold=cfg.threshold,
                 tol=cfg.eval_tol,
                 product_dtype=cfg.torch_eval_matmul_dtype,
+                split_products=cfg.eval_split_products,
             )
             record.update(result.summary("val_"))
         history.append(record)

@@ -86,6 +86,9 @@ def test_bench_has_bfloat16_rows_against_float32(tmp_path, capsys):
         ("autograd", 5), ("sanode", 5), ("eval", 50), ("eval-early", 50)
     }  # fmt: skip
     assert all(r["vs_float32"] > 0 and r["reference"] != "naive" for r in bf)
+    x2 = [r for r in rows if r["dtype"] == "bfloat16x2"]  # split-A evaluation rows
+    assert {(r["variant"], r["steps"]) for r in x2} == {("eval", 50), ("eval-early", 50)}
+    assert all(r["vs_float32"] > 0 and r["kind"] == "eval" for r in x2)
     assert "x f32" in capsys.readouterr().out
 
 
@@ -111,7 +114,12 @@ def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
         reaching = [r for r in result["timeline"] if r["val_accuracy"] >= float(level)]
         want = reaching and {"epoch": reaching[0]["epoch"], "wall_s": reaching[0]["wall_s"]}
         assert hit == (want or None)
-    assert result["test"]["n"] == 100 and result["eval_switch"]["items"] == 100
+    assert result["test"]["n"] == 100
+    switches = {sw["eval_matmul_dtype"]: sw for sw in result["eval_switches"]}
+    assert set(switches) == {"bfloat16", "bfloat16x2"}  # every mode but its own (float32)
+    assert all(sw["items"] == 100 and 0 <= sw["items_changing_bucket"] <= 100
+               for sw in switches.values())  # fmt: skip
+    assert "evaluated with bfloat16x2 products" in text
     # a rerun resumes the finished run: nothing retrained, the same timeline
     assert main(argv) == 0
     again = json.loads((tmp_path / "r" / "result.json").read_text())
@@ -137,3 +145,62 @@ def test_evaluation_products_follow_eval_matmul_dtype(tmp_path):
     torch.save(state, tmp_path / "b.pt")
     model, _, _ = load_model(tmp_path / "b.pt")
     assert model.dynamics().linear_t.dtype == torch.bfloat16
+
+
+def test_split_bfloat16_products_remove_the_rounding_of_a():
+    """bfloat16x2: A as a high and a low bfloat16 part. Near an attractor (a pattern is in
+    A's kernel, so x A is small beside its terms) A's rounding is the error that matters
+    (README); split products remove it, leaving the state's rounding (and the product's
+    bfloat16 output, small here)."""
+    patterns = block_patterns(49, 4, 0.5)
+    model = SANode(patterns, matmul_dtype=torch.bfloat16, seed=3)
+    gen = torch.Generator().manual_seed(0)
+    x = patterns[torch.arange(64) % 4].float() + 0.02 * torch.randn(64, 49, generator=gen)
+    with torch.no_grad():
+        exact = model.dynamics(torch.float64).field(x.to(torch.bfloat16).double())
+        one = model.dynamics().field(x)  # the state and A rounded
+        two = model.dynamics(split_products=True).field(x)  # the state rounded
+        model.split_products = True
+        assert model.dynamics().linear_lo_t is not None  # the model's default follows
+        assert model.dynamics(product_dtype=torch.float32).linear_lo_t is None
+    err_one = (one.double() - exact).abs().max()
+    err_two = (two.double() - exact).abs().max()
+    assert two.dtype == torch.float32 and err_one > 0
+    assert err_two < err_one / 5
+    # backward integration negates both parts: forward then backward returns near x
+    from sanode.integrate import integrate
+
+    dyn = model.dynamics()
+    back = integrate(dyn, integrate(dyn, x, 0.5, 0.05), 0.5, 0.05, reverse=True)
+    assert (back - x).abs().max() < 0.05
+
+
+def test_bfloat16x2_is_an_evaluation_mode(tmp_path, capsys):
+    from sanode.checkpoint import load_model
+
+    assert TrainConfig(eval_matmul_dtype="bfloat16x2").eval_split_products
+    assert TrainConfig(eval_matmul_dtype="bfloat16x2").torch_eval_matmul_dtype == torch.bfloat16
+    with pytest.raises(ConfigError, match="matmul_dtype 'bfloat16x2' is an evaluation mode"):
+        TrainConfig(matmul_dtype="bfloat16x2")
+    with pytest.raises(ConfigError, match="'bfloat16x2' does not fit dtype 'float64'"):
+        TrainConfig(dtype="float64", eval_matmul_dtype="bfloat16x2")
+    cfg = TrainConfig(dataset="letters", letters_copies=5, batch_size=25, lr=3e-2, epochs=1,
+                      matmul_dtype="bfloat16", eval_matmul_dtype="bfloat16x2", t_eval=10.0,
+                      eval_tol=1e-4)  # fmt: skip
+    split = load_split(cfg, "train")
+    test = load_split(cfg, "test", letters_eps=0.0)
+    result = train(cfg, split.x, split.y, split.patterns, val=(test.x, test.y),
+                   checkpoint_path=tmp_path / "m.pt", progress=False)  # fmt: skip
+    assert result.model.split_products is False  # the training loop: one bfloat16 product
+    assert 0.0 <= result.history[-1]["val_accuracy"] <= 1.0
+    model, _, _ = load_model(tmp_path / "m.pt")
+    dyn = model.dynamics()
+    assert model.split_products and dyn.linear_t.dtype == dyn.linear_lo_t.dtype == torch.bfloat16
+    # the CLI switches a float32-evaluated checkpoint to split products and back
+    argv = ["evaluate", str(tmp_path / "m.pt"), "--eps-test", "0", "--t-eval", "10", "--json"]
+    rows = {}
+    for mode in ("float32", "bfloat16x2"):
+        capsys.readouterr()
+        assert main([*argv, "--matmul-dtype", mode]) == 0
+        rows[mode] = json.loads(capsys.readouterr().out)
+    assert rows["float32"][0]["exact"] == rows["bfloat16x2"][0]["exact"]  # the same attractors
