@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -5,7 +7,7 @@ from sanode.checkpoint import load_checkpoint, load_model
 from sanode.config import ConfigError, TrainConfig
 from sanode.datasets import load_split
 from sanode.evaluate import evaluate
-from sanode.train import DivergenceError, train
+from sanode.train import DivergenceError, epoch_batches, train
 
 FAST = dict(
     dataset="letters",
@@ -137,3 +139,36 @@ def test_memory_and_precision_settings_train_the_same_model(tmp_path):
     resumed = train(cfg.replace(grad_segment="auto"), x, y, patterns,
                     checkpoint_path=tmp_path / "s.pt", progress=False)  # fmt: skip
     assert len(resumed.history) == 2
+
+
+@pytest.mark.parametrize(("n", "bs"), [(54_001, 200), (100, 25), (7, 10), (1, 1), (26, 25)])
+def test_epoch_batches_are_nearly_equal_and_cover_every_item(n, bs):
+    bounds = epoch_batches(n, bs)
+    sizes = [stop - start for start, stop in bounds]
+    assert len(bounds) == -(-n // bs)  # ceil: the schedule's steps per epoch
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))  # contiguous
+    assert max(sizes) - min(sizes) <= 1 and max(sizes) <= bs
+    if n % bs == 0:
+        assert sizes == [bs] * (n // bs)  # divisible: the plain slices
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        epoch_batches(n, 0)
+
+
+def test_training_never_takes_a_step_on_a_remainder_batch(monkeypatch):
+    """26 items in batches of 25 used to end every epoch with a one-item batch."""
+    from sanode.model import SANode
+
+    sizes = []
+    forward = SANode.forward
+
+    def spy(self, x0, *args, **kwargs):
+        sizes.append(len(x0))
+        return forward(self, x0, *args, **kwargs)
+
+    monkeypatch.setattr(SANode, "forward", spy)
+    cfg = TrainConfig(dataset="letters", letters_copies=6, batch_size=25, epochs=2, lr=1e-2)
+    split = load_split(cfg, "train")
+    x, y = split.x[:26], split.y[:26]
+    train(cfg, x, y, split.patterns, progress=False)
+    assert sizes == [13, 13, 13, 13]
