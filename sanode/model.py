@@ -152,10 +152,20 @@ class SANode(nn.Module):
         """The vector field's ingredients in the loop dtype; A is built once here (float64) and
         cast once to the product dtype (default :meth:`product_dtype`). With bfloat16 products
         and ``split_products`` (default: the model's), A is cast to two bfloat16 parts."""
+        linear64 = (self.beta * self.coupling()).T
+        return self._dynamics(linear64, dtype, product_dtype, split_products)
+
+    def _dynamics(
+        self,
+        linear64: torch.Tensor,
+        dtype: torch.dtype | None,
+        product_dtype: torch.dtype | None,
+        split_products: bool | None,
+    ) -> Dynamics:
+        """:meth:`dynamics` from an already built float64 ``(beta A)^T`` (N, N)."""
         dtype = dtype or self.dtype
         g = self.gamma.abs()
         product_dtype = product_dtype or self.product_dtype(dtype)
-        linear64 = (self.beta * self.coupling()).T
         linear_t = linear64.to(product_dtype)
         lo = None
         if product_dtype == torch.bfloat16 and (
@@ -172,11 +182,12 @@ class SANode(nn.Module):
     ) -> tuple[Dynamics, Dynamics | None]:
         """(dynamics with ``product_dtype`` products, the loop-dtype dynamics that finishes an
         early-exit run when those products are bfloat16, else None); see
-        :func:`sanode.converge.integrate_until_converged`."""
-        dyn = self.dynamics(product_dtype=product_dtype, split_products=split_products)
+        :func:`sanode.converge.integrate_until_converged`. A is built once for both."""
+        linear64 = (self.beta * self.coupling()).T
+        dyn = self._dynamics(linear64, None, product_dtype, split_products)
         if dyn.linear_t.dtype == self.dtype:
             return dyn, None
-        return dyn, self.dynamics(product_dtype=self.dtype)
+        return dyn, self._dynamics(linear64, None, self.dtype, None)
 
     def vector_field(self, x: torch.Tensor) -> torch.Tensor:
         """F(x) = 4|gamma|(a^2 x - x^3) + beta A x for x of shape (B, N); returns (B, N)."""
