@@ -77,7 +77,10 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         )
     cfg = TrainConfig.from_dict(payload["config"])  # keys it predates take their defaults
     model = model_from_config(cfg, payload["model"]["patterns"])
-    model.load_state_dict(payload["model"])
+    # the weights the run selected: the raw ones, or their average (ema_decay) where it
+    # validated at least as well in the last epoch
+    weights = payload["ema_model"] if payload.get("weights") == "ema" else payload["model"]
+    model.load_state_dict(weights)
     # a saved model is for evaluation: its products are those of cfg.eval_matmul_dtype
     model.matmul_dtype = None if cfg.eval_matmul_dtype is None else cfg.torch_eval_matmul_dtype
     model.split_products = cfg.eval_split_products

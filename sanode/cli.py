@@ -280,6 +280,7 @@ def _cmd_time_to_accuracy(args, parser) -> int:
         stop_at_target=args.stop_at_target,
         t_test=args.t_test,
         test_tol=args.test_tol,
+        compare_dtypes=args.compare_dtypes,
         progress=not args.quiet,
     )
     reached = summary["time_to_target_s"]
@@ -386,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--t-test", type=float, default=120.0, help="test evaluation horizon")
     p.add_argument(
         "--test-tol", type=_optional_float, default=1e-4, help="test early-exit tol, or 'none'"
+    )
+    p.add_argument(
+        "--compare-dtypes",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also score the final model with the other product modes (bucket moves)",
     )
     _add_training_arguments(p)
     p.set_defaults(func=_cmd_time_to_accuracy)

@@ -25,6 +25,10 @@ MATMUL_DTYPES = ("float32", "float64", "bfloat16")
 SPLIT_BFLOAT16 = "bfloat16x2"
 EVAL_MATMUL_DTYPES = (*MATMUL_DTYPES, SPLIT_BFLOAT16)
 LR_SCHEDULES = ("constant", "cosine", "onecycle")
+# the loss on the final state x(T) (sanode.losses)
+LOSSES = ("mse", "overlap_ce", "sign_margin")
+# what a detected collapse does: restore the best epoch and lower the lr, or stop
+COLLAPSE_ACTIONS = ("rollback", "stop")
 # torch.set_float32_matmul_precision: full float32, TF32 (or bf16x3 on CPU), bfloat16
 MATMUL_PRECISIONS = ("highest", "high", "medium")
 
@@ -70,6 +74,23 @@ class TrainConfig:
     batch_size: int = 200
     epochs: int = 10
     ortho_penalty: float = 0.0
+    # the loss on x(T) (sanode.losses): the paper's MSE, cross-entropy over the K pattern
+    # overlaps at a temperature, or a per-pixel squared sign hinge at a margin (units of a^2);
+    # loss_mse_weight adds the MSE to the other two
+    loss: str = "mse"
+    loss_temperature: float = 0.05
+    loss_margin: float = 0.5
+    loss_mse_weight: float = 0.0
+    # horizon schedule: the last t_train_final_epochs epochs train at t_train_final (None:
+    # t_train throughout), e.g. fine-tuning at T = 20 where the model is judged at T = 120
+    t_train_final: float | None = None
+    t_train_final_epochs: int = 0
+    # weight averaging: an exponential moving average of the parameters over optimiser steps
+    # (None: off); validated beside the raw weights, the better of the two is the saved model
+    ema_decay: float | None = None
+    # train on the training and the validation split together (the final fit on all training
+    # images once the settings are chosen; validation H then measures the fit, not held-out data)
+    train_on_validation: bool = False
     # learning-rate recipe: schedule over all optimiser steps, warm-up fraction, final lr as
     # a fraction of the peak, per-block multipliers, gradient-norm clipping
     lr_schedule: str = "constant"
@@ -82,6 +103,17 @@ class TrainConfig:
     # stop with DivergenceError once an epoch's mean loss exceeds this multiple of the
     # run's first batch loss (None: only non-finite values stop a run)
     divergence_factor: float | None = 10.0
+    # collapse: validation H below collapse_fraction x its best (once the best reached
+    # collapse_min_best) for collapse_patience epochs in a row; "rollback" restores the best
+    # epoch's weights and optimiser, multiplies the lr by
+    # collapse_lr_factor and goes on (at most collapse_max_rollbacks times, then stops),
+    # "stop" ends the run with CollapseError. None: no collapse check
+    collapse_fraction: float | None = 0.5
+    collapse_min_best: float = 0.5
+    collapse_patience: int = 2
+    collapse_action: str = "rollback"
+    collapse_lr_factor: float = 0.5
+    collapse_max_rollbacks: int = 2
     # integration (training horizon T, evaluation horizon, step)
     t_train: float = 5.5
     t_eval: float = 12.0
@@ -168,6 +200,41 @@ class TrainConfig:
                     "use null (the loop dtype) or bfloat16 products with a float32 loop"
                 )
         _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _one_of("loss", self.loss, LOSSES)
+        _one_of("collapse_action", self.collapse_action, COLLAPSE_ACTIONS)
+        for key in ("loss_temperature", "loss_margin"):
+            _positive(key, getattr(self, key))
+        if self.loss_mse_weight < 0:
+            raise ConfigError(f"loss_mse_weight must be >= 0, got {self.loss_mse_weight!r}")
+        for key in ("ema_decay", "collapse_fraction", "collapse_lr_factor"):
+            value = getattr(self, key)
+            if value is not None and not 0.0 < value < 1.0:
+                raise ConfigError(f"{key} must lie in (0, 1), got {value!r}")
+        if self.collapse_patience < 1:
+            raise ConfigError(
+                f"collapse_patience must be a positive integer, got {self.collapse_patience!r}"
+            )
+        if not 0.0 <= self.collapse_min_best <= 1.0:
+            raise ConfigError(
+                f"collapse_min_best must lie in [0, 1], got {self.collapse_min_best!r}"
+            )
+        if self.collapse_max_rollbacks < 0:
+            raise ConfigError(
+                f"collapse_max_rollbacks must be >= 0, got {self.collapse_max_rollbacks!r}"
+            )
+        if self.t_train_final is not None:
+            check_horizon("t_train_final", self.t_train_final, self.dt)
+            if not 1 <= self.t_train_final_epochs <= self.epochs:
+                raise ConfigError(
+                    f"t_train_final ({self.t_train_final}) needs t_train_final_epochs in "
+                    f"[1, epochs = {self.epochs}], got {self.t_train_final_epochs}: the number "
+                    "of last epochs trained at that horizon"
+                )
+        elif self.t_train_final_epochs:
+            raise ConfigError(
+                f"t_train_final_epochs ({self.t_train_final_epochs}) is set but t_train_final "
+                "is null: set t_train_final (the horizon of those epochs) or drop it"
+            )
         for key in ("lr_eig_mult", "lr_basis_mult", "lr_gamma_mult"):
             _positive(key, getattr(self, key))
         for key in ("lr_warmup", "lr_final"):
@@ -209,6 +276,12 @@ class TrainConfig:
     def eval_split_products(self) -> bool:
         """Whether evaluation runs two bfloat16 products, A split in two parts."""
         return self.eval_matmul_dtype == SPLIT_BFLOAT16
+
+    def horizon(self, epoch: int) -> float:
+        """The training horizon T of 0-based ``epoch`` under the horizon schedule."""
+        if self.t_train_final is not None and epoch >= self.epochs - self.t_train_final_epochs:
+            return self.t_train_final
+        return self.t_train
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

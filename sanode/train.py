@@ -19,14 +19,21 @@ from tqdm.auto import tqdm
 from .checkpoint import load_checkpoint, model_from_config, save_checkpoint
 from .config import EXECUTION_KEYS, TrainConfig, matmul_precision, resolve_device
 from .evaluate import evaluate
+from .losses import final_state_loss
 from .model import SANode
 from .noise import add_pixel_noise, epoch_generator
 
 EpochCallback = Callable[[int, dict[str, float], SANode], Any]
+BatchCallback = Callable[[int, int, dict[str, float]], Any]
 
 
 class DivergenceError(RuntimeError):
     """The loss or the parameters became NaN/inf; the last good checkpoint is untouched."""
+
+
+class CollapseError(DivergenceError):
+    """Validation H collapsed and stayed down (after the allowed rollbacks); the checkpoint
+    holds the best validated epoch."""
 
 
 @dataclass
@@ -61,6 +68,7 @@ def train(
     resume: bool = True,
     callback: EpochCallback | None = None,
     progress: bool = True,
+    batch_callback: BatchCallback | None = None,
 ) -> TrainResult:
     """Train an SA-nODE on images x (M, N) with labels y (M,) towards ``patterns`` (K, N).
 
@@ -71,14 +79,26 @@ def train(
     continued. ``callback(epoch, metrics, model)`` runs after each epoch, after that epoch's
     checkpoint is written; a truthy return stops training.
 
+    The levers of ``cfg``: the loss on x(T) (``loss``, :mod:`sanode.losses`), the horizon
+    schedule (``t_train_final`` for the last ``t_train_final_epochs``), weight averaging
+    (``ema_decay``: the raw and the averaged weights are validated, the better is the model
+    returned and loaded from the checkpoint), the final fit (``train_on_validation``) and the
+    collapse check (``collapse_*``: validation H far under its best restores the best epoch
+    and lowers the lr, or stops). ``batch_callback(epoch, batch, stats)`` receives
+    :func:`batch_diagnostics` after every backward pass (for studying a collapse).
+
     Raises:
         DivergenceError: a non-finite loss, a non-finite or exploding parameter, or an epoch
             loss over ``divergence_factor`` times the first batch's; the last checkpoint (the
             last sane epoch) is kept.
+        CollapseError: validation H collapsed with no rollback left (``collapse_action``);
+            the checkpoint holds the best validated epoch.
     """
     configure_threads(cfg.threads)
     with matmul_precision(cfg.matmul_precision):
-        return _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress)
+        return _train(
+            cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress, batch_callback
+        )
 
 
 def epoch_batches(n_items: int, batch_size: int) -> list[tuple[int, int]]:
@@ -163,21 +183,47 @@ def parameters_sane(model: SANode, limit: float = 1e8) -> str | None:
     return None
 
 
-def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress) -> TrainResult:
-    device = resolve_device(cfg.device)
+def _check_inputs(x: torch.Tensor, y: torch.Tensor, patterns: torch.Tensor) -> None:
     if x.ndim != 2 or len(x) != len(y):
         raise ValueError(f"x must be (M, N) and y (M,), got {tuple(x.shape)} and {tuple(y.shape)}")
     if int(y.max()) >= patterns.shape[0] or int(y.min()) < 0:
         raise ValueError(f"labels must lie in [0, {patterns.shape[0]}), got [{y.min()}, {y.max()}]")
-    model = model_from_config(cfg, patterns).to(device)
-    optimizer = make_optimizer(cfg, model)
-    batches = epoch_batches(len(x), cfg.batch_size)
-    scheduler = make_scheduler(cfg, optimizer, len(batches))
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    initial_loss: float | None = None
-    if checkpoint_path is not None and resume and Path(checkpoint_path).is_file():
-        state = load_checkpoint(checkpoint_path, map_location=device)
+
+
+class _Run:
+    """The state of one training run and its steps: resume, one epoch, the checks, validation,
+    weight averaging, the collapse check, save. A new training lever joins one of them."""
+
+    def __init__(self, cfg, x, y, patterns, val, checkpoint_path, batch_callback) -> None:
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        if cfg.train_on_validation and val is not None:
+            x, y = torch.cat([x, val[0]]), torch.cat([y, val[1]])
+        self.x, self.y, self.val = x, y, val
+        self.path = checkpoint_path
+        self.batch_callback = batch_callback
+        self.model = model_from_config(cfg, patterns).to(self.device)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.batches = epoch_batches(len(x), cfg.batch_size)
+        self.scheduler = make_scheduler(cfg, self.optimizer, len(self.batches))
+        self.ema = averaged_model(self.model, cfg.ema_decay)
+        self.targets = patterns.to(torch.float64)
+        self.history: list[dict[str, float]] = []
+        self.start_epoch = 0
+        self.initial_loss: float | None = None
+        self.lr_scale = 1.0  # lowered by each collapse rollback
+        self.rollbacks = 0
+        self.low_epochs = 0  # epochs in a row under the collapse floor
+        self.best: dict[str, Any] | None = None  # the best validated epoch's state
+        self.kept = "The last good checkpoint is kept." if checkpoint_path else ""
+
+    # -- resume and save ---------------------------------------------------------------------
+    def resume(self) -> None:
+        """Continue from the checkpoint, if one exists; refuse one of other settings."""
+        cfg, path = self.cfg, self.path
+        if path is None or not Path(path).is_file():
+            return
+        state = load_checkpoint(path, map_location=self.device)
         # a key the checkpoint predates had its default value then
         saved = {**TrainConfig().to_dict(), **state["config"]}
         resumable = _resumable(cfg)
@@ -186,53 +232,104 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
         if saved != current:
             diff = sorted(k for k in current if saved.get(k) != current[k])
             raise ValueError(
-                f"checkpoint {checkpoint_path} was written with different settings {diff}; "
+                f"checkpoint {path} was written with different settings {diff}; "
                 "delete it or pass resume=False to start over"
             )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        self._load_state(state)
+        self.history = list(state["history"])
+        self.start_epoch = int(state["epoch"])
+        self.initial_loss = state.get("initial_loss")
+        self.lr_scale = float(state.get("lr_scale", 1.0))
+        self.rollbacks = int(state.get("rollbacks", 0))
+        self.low_epochs = int(state.get("low_epochs", 0))
+        self.best = state.get("best")
+
+    def _state(self) -> dict[str, Any]:
+        """Everything a resumed run continues from (weights, optimiser, schedule, average)."""
+        out = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+        }
+        if self.ema is not None:
+            out["ema"] = self.ema.state_dict()
+        return out
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
         if "scheduler" in state:
-            scheduler.load_state_dict(state["scheduler"])
-        history = list(state["history"])
-        start_epoch = int(state["epoch"])
-        initial_loss = state.get("initial_loss")
-    targets_all = patterns.to(torch.float64)
-    stopped = False
-    bar = tqdm(
-        range(start_epoch, cfg.epochs),
-        initial=start_epoch,
-        total=cfg.epochs,
-        desc=f"train {cfg.dataset}",
-        unit="epoch",
-        disable=not progress,
-        leave=False,
-    )
-    kept = "The last good checkpoint is kept." if checkpoint_path else ""
-    for epoch in bar:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None and "ema" in state:
+            self.ema.load_state_dict(state["ema"])
+
+    def save(self, epoch: int) -> None:
+        """Write the checkpoint of the run after ``epoch`` (1-based) epochs, atomically."""
+        if self.path is None:
+            return
+        payload = {
+            **_copy(self._state()),
+            "config": self.cfg.to_dict(),
+            "epoch": epoch,
+            "history": self.history,
+            "initial_loss": self.initial_loss,
+            "lr_scale": self.lr_scale,
+            "rollbacks": self.rollbacks,
+            "low_epochs": self.low_epochs,
+            "weights": self.selected_weights(),
+        }
+        if self.ema is not None:
+            payload["ema_model"] = _copy(self.ema.module.state_dict())
+        if self.best is not None:
+            payload["best"] = self.best
+        save_checkpoint(self.path, payload)
+
+    def selected_weights(self) -> str:
+        """``"ema"`` when the averaged weights validated at least as well as the raw ones in
+        the last epoch, else ``"raw"`` (what :func:`sanode.checkpoint.load_model` loads)."""
+        last = self.history[-1] if self.history else {}
+        return "ema" if last.get("weights_ema") == 1.0 else "raw"
+
+    def final_model(self) -> SANode:
+        """The model the run ends with: raw or averaged weights (:meth:`selected_weights`)."""
+        if self.ema is not None and self.selected_weights() == "ema":
+            return self.ema.module
+        return self.model
+
+    # -- one epoch ---------------------------------------------------------------------------
+    def epoch(self, epoch: int) -> dict[str, float]:
+        """Adam over the shuffled, freshly noised mini-batches of 0-based ``epoch``."""
+        cfg, model, device = self.cfg, self.model, self.device
         gen = epoch_generator(cfg.seed, epoch)
-        order = torch.randperm(len(x), generator=gen)
-        x_epoch = add_pixel_noise(x[order], cfg.eps_train, gen)
-        y_epoch = y[order]
+        order = torch.randperm(len(self.x), generator=gen)
+        x_epoch = add_pixel_noise(self.x[order], cfg.eps_train, gen)
+        y_epoch = self.y[order]
+        t_train = cfg.horizon(epoch)
         total, count = 0.0, 0
         grad_max = torch.zeros((), dtype=torch.float64, device=device)
-        for index, (start, stop) in enumerate(batches):
+        for index, (start, stop) in enumerate(self.batches):
             xb = x_epoch[start:stop].to(device)
-            yb = y_epoch[start:stop]
-            target = targets_all[yb].to(device=device, dtype=model.dtype)
-            optimizer.zero_grad(set_to_none=True)
-            out = model(xb, cfg.t_train, cfg.dt, method=cfg.method, grad_segment=cfg.grad_segment)
-            loss = torch.nn.functional.mse_loss(out, target)
+            yb = y_epoch[start:stop].to(device)
+            self.optimizer.zero_grad(set_to_none=True)
+            out = model(xb, t_train, cfg.dt, method=cfg.method, grad_segment=cfg.grad_segment)
+            loss = final_state_loss(
+                out, self.targets.to(device), yb, a=cfg.a, kind=cfg.loss,
+                temperature=cfg.loss_temperature, margin=cfg.loss_margin,
+                mse_weight=cfg.loss_mse_weight,
+            )  # fmt: skip
             if cfg.ortho_penalty:
                 loss = loss + cfg.ortho_penalty * ortho_loss(model.basis_free)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise DivergenceError(
                     f"loss became {value} in epoch {epoch + 1}, batch {index + 1}"
-                    f"; try a smaller lr (now {cfg.lr}) or dt (now {cfg.dt}). {kept}"
+                    f"; try a smaller lr (now {cfg.lr}) or dt (now {cfg.dt}). {self.kept}"
                 )
-            if initial_loss is None:
-                initial_loss = value
+            if self.initial_loss is None:
+                self.initial_loss = value
             loss.backward()
+            if self.batch_callback is not None:
+                self.batch_callback(epoch + 1, index + 1, batch_diagnostics(model, out, value))
             # the gradient's norm (before any clipping): an epoch of zeros stops training below
             if cfg.grad_clip_norm is not None:
                 norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip_norm)
@@ -240,72 +337,208 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
                 grads = [p.grad for p in model.parameters() if p.grad is not None]
                 norm = torch.nn.utils.get_total_norm(grads) if grads else grad_max
             grad_max = torch.maximum(grad_max, norm.to(grad_max.dtype))
-            optimizer.step()
-            scheduler.step()
+            self.optimizer.step()
+            self.scheduler.step()
+            self._scale_lr()
+            if self.ema is not None:
+                self.ema.update_parameters(model)
             total += value * len(xb)
             count += len(xb)
-        problem = parameters_sane(model)
+        record: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
+        self.check(epoch, record, float(grad_max), total)
+        record["gamma"] = float(model.gamma.detach())
+        record["learning_rate"] = float(self.optimizer.param_groups[0]["lr"])
+        record["t_train"] = t_train
+        return record
+
+    def _scale_lr(self) -> None:
+        """The schedules set each group's lr afresh every step; a rollback's factor follows."""
+        if self.lr_scale != 1.0:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.lr_scale
+
+    # -- checks --------------------------------------------------------------------------------
+    def check(self, epoch: int, record: dict[str, float], grad_max: float, total: float) -> None:
+        """Divergence checks after an epoch: parameters, all-zero gradients, the loss."""
+        cfg, kept = self.cfg, self.kept
+        problem = parameters_sane(self.model)
         if problem is not None:
             raise DivergenceError(
                 f"{problem} after epoch {epoch + 1}; lower lr (now {cfg.lr}). {kept}"
             )
-        if float(grad_max) == 0.0 and total > 0.0:  # (a perfect fit has zero gradients too)
+        if grad_max == 0.0 and total > 0.0:  # (a perfect fit has zero gradients too)
             raise DivergenceError(
                 f"every gradient was zero in epoch {epoch + 1}: the model stopped learning (its "
                 "states sit where the state clip cuts the gradient, e.g. after a too large step); "
                 f"try a smaller lr (now {cfg.lr}). {kept}"
             )
-        record: dict[str, float] = {"epoch": epoch + 1, "train_loss": total / max(count, 1)}
         if (
             cfg.divergence_factor is not None
-            and initial_loss
-            and record["train_loss"] > cfg.divergence_factor * initial_loss
+            and self.initial_loss
+            and record["train_loss"] > cfg.divergence_factor * self.initial_loss
         ):
             raise DivergenceError(
                 f"the mean training loss of epoch {epoch + 1} ({record['train_loss']:.4g}) is over "
-                f"{cfg.divergence_factor:g}x the first batch's ({initial_loss:.4g}); try a smaller "
-                f"lr (now {cfg.lr}) or set divergence_factor. {kept}"
+                f"{cfg.divergence_factor:g}x the first batch's ({self.initial_loss:.4g}); try a "
+                f"smaller lr (now {cfg.lr}) or set divergence_factor. {kept}"
             )
-        record["gamma"] = float(model.gamma.detach())
-        record["learning_rate"] = float(optimizer.param_groups[0]["lr"])
-        if val is not None:
-            result = evaluate(
-                model,
-                val[0],
-                val[1],
-                t_end=cfg.t_eval,
-                dt=cfg.dt,
-                method=cfg.method,
-                batch_size=cfg.eval_batch_size,
-                threshold=cfg.threshold,
-                tol=cfg.eval_tol,
-                product_dtype=cfg.torch_eval_matmul_dtype,
-                split_products=cfg.eval_split_products,
+
+    # -- validation and weight averaging -------------------------------------------------------
+    def validate(self, record: dict[str, float]) -> None:
+        """Validation H of the raw weights and, with ``ema_decay``, of the averaged ones; the
+        ``val_*`` metrics are those of the better (the model the checkpoint hands out)."""
+        if self.val is None:
+            return
+        raw = self._evaluate(self.model)
+        if self.ema is None:
+            record.update(raw.summary("val_"))
+            return
+        averaged = self._evaluate(self.ema.module)
+        use_ema = averaged.accuracy >= raw.accuracy
+        record.update((averaged if use_ema else raw).summary("val_"))
+        record["val_accuracy_raw"] = raw.accuracy
+        record["val_accuracy_ema"] = averaged.accuracy
+        record["weights_ema"] = 1.0 if use_ema else 0.0
+
+    def _evaluate(self, model: SANode):
+        cfg = self.cfg
+        return evaluate(
+            model,
+            self.val[0],
+            self.val[1],
+            t_end=cfg.t_eval,
+            dt=cfg.dt,
+            method=cfg.method,
+            batch_size=cfg.eval_batch_size,
+            threshold=cfg.threshold,
+            tol=cfg.eval_tol,
+            product_dtype=cfg.torch_eval_matmul_dtype,
+            split_products=cfg.eval_split_products,
+        )
+
+    # -- collapse ------------------------------------------------------------------------------
+    def collapse(self, epoch: int, record: dict[str, float]) -> None:
+        """Keep the best validated epoch; on a collapse (validation H under
+        ``collapse_fraction`` x the best for ``collapse_patience`` epochs in a row) restore it
+        and lower the lr, or stop (:class:`CollapseError`, the best epoch in the checkpoint)."""
+        cfg = self.cfg
+        if cfg.collapse_fraction is None or "val_accuracy" not in record:
+            return
+        accuracy = record["val_accuracy"]
+        if self.best is None or accuracy > self.best["val_accuracy"]:
+            self.best = {
+                **_copy(self._state()),
+                "epoch": epoch + 1,
+                "val_accuracy": accuracy,
+                "history": [*self.history, record],
+            }
+            return
+        best = self.best["val_accuracy"]
+        if best < cfg.collapse_min_best or accuracy >= cfg.collapse_fraction * best:
+            self.low_epochs = 0
+            return
+        self.low_epochs += 1
+        if self.low_epochs < cfg.collapse_patience:
+            return
+        self.low_epochs = 0
+        what = (
+            f"validation H collapsed in epoch {epoch + 1}: {accuracy:.4f}, under "
+            f"{cfg.collapse_fraction:g} x the best {self.best['val_accuracy']:.4f} (epoch "
+            f"{self.best['epoch']}) for {cfg.collapse_patience} epoch(s)"
+        )
+        if cfg.collapse_action == "rollback" and self.rollbacks < cfg.collapse_max_rollbacks:
+            self._load_state(self.best)
+            self.rollbacks += 1
+            self.lr_scale *= cfg.collapse_lr_factor
+            self._scale_lr()
+            record["rollback"] = float(self.best["epoch"])
+            record["lr_scale"] = self.lr_scale
+            tqdm.write(
+                f"sanode: {what}; back to epoch {self.best['epoch']}'s weights, lr x "
+                f"{self.lr_scale:g} (rollback {self.rollbacks} of {cfg.collapse_max_rollbacks})"
             )
-            record.update(result.summary("val_"))
-        history.append(record)
+            return
+        # stop: the checkpoint holds the best epoch, so nothing bad is handed out
+        self._load_state(self.best)
+        self.history = list(self.best["history"])
+        self.save(int(self.best["epoch"]))
+        raise CollapseError(
+            f"{what}; stopped after {self.rollbacks} rollback(s). The checkpoint holds epoch "
+            f"{self.best['epoch']}'s weights; try a smaller lr (now {cfg.lr}) or a longer warm-up"
+        )
+
+
+def averaged_model(model: SANode, decay: float | None):
+    """An exponential moving average of ``model``'s parameters (``decay`` per optimiser
+    step; :class:`torch.optim.swa_utils.AveragedModel`), or None."""
+    if decay is None:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
+
+
+@torch.no_grad()
+def batch_diagnostics(model: SANode, out: torch.Tensor, loss: float) -> dict[str, float]:
+    """What a batch looked like after its backward pass: the loss, gamma, the share of the
+    trainable eigenvalues on their clip, the share of final states on the state clip and the
+    gradient norm of each block (eigenvectors, eigenvalues, gamma)."""
+    top = model.stability_bound() - model.margin
+    stats = {
+        "loss": loss,
+        "gamma": float(model.gamma),
+        "eig_on_clip": float((model.eig_free >= top).double().mean()),
+        "states_on_clip": (
+            0.0 if model.clip is None
+            else float((out.detach().abs() >= model.clip * model.a * (1 - 1e-6)).double().mean())
+        ),
+    }  # fmt: skip
+    for name, p in (("basis", model.basis_free), ("eig", model.eig_free), ("gamma", model.gamma)):
+        stats[f"grad_{name}"] = 0.0 if p.grad is None else float(p.grad.norm())
+    return stats
+
+
+def _copy(state: Any) -> Any:
+    """A deep copy of nested state dicts (tensors cloned), so that later steps leave it be."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {k: _copy(v) for k, v in state.items()}
+    if isinstance(state, list):
+        return [_copy(v) for v in state]
+    return state
+
+
+def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress,
+           batch_callback=None) -> TrainResult:  # fmt: skip
+    _check_inputs(x, y, patterns)
+    run = _Run(cfg, x, y, patterns, val, checkpoint_path, batch_callback)
+    if resume:
+        run.resume()
+    bar = tqdm(
+        range(run.start_epoch, cfg.epochs),
+        initial=run.start_epoch,
+        total=cfg.epochs,
+        desc=f"train {cfg.dataset}",
+        unit="epoch",
+        disable=not progress,
+        leave=False,
+    )
+    stopped = False
+    for epoch in bar:
+        record = run.epoch(epoch)
+        run.validate(record)
+        run.collapse(epoch, record)
+        run.history.append(record)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
         # the checkpoint is written before the callback: a scheduler that stops the run inside
         # the callback (Tune's ASHA at tune.report) keeps every epoch it finished
-        if checkpoint_path is not None:
-            save_checkpoint(
-                checkpoint_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "config": cfg.to_dict(),
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "initial_loss": initial_loss,
-                },
-            )
-        stop = bool(callback(epoch + 1, record, model)) if callback is not None else False
-        if stop:
+        run.save(epoch + 1)
+        if callback is not None and callback(epoch + 1, record, run.final_model()):
             stopped = True
             break
     bar.close()
-    return TrainResult(model=model, history=history, stopped_early=stopped)
+    return TrainResult(model=run.final_model(), history=run.history, stopped_early=stopped)
 
 
 def _resumable(cfg: TrainConfig) -> set[str]:

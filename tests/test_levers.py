@@ -1,0 +1,232 @@
+"""The accuracy levers of TrainConfig: the loss on x(T), the horizon schedule, weight
+averaging, the final fit on the validation split, the collapse check."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sanode import block_patterns
+from sanode.checkpoint import load_checkpoint, load_model
+from sanode.config import ConfigError, TrainConfig
+from sanode.datasets import load_split
+from sanode.losses import LOSSES, final_state_loss, overlaps
+from sanode.model import SANode
+from sanode.train import CollapseError, train
+
+FAST = dict(dataset="letters", letters_copies=10, batch_size=25, lr=3e-2, t_train=3.0,
+            t_eval=10.0, epochs=4, seed=0, eig_mean=-2.0)  # fmt: skip
+
+
+def _data(cfg):
+    split = load_split(cfg, "train")
+    test = load_split(cfg, "test", letters_eps=0.0)
+    return split.x, split.y, split.patterns, (test.x, test.y)
+
+
+# -- losses -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", LOSSES)
+def test_loss_gradient_matches_finite_differences(kind):
+    patterns = block_patterns(24, 3, 0.5)
+    gen = torch.Generator().manual_seed(0)
+    states = (torch.rand(5, 24, generator=gen, dtype=torch.float64) - 0.5).requires_grad_()
+    labels = torch.tensor([0, 1, 2, 1, 0])
+
+    def f(s):
+        return final_state_loss(s, patterns, labels, a=0.5, kind=kind, temperature=0.1,
+                                margin=0.5, mse_weight=0.3)  # fmt: skip
+
+    assert torch.autograd.gradcheck(f, (states,))
+
+
+@pytest.mark.parametrize("kind", LOSSES)
+def test_lean_euler_gradient_of_each_loss_matches_plain_autograd(kind):
+    """The model's lean Euler backward pass and autograd through the plain loop agree for
+    every loss (float64)."""
+    patterns = block_patterns(30, 3, 0.5)
+    x0 = torch.rand(6, 30, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    grads = []
+    for lean in (True, False):
+        model = SANode(patterns, dtype=torch.float64, seed=3)
+        out = model(x0, 2.0, 0.1) if lean else model.integrate(x0, 2.0, 0.1)
+        final_state_loss(out, patterns, labels, a=0.5, kind=kind, mse_weight=0.5).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for lean, plain in zip(*grads, strict=True):
+        torch.testing.assert_close(lean, plain, rtol=1e-8, atol=1e-12)
+
+
+def test_mse_is_the_papers_loss_and_the_others_vanish_at_the_attractor():
+    patterns = block_patterns(24, 3, 0.5)
+    labels = torch.tensor([0, 2])
+    states = torch.randn(2, 24, dtype=torch.float64)
+    mse = final_state_loss(states, patterns, labels, a=0.5)
+    torch.testing.assert_close(mse, torch.nn.functional.mse_loss(states, patterns[labels]))
+    at = patterns[labels]
+    own = overlaps(at, patterns, 0.5)[[0, 1], [0, 2]]
+    assert torch.allclose(own, torch.ones(2, dtype=at.dtype))
+    assert final_state_loss(at, patterns, labels, a=0.5, kind="sign_margin") == 0
+    ce_near = final_state_loss(at, patterns, labels, a=0.5, kind="overlap_ce", temperature=0.02)
+    ce_far = final_state_loss(-at, patterns, labels, a=0.5, kind="overlap_ce", temperature=0.02)
+    assert ce_near < 1e-3 < ce_far
+    with pytest.raises(ValueError, match="loss must be one of"):
+        final_state_loss(at, patterns, labels, a=0.5, kind="hinge")
+
+
+# -- config ---------------------------------------------------------------------------------------
+def test_lever_settings_are_validated_with_how_to_fix():
+    with pytest.raises(ConfigError, match=r"loss must be one of \['mse', 'overlap_ce'"):
+        TrainConfig(loss="ce")
+    with pytest.raises(ConfigError, match="t_train_final is null"):
+        TrainConfig(t_train_final_epochs=2)
+    with pytest.raises(ConfigError, match=r"t_train_final_epochs in \[1, epochs = 10\]"):
+        TrainConfig(t_train_final=20.0)
+    with pytest.raises(ConfigError, match=r"t_train_final .* not a whole number of steps"):
+        TrainConfig(t_train_final=20.05, t_train_final_epochs=1)
+    with pytest.raises(ConfigError, match=r"ema_decay must lie in \(0, 1\)"):
+        TrainConfig(ema_decay=1.0)
+    with pytest.raises(ConfigError, match="collapse_action must be one of"):
+        TrainConfig(collapse_action="ignore")
+    cfg = TrainConfig(epochs=5, t_train=5.5, t_train_final=20.0, t_train_final_epochs=2)
+    assert [cfg.horizon(e) for e in range(5)] == [5.5, 5.5, 5.5, 20.0, 20.0]
+
+
+# -- horizon schedule and EMA, across a kill -------------------------------------------------------
+def test_horizon_schedule_and_ema_resume_exactly_across_a_kill(tmp_path):
+    cfg = TrainConfig(**FAST, t_train_final=6.0, t_train_final_epochs=2, ema_decay=0.9,
+                      loss="overlap_ce", loss_mse_weight=1.0)  # fmt: skip
+    x, y, patterns, val = _data(cfg)
+    straight = train(cfg, x, y, patterns, val=val, checkpoint_path=tmp_path / "a.pt",
+                     progress=False)  # fmt: skip
+    assert [h["t_train"] for h in straight.history] == [3.0, 3.0, 6.0, 6.0]
+    assert {"val_accuracy_raw", "val_accuracy_ema", "weights_ema"} <= set(straight.history[-1])
+
+    def kill(epoch, record, model):
+        if epoch == 3:
+            raise KeyboardInterrupt  # killed after epoch 3's checkpoint, inside the long horizon
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, x, y, patterns, val=val, checkpoint_path=tmp_path / "b.pt", callback=kill,
+              progress=False)  # fmt: skip
+    assert load_checkpoint(tmp_path / "b.pt")["epoch"] == 3
+    resumed = train(cfg, x, y, patterns, val=val, checkpoint_path=tmp_path / "b.pt",
+                    progress=False)  # fmt: skip
+    assert straight.history == resumed.history
+    a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
+    for key in ("model", "ema_model"):
+        for name, tensor in a[key].items():
+            assert torch.equal(tensor, b[key][name]), (key, name)
+
+
+def test_the_better_of_raw_and_averaged_weights_is_the_model(tmp_path, monkeypatch):
+    cfg = TrainConfig(**FAST, ema_decay=0.5)
+    x, y, patterns, val = _data(cfg)
+    path = tmp_path / "e.pt"
+    result = train(cfg, x, y, patterns, val=val, checkpoint_path=path, progress=False)
+    payload = load_checkpoint(path)
+    last = result.history[-1]
+    expected = "ema" if last["val_accuracy_ema"] >= last["val_accuracy_raw"] else "raw"
+    assert payload["weights"] == expected
+    assert last["val_accuracy"] == max(last["val_accuracy_ema"], last["val_accuracy_raw"])
+    assert not torch.equal(payload["model"]["basis_free"], payload["ema_model"]["basis_free"])
+    model, _, _ = load_model(path)
+    chosen = payload["ema_model"] if expected == "ema" else payload["model"]
+    assert torch.equal(model.basis_free, chosen["basis_free"])
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(tensor, chosen[name])
+    # the averaged weights keep every planted pattern in the kernel of A
+    coupling = model.coupling()
+    assert (coupling @ model.patterns.T).abs().max() < 1e-8
+
+
+def test_train_on_validation_fits_both_splits():
+    cfg = TrainConfig(**{**FAST, "epochs": 1}, train_on_validation=True)
+    x, y, patterns, val = _data(cfg)
+    sizes = []
+    train(cfg, x, y, patterns, val=val, progress=False,
+          batch_callback=lambda e, b, stats: sizes.append(b))  # fmt: skip
+    assert len(sizes) == -(-(len(x) + len(val[0])) // cfg.batch_size)
+
+
+def test_batch_diagnostics_describe_every_batch():
+    cfg = TrainConfig(**{**FAST, "epochs": 1})
+    x, y, patterns, _ = _data(cfg)
+    seen = []
+    train(cfg, x, y, patterns, progress=False, batch_callback=lambda e, b, s: seen.append(s))
+    assert len(seen) == -(-len(x) // cfg.batch_size)
+    keys = {"loss", "gamma", "eig_on_clip", "states_on_clip", "grad_basis", "grad_eig",
+            "grad_gamma"}  # fmt: skip
+    assert keys == set(seen[0])
+    assert all(0 <= s["eig_on_clip"] <= 1 and s["grad_basis"] > 0 for s in seen)
+
+
+# -- collapse -------------------------------------------------------------------------------------
+class _Scripted:
+    """Stands in for sanode.train.evaluate: validation H follows a script, one value a call."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def __call__(self, *args, **kwargs):
+        accuracy = self.values.pop(0)
+
+        class Result:
+            pass
+
+        result = Result()
+        result.accuracy = accuracy
+        result.summary = lambda prefix: {f"{prefix}accuracy": accuracy}
+        return result
+
+
+def _weights_by_epoch():
+    seen = {}
+
+    def cb(epoch, record, model):
+        seen[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    return seen, cb
+
+
+def test_a_collapse_rolls_back_to_the_best_epoch_and_lowers_the_lr(tmp_path, monkeypatch):
+    monkeypatch.setattr("sanode.train.evaluate", _Scripted([0.8, 0.9, 0.1, 0.2, 0.85, 0.9]))
+    cfg = TrainConfig(**{**FAST, "epochs": 6})
+    x, y, patterns, val = _data(cfg)
+    seen, cb = _weights_by_epoch()
+    result = train(cfg, x, y, patterns, val=val, checkpoint_path=tmp_path / "r.pt", callback=cb,
+                   progress=False)  # fmt: skip
+    rollback = result.history[3]
+    assert rollback["rollback"] == 2 and rollback["lr_scale"] == 0.5
+    assert "rollback" not in result.history[2]  # one low epoch is not a collapse (patience 2)
+    for name, tensor in seen[2].items():  # epoch 4 ends on epoch 2's weights
+        assert torch.equal(seen[4][name], tensor), name
+    payload = load_checkpoint(tmp_path / "r.pt")
+    assert payload["lr_scale"] == 0.5 and payload["rollbacks"] == 1
+    # the lr of the epochs after the rollback is half the schedule's
+    plain = train(cfg.replace(collapse_fraction=None), x, y, patterns, progress=False)
+    assert result.history[5]["learning_rate"] == pytest.approx(
+        0.5 * plain.history[5]["learning_rate"]
+    )
+
+
+def test_a_collapse_with_no_rollback_left_stops_with_the_best_epoch_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr("sanode.train.evaluate", _Scripted([0.7, 0.9, 0.2, 0.1, 0.9]))
+    cfg = TrainConfig(**{**FAST, "epochs": 5}, collapse_action="stop")
+    x, y, patterns, val = _data(cfg)
+    seen, cb = _weights_by_epoch()
+    path = tmp_path / "s.pt"
+    with pytest.raises(CollapseError, match=r"collapsed in epoch 4: 0\.1000, under 0\.5 x"):
+        train(cfg, x, y, patterns, val=val, checkpoint_path=path, callback=cb, progress=False)
+    payload = load_checkpoint(path)
+    assert payload["epoch"] == 2 and len(payload["history"]) == 2
+    for name, tensor in seen[2].items():
+        assert torch.equal(payload["model"][name], tensor), name
+
+
+def test_a_low_start_is_not_a_collapse(monkeypatch):
+    """Below collapse_min_best (a model that never trained well) nothing is rolled back."""
+    monkeypatch.setattr("sanode.train.evaluate", _Scripted([0.4, 0.1, 0.1, 0.1]))
+    cfg = TrainConfig(**FAST)
+    x, y, patterns, val = _data(cfg)
+    result = train(cfg, x, y, patterns, val=val, progress=False)
+    assert not any("rollback" in h for h in result.history)
