@@ -84,7 +84,7 @@ class TrainConfig:
     # horizon schedule: the last t_train_final_epochs epochs train at t_train_final (None:
     # t_train throughout), e.g. fine-tuning at T = 20 where the model is judged at T = 120
     t_train_final: float | None = None
-    t_train_final_epochs: int = 0
+    t_train_final_epochs: int = 1
     # weight averaging: an exponential moving average of the parameters over optimiser steps
     # (None: off); validated beside the raw weights, the better of the two is the saved model
     ema_decay: float | None = None
@@ -222,6 +222,10 @@ class TrainConfig:
             raise ConfigError(
                 f"collapse_max_rollbacks must be >= 0, got {self.collapse_max_rollbacks!r}"
             )
+        if self.t_train_final_epochs < 1:
+            raise ConfigError(
+                f"t_train_final_epochs must be a positive integer, got {self.t_train_final_epochs}"
+            )
         if self.t_train_final is not None:
             check_horizon("t_train_final", self.t_train_final, self.dt)
             if not 1 <= self.t_train_final_epochs <= self.epochs:
@@ -230,11 +234,6 @@ class TrainConfig:
                     f"[1, epochs = {self.epochs}], got {self.t_train_final_epochs}: the number "
                     "of last epochs trained at that horizon"
                 )
-        elif self.t_train_final_epochs:
-            raise ConfigError(
-                f"t_train_final_epochs ({self.t_train_final_epochs}) is set but t_train_final "
-                "is null: set t_train_final (the horizon of those epochs) or drop it"
-            )
         for key in ("lr_eig_mult", "lr_basis_mult", "lr_gamma_mult"):
             _positive(key, getattr(self, key))
         for key in ("lr_warmup", "lr_final"):

@@ -7,6 +7,7 @@ The pipeline config (``workflow/config/*.yaml``, validated against
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +32,8 @@ from .study import (
     prepare_settings,
     study_settings,
     train_settings,
+    winner_of,
+    winner_settings,
 )
 
 log = logging.getLogger(__name__)
@@ -55,13 +58,27 @@ def prepare_stage(config: dict, study: str, out: str) -> None:
 
 
 def tune_stage(
-    config: dict, study: str, data: str, out_dir: str, storage_dir: str, threads: int
+    config: dict,
+    study: str,
+    data: str,
+    out_dir: str,
+    storage_dir: str,
+    threads: int,
+    winner: str | None = None,
 ) -> None:
+    """Run the study's trials; with ``winner`` (the ``best.json`` of the study named by
+    ``winner_of``) the trials retrain that study's selected settings at this study's budget."""
     from .tune import run_study
 
     ray_cfg = config.get("ray", {})
+    settings = study_settings(config, study)
+    if winner is not None:
+        inherited = winner_settings(json.loads(Path(winner).read_text()))
+        settings = dataclasses.replace(settings, base={**settings.base, **inherited})
+        log.info("study %s retrains the winner of %s: %s", study, winner_of(config, study),
+                 inherited)  # fmt: skip
     table = run_study(
-        study_settings(config, study),
+        settings,
         data_path=data,
         out_dir=out_dir,
         storage_dir=storage_dir,

@@ -9,6 +9,7 @@ training seeds). :func:`best_json` turns the selection into the ``best.json`` re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,4 +130,9 @@ def best_json(
 
 
 def _plain(value):
-    return value.item() if hasattr(value, "item") else value
+    """A table cell as a plain Python value; a missing one (a ``null`` choice of the search
+    space, NaN in a float column) as None."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value

@@ -32,6 +32,8 @@ __all__ = [
     "study_settings",
     "train_settings",
     "validate_config",
+    "winner_of",
+    "winner_settings",
 ]
 
 SAMPLERS = ("loguniform", "uniform", "randint", "choice")
@@ -206,8 +208,62 @@ def data_digest(config: dict, study: str) -> str:
 
 
 def study_digest(config: dict, study: str) -> str:
-    """Digest of what determines a study's trained models (its data and its search)."""
-    return settings_digest([data_digest(config, study), study_settings(config, study).digest()])
+    """Digest of what determines a study's trained models (its data and its search, and for
+    a retrain of another study's winner, that study's)."""
+    parts = [data_digest(config, study), study_settings(config, study).digest()]
+    source = winner_of(config, study)
+    if source is not None:
+        parts.append(study_digest(config, source))
+    return settings_digest(parts)
+
+
+# searched settings a retrain does not take from the winner: its own noise grid and seeds
+NOT_INHERITED = frozenset({"eps_train", "seed"})
+
+
+def winner_of(config: dict, study: str) -> str | None:
+    """The study whose best trial ``study`` retrains (its ``winner_of`` key), or None."""
+    return config["studies"][study].get("winner_of")
+
+
+def winner_settings(best: dict[str, Any]) -> dict[str, Any]:
+    """The searched settings of a study's selected model (its ``best.json`` record) that a
+    retrain takes over: those of the first eps_train's model, but eps_train and seed."""
+    models = best.get("models") or {}
+    if not models:
+        raise ConfigError("the winner's best.json holds no model; rerun its tune rule")
+    params = next(iter(models.values())).get("params", {})
+    return {k: v for k, v in params.items() if k not in NOT_INHERITED}
+
+
+def winner_problems(config: dict) -> list[str]:
+    """``winner_of`` must name another study of the same data set that retrains no one."""
+    studies = config.get("studies") or {}
+    problems = []
+    for name, spec in studies.items():
+        source = spec.get("winner_of")
+        if source is None:
+            continue
+        where = f"studies.{name}.winner_of"
+        if source == name or source not in studies:
+            others = sorted(set(studies) - {name})
+            problems.append(f"{where}: {source!r} is not another study; one of {others}")
+        elif studies[source].get("winner_of") is not None:
+            problems.append(
+                f"{where}: {source!r} retrains a winner itself; name the searched study "
+                f"{studies[source]['winner_of']!r} instead"
+            )
+        elif studies[source]["train"].get("dataset") != spec["train"].get("dataset"):
+            problems.append(
+                f"{where}: {source!r} searched {studies[source]['train'].get('dataset')!r}, "
+                f"not this study's {spec['train'].get('dataset')!r}"
+            )
+        elif set(spec.get("search_space") or {}) - {"seed"}:
+            problems.append(
+                f"{where}: a retrain searches nothing but seeds; move "
+                f"{sorted(set(spec['search_space']) - {'seed'})} to {source!r}'s search_space"
+            )
+    return problems
 
 
 def evaluation_digest(config: dict, study: str) -> str:
@@ -351,6 +407,8 @@ def config_problems(config: dict, *, schema: str | Path | None = None) -> list[s
                 evaluate_settings(config, name)
             except ConfigError as err:
                 problems.append(str(err))
+    if not problems:
+        problems += winner_problems(config)
     if not problems:
         problems += analyses.problems(config)
     return problems

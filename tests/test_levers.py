@@ -77,10 +77,9 @@ def test_mse_is_the_papers_loss_and_the_others_vanish_at_the_attractor():
 def test_lever_settings_are_validated_with_how_to_fix():
     with pytest.raises(ConfigError, match=r"loss must be one of \['mse', 'overlap_ce'"):
         TrainConfig(loss="ce")
-    with pytest.raises(ConfigError, match="t_train_final is null"):
-        TrainConfig(t_train_final_epochs=2)
     with pytest.raises(ConfigError, match=r"t_train_final_epochs in \[1, epochs = 10\]"):
-        TrainConfig(t_train_final=20.0)
+        TrainConfig(t_train_final=20.0, t_train_final_epochs=11)
+    assert TrainConfig(t_train_final_epochs=3).horizon(9) == 5.5  # no final horizon: ignored
     with pytest.raises(ConfigError, match=r"t_train_final .* not a whole number of steps"):
         TrainConfig(t_train_final=20.05, t_train_final_epochs=1)
     with pytest.raises(ConfigError, match=r"ema_decay must lie in \(0, 1\)"):

@@ -200,3 +200,54 @@ def test_check_config_names_file_and_line(tmp_path, capsys):
     ok = tmp_path / "ok.yaml"
     ok.write_text(yaml.safe_dump(load_config("smoke")))
     assert main(["check-config", str(ok), "--schema", str(SCHEMA)]) == 0
+
+
+def _retrain(**spec):
+    config = load_config("smoke")
+    config["studies"]["mnist_winner"].update(spec)
+    return config
+
+
+@pytest.mark.parametrize(
+    ("spec", "line"),
+    [
+        ({"winner_of": "cifar"}, "studies.mnist_winner.winner_of: 'cifar' is not another study"),
+        ({"winner_of": "mnist_winner"}, "'mnist_winner' is not another study"),
+        ({"winner_of": "letters"}, "'letters' searched 'letters', not this study's 'mnist'"),
+        ({"search_space": {"lr": [0.1, 0.2]}}, "a retrain searches nothing but seeds; move ['lr']"),
+    ],
+)
+def test_a_retrain_names_another_study_of_its_data_set(spec, line):
+    problems = config_problems(_retrain(**spec))
+    assert len(problems) == 1 and line in problems[0], problems
+
+
+def test_a_retrain_of_a_retrain_is_refused():
+    config = _retrain()
+    config["studies"]["again"] = {**config["studies"]["mnist_winner"], "winner_of": "mnist_winner"}
+    assert config_problems(config) == [
+        "studies.again.winner_of: 'mnist_winner' retrains a winner itself; name the searched "
+        "study 'mnist' instead"
+    ]
+
+
+def test_a_retrain_takes_the_winners_searched_settings_but_noise_and_seed():
+    from sanode.study import study_digest, winner_settings
+
+    best = {"models": {"0": {"params": {"lr": 0.01, "seed": 3, "eps_train": 0.3, "loss": "mse"}}}}
+    assert winner_settings(best) == {"lr": 0.01, "loss": "mse"}
+    with pytest.raises(ConfigError, match="holds no model"):
+        winner_settings({"models": {}})
+    # a null choice of the search space (ema_decay: [null, 0.999]) is NaN in the trials table
+    # and None again in best.json, so that the retrain's TrainConfig takes it
+    import pandas as pd
+
+    from sanode.selection import _plain
+
+    column = pd.Series([None, 0.999], dtype="float64")
+    assert _plain(column[0]) is None and _plain(column[1]) == 0.999
+    # a change of the searched study reruns its retrain
+    config = load_config("smoke")
+    before = study_digest(config, "mnist_winner")
+    config["studies"]["mnist"]["search_space"]["lr"] = [0.003, 0.02]
+    assert study_digest(config, "mnist_winner") != before

@@ -174,7 +174,7 @@ def test_smoke_study_end_to_end(tmp_path, mlflow_server, monkeypatch):
         tables.check_schema(frame, name)
         assert frame["mlflow_run_id"].notna().all() and len(frame) > 0
     accuracy = pd.read_parquet(results / "tables" / "accuracy.parquet")
-    assert set(accuracy["study"]) == {"letters", "mnist"}
+    assert set(accuracy["study"]) == {"letters", "mnist", "mnist_winner"}
     assert sorted(accuracy.loc[accuracy["study"] == "letters", "eps_train"].unique()) == [0.0, 0.3]
     letters = accuracy[accuracy["study"] == "letters"]
     # the best lr of each eps_train from both training seeds; MNIST has one model
@@ -195,7 +195,17 @@ def test_smoke_study_end_to_end(tmp_path, mlflow_server, monkeypatch):
         ("letters", "sanode"),
         ("mnist", "sanode"),
         ("mnist", "paper"),
+        ("mnist_winner", "sanode"),
+        ("mnist_winner", "paper"),
     }
+    # the retrain stage trained the search's winning lr at the retrain's own budget
+    best = json.loads((results / "tune" / "mnist" / "best.json").read_text())
+    won = best["models"]["0"]["params"]["lr"]
+    trials = pd.read_parquet(results / "tables" / "trials.parquet")
+    retrained = trials[trials["study"] == "mnist_winner"]
+    assert retrained["trial_id"].nunique() == 1 and retrained["epoch"].max() == 3
+    model, cfg, _ = load_model(results / "tune" / "mnist_winner" / "best" / "eps_train=0.pt")
+    assert cfg.lr == won and cfg.epochs == 3 and cfg.train_on_validation
     files = {name: analyses.outputs(config, name) for name in analyses.configured(config)}
     assert sorted(files) == sorted(analyses.ANALYSES)  # the smoke config runs every analysis
     for name, spec in files.items():
@@ -210,7 +220,7 @@ def test_smoke_study_end_to_end(tmp_path, mlflow_server, monkeypatch):
     steps = pd.read_parquet(results / "tables" / "fig8_timestep.parquet")
     assert set(steps["method"]) == {"euler", "rk4"}
     stability = pd.read_parquet(results / "tables" / "stability.parquet")
-    assert (stability["max_real_jacobian_eig"] < 0).all() and len(stability) == 2 + 1
+    assert (stability["max_real_jacobian_eig"] < 0).all() and len(stability) == 2 + 1 + 1
     census = pd.read_parquet(results / "tables" / "census.parquet")
     parts = census["planted"] + census["spurious"] + census["not_converged"]
     assert (parts == census["n"]).all()
@@ -228,27 +238,32 @@ def test_smoke_study_end_to_end(tmp_path, mlflow_server, monkeypatch):
     studies = {
         r.data.tags["sanode.study"]: r for r in runs if r.data.tags.get("sanode.kind") == "study"
     }
-    assert set(studies) == {"letters", "mnist"}
+    assert set(studies) == {"letters", "mnist", "mnist_winner"}
     for study, parent in studies.items():
         assert parent.info.status == "FINISHED"
         assert parent.data.tags["sanode.git_revision"]
         children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
         trials = [r for r in children if r.data.tags.get("sanode.kind") == "trial"]
         evals = [r for r in children if r.data.tags.get("sanode.rule") == "evaluate"]
-        assert len(trials) == {"letters": 4, "mnist": 2}[study] and evals  # 2 eps x 2 seeds
-        searched = sorted(config["studies"][study]["search_space"])
+        # letters: 2 eps x 2 seeds; mnist_winner: the one retrain of mnist's winner
+        assert len(trials) == {"letters": 4, "mnist": 2, "mnist_winner": 1}[study] and evals
+        searched = sorted(config["studies"][study].get("search_space", {}))
+        dataset = config["studies"][study]["train"]["dataset"]
         for trial in trials:
             history = client.get_metric_history(trial.info.run_id, "train_loss")
             assert min(m.step for m in history) == 1
             # the complete resolved configuration, defaults included, and the search
             assert set(TrainConfig().to_dict()) <= set(trial.data.params)
-            assert trial.data.params["search.searched"] == ",".join(searched)
-            assert trial.data.tags["sanode.searched"] == ",".join(searched)
+            if searched:  # (a retrain searches nothing)
+                assert trial.data.params["search.searched"] == ",".join(searched)
+                assert trial.data.tags["sanode.searched"] == ",".join(searched)
             data = {d.dataset.name: d for d in trial.inputs.dataset_inputs}
-            assert set(data) == {f"{study}-train", f"{study}-val"}
-            assert json.loads(data[f"{study}-train"].dataset.profile)["size"] > 0
+            assert set(data) == {f"{dataset}-train", f"{dataset}-val"}
+            assert json.loads(data[f"{dataset}-train"].dataset.profile)["size"] > 0
+        if study == "mnist_winner":  # the retrain trained (and logged) the winner's lr
+            assert float(trials[0].data.params["lr"]) == won
         for run in evals:
-            assert [d.dataset.name for d in run.inputs.dataset_inputs] == [f"{study}-test"]
+            assert [d.dataset.name for d in run.inputs.dataset_inputs] == [f"{dataset}-test"]
         versions = client.search_model_versions(f"name='sanode-{study}'")
         assert len(versions) == 1  # the study's first eps_train, registered once
         version = versions[0]

@@ -17,6 +17,7 @@ from sanode.study import (
     evaluation_digest,
     study_digest,
     validate_config,
+    winner_of,
 )
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
@@ -54,6 +55,12 @@ wildcard_constraints:
 
 def eps_labels(study):
     return [layout.eps_label(e) for e in eps_train_grid(config, study)]
+
+
+def winner_input(wildcards):
+    """A retrain (``winner_of``) waits for the searched study's selection."""
+    source = winner_of(config, wildcards.study)
+    return {"winner": layout.best_json(source)} if source else {}
 
 
 def evaluation_outputs(kind):

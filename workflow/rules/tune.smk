@@ -1,5 +1,6 @@
 rule tune:
     input:
+        unpack(winner_input),
         data=rules.prepare_data.output.data,
     output:
         trials=layout.trials_table("{study}"),

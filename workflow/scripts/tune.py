@@ -12,4 +12,5 @@ run_stage(
     out_dir=snakemake.params.out_dir,
     storage_dir=snakemake.params.storage,
     threads=snakemake.threads,
+    winner=snakemake.input.get("winner"),
 )
