@@ -447,10 +447,16 @@ class _Run:
             f"{self.best['epoch']}) for {cfg.collapse_patience} epoch(s)"
         )
         if cfg.collapse_action == "rollback" and self.rollbacks < cfg.collapse_max_rollbacks:
-            self._load_state(self.best)
+            # the best epoch's weights, optimiser moments and average; the schedule goes on
+            # where it is (rewinding it would overrun its steps), its lr scaled down from now
+            hyper = [{k: v for k, v in g.items() if k != "params"}
+                     for g in self.optimizer.param_groups]  # fmt: skip
+            self._load_state({k: v for k, v in self.best.items() if k != "scheduler"})
+            for group, before in zip(self.optimizer.param_groups, hyper, strict=True):
+                group.update(before)
+                group["lr"] *= cfg.collapse_lr_factor
             self.rollbacks += 1
             self.lr_scale *= cfg.collapse_lr_factor
-            self._scale_lr()
             record["rollback"] = float(self.best["epoch"])
             record["lr_scale"] = self.lr_scale
             tqdm.write(
