@@ -105,9 +105,9 @@ class TrainConfig:
     divergence_factor: float | None = 10.0
     # collapse: validation H below collapse_fraction x its best (once the best reached
     # collapse_min_best) for collapse_patience epochs in a row; "rollback" restores the best
-    # epoch's weights and optimiser, multiplies the lr by
-    # collapse_lr_factor and goes on (at most collapse_max_rollbacks times, then stops),
-    # "stop" ends the run with CollapseError. None: no collapse check
+    # epoch's weights and optimiser, multiplies the lr by collapse_lr_factor and goes on (at
+    # most collapse_max_rollbacks times, then stops), "stop" ends the run with CollapseError.
+    # collapse_fraction None: no collapse check
     collapse_fraction: float | None = 0.5
     collapse_min_best: float = 0.5
     collapse_patience: int = 2

@@ -19,7 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("mse", "overlap_ce", "sign_margin")
+from .config import LOSSES
+
+__all__ = ["LOSSES", "final_state_loss", "overlaps"]
 
 
 def overlaps(states: torch.Tensor, patterns: torch.Tensor, a: float) -> torch.Tensor:

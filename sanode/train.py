@@ -207,7 +207,7 @@ class _Run:
         self.batches = epoch_batches(len(x), cfg.batch_size)
         self.scheduler = make_scheduler(cfg, self.optimizer, len(self.batches))
         self.ema = averaged_model(self.model, cfg.ema_decay)
-        self.targets = patterns.to(torch.float64)
+        self.targets = patterns.to(device=self.device, dtype=torch.float64)
         self.history: list[dict[str, float]] = []
         self.start_epoch = 0
         self.initial_loss: float | None = None
@@ -268,7 +268,7 @@ class _Run:
         if self.path is None:
             return
         payload = {
-            **_copy(self._state()),
+            **self._state(),
             "config": self.cfg.to_dict(),
             "epoch": epoch,
             "history": self.history,
@@ -279,7 +279,7 @@ class _Run:
             "weights": self.selected_weights(),
         }
         if self.ema is not None:
-            payload["ema_model"] = _copy(self.ema.module.state_dict())
+            payload["ema_model"] = self.ema.module.state_dict()
         if self.best is not None:
             payload["best"] = self.best
         save_checkpoint(self.path, payload)
@@ -313,7 +313,7 @@ class _Run:
             self.optimizer.zero_grad(set_to_none=True)
             out = model(xb, t_train, cfg.dt, method=cfg.method, grad_segment=cfg.grad_segment)
             loss = final_state_loss(
-                out, self.targets.to(device), yb, a=cfg.a, kind=cfg.loss,
+                out, self.targets, yb, a=cfg.a, kind=cfg.loss,
                 temperature=cfg.loss_temperature, margin=cfg.loss_margin,
                 mse_weight=cfg.loss_mse_weight,
             )  # fmt: skip
