@@ -6,6 +6,8 @@ Training (one step: forward + backward + Adam) at the same sizes:
 * ``sanode-seg`` - the same with gradient checkpointing (``grad_segment="auto"``, sqrt(T) segments).
 * ``autograd``   - A built once per pass, the Euler loop under plain autograd.
 * ``naive``      - the authors' scheme: A = Phi diag(lambda) inv(Phi) rebuilt at every step.
+* ``sanode-a32`` - (bfloat16 rows) ``sanode`` with A and its backward pass built in float32
+  (the ``coupling_dtype`` setting) instead of float64.
 
 Every variant runs in float32, float64 or ``bfloat16`` (a float32 loop with bfloat16 matrix
 products, the ``matmul_dtype`` setting; no naive row).
@@ -39,10 +41,11 @@ import torch
 from .config import matmul_precision, torch_dtype
 from .converge import integrate_until_converged
 from .integrate import Dynamics, get_solver, integrate
+from .memory import keep_freed_memory, track_live_memory
 from .model import SANode
 from .patterns import block_patterns
 
-TRAIN_VARIANTS = ("naive", "autograd", "sanode", "sanode-seg")
+TRAIN_VARIANTS = ("naive", "autograd", "sanode", "sanode-seg", "sanode-a32")
 BENCH_DTYPES = ("float32", "float64", "bfloat16")
 
 
@@ -54,7 +57,7 @@ def loop_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, torch.dtype | None]:
     return dtype, None
 
 
-GEMMS_PER_STEP = {"naive": 3, "autograd": 3, "sanode": 3, "sanode-seg": 4}
+GEMMS_PER_STEP = {"naive": 3, "autograd": 3, "sanode": 3, "sanode-seg": 4, "sanode-a32": 3}
 
 
 def _sync(device: torch.device) -> None:
@@ -149,7 +152,9 @@ def _training_setup(variant: str, *, n, k, batch, steps, dtype, device, dt=0.1):
         raise ValueError("the naive variant has no bfloat16 form; time it in float32")
     patterns = block_patterns(n, k, 0.5)
     dtype, mm = loop_dtypes(dtype)
-    model = SANode(patterns, dtype=dtype, matmul_dtype=mm, seed=0).to(device)
+    coupling = torch.float32 if variant == "sanode-a32" else torch.float64
+    model = SANode(patterns, dtype=dtype, matmul_dtype=mm, coupling_dtype=coupling,
+                   seed=0).to(device)  # fmt: skip
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(1)
     x0 = torch.rand(batch, n, generator=gen, dtype=dtype).to(device)
@@ -157,7 +162,7 @@ def _training_setup(variant: str, *, n, k, batch, steps, dtype, device, dt=0.1):
     t_end = steps * dt
 
     def forward():
-        if variant == "sanode":
+        if variant in ("sanode", "sanode-a32"):
             return model(x0, t_end, dt)
         if variant == "sanode-seg":
             return model(x0, t_end, dt, grad_segment="auto")
@@ -198,6 +203,7 @@ def time_training_step(
 
 
 def _peak_child(conn, variant, kwargs) -> None:
+    track_live_memory()  # resident memory follows the live tensors
     device = torch.device(kwargs["device"])
     torch.set_num_threads(kwargs.pop("threads"))
     step, _ = _training_setup(variant, **kwargs)
@@ -321,6 +327,7 @@ def run_benchmark(
     eval_tol: float | None = 1e-4,
 ) -> list[dict]:
     """Print (and return) the benchmark table; every ratio is measured in this same run."""
+    keep_freed_memory()  # as training does
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -336,6 +343,8 @@ def run_benchmark(
             jobs = [("naive", naive_steps)] if with_naive else []
             for s in steps:
                 jobs += [("autograd", s), ("sanode", s)]
+                if dtype == torch.bfloat16:
+                    jobs.append(("sanode-a32", s))
                 if s >= 100:
                     jobs.append(("sanode-seg", s))
             train_rows = []
@@ -394,19 +403,44 @@ def _against_float32(rows: list[dict]) -> None:
     """``vs_float32``: every row's throughput over the float32 row of the same kind, variant
     and steps (measured in this run), where there is one."""
     f32 = {(r["kind"], r["variant"], r["steps"]): r for r in rows if r["dtype"] == "float32"}
+    speed = matmul_speeds(rows)
     for r in rows:
         ref = f32.get((r["kind"], r["variant"], r["steps"]))
+        if ref is None and r["variant"] == "sanode-a32":  # float32 rows build A in float64
+            ref = f32.get((r["kind"], "sanode", r["steps"]))
         if ref is not None:
             r["vs_float32"] = r["image_steps_per_s"] / ref["image_steps_per_s"]
+            # the products' own speed-up in this run (the medians of every matmul measurement
+            # of either dtype: one pair of them drifts), and the share of it the row reaches
+            r["matmul_vs_float32"] = speed[r["dtype"]] / speed["float32"]
+            r["of_matmul_ratio"] = r["vs_float32"] / r["matmul_vs_float32"]
+
+
+def matmul_speeds(rows: list[dict]) -> dict[str, float]:
+    """Median measured matmul GFLOP/s of each dtype over the rows (bfloat16x2 rows count as
+    bfloat16: the same products)."""
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        by.setdefault(r["dtype"].removesuffix("x2"), []).append(r["matmul_gflops"])
+    speed = {name: statistics.median(values) for name, values in by.items()}
+    speed.update({f"{name}x2": v for name, v in speed.items() if name == "bfloat16"})
+    return speed
+
+
+def _float32_columns(r: dict) -> str:
+    if "vs_float32" not in r:
+        return f"{'-':>6} {'-':>8} {'-':>6}"
+    return f"{r['vs_float32']:>6.2f} {r['matmul_vs_float32']:>8.2f} {r['of_matmul_ratio']:>6.2f}"
 
 
 def _print_rows(rows: list[dict], naive_steps: int) -> None:
     header = (
         f"{'variant':>10} {'dtype':>10} {'steps':>6} {'batch':>6} {'img*steps/s':>12} "
         f"{'roofline':>9} {'x ref':>6} {'x ref*':>7} {'saved MiB':>10} {'peak MiB':>9} "
-        f"{'work':>6} {'matmul GF/s':>12} {'x f32':>6}"
+        f"{'work':>6} {'matmul GF/s':>12} {'x f32':>6} {'mm x f32':>8} {'of mm':>6}"
     )
     print(header)
+    speed = matmul_speeds(rows)
     for r in rows:
         saved = f"{r['saved_mib']:.1f}" if "saved_mib" in r else "-"
         peak = f"{r['peak_mib']:.0f}" if "peak_mib" in r else "-"
@@ -415,8 +449,14 @@ def _print_rows(rows: list[dict], naive_steps: int) -> None:
             f"{r['variant']:>10} {r['dtype']:>10} {r['steps']:>6} {r['batch']:>6} "
             f"{r['image_steps_per_s']:>12,.0f} {r['roofline_fraction']:>9.1%} "
             f"{r['vs_reference']:>6.1f} {r['vs_reference_normalised']:>7.1f} {saved:>10} "
-            f"{peak:>9} {work:>6} {r['matmul_gflops']:>12.1f} "
-            + (f"{r['vs_float32']:>6.2f}" if "vs_float32" in r else f"{'-':>6}")
+            f"{peak:>9} {work:>6} {r['matmul_gflops']:>12.1f} " + _float32_columns(r)
+        )
+    if "float32" in speed and "bfloat16" in speed:
+        print(
+            "matmul ratio bfloat16 / float32 in this run: "
+            f"{speed['bfloat16'] / speed['float32']:.2f} "
+            f"({speed['bfloat16']:.0f} / {speed['float32']:.0f} GFLOP/s, medians of the rows' "
+            "measurements)"
         )
     print(
         "x ref = throughput over the reference row of the same dtype (training: naive, or "
@@ -429,5 +469,7 @@ def _print_rows(rows: list[dict], naive_steps: int) -> None:
         "bfloat16 rows: float32 loop with bfloat16 matrix products (matmul_dtype), against a "
         "bfloat16 matmul roofline and the autograd row; bfloat16x2 rows: two bfloat16 products "
         "per evaluation step (A split in two parts; roofline counts both); x f32 = throughput "
-        "over the float32 row of the same variant and steps."
+        "over the float32 row of the same variant and steps (sanode-a32: the float32 sanode "
+        "row); mm x f32 = the matmul ratio of the run (above); of mm = x f32 / mm x f32, the "
+        "share of the products' speed-up the row reaches."
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .config import TrainConfig
+from .config import TrainConfig, torch_dtype
 from .model import SANode
 
 FORMAT_VERSION = 1
@@ -29,6 +29,7 @@ def model_from_config(cfg: TrainConfig, patterns: torch.Tensor) -> SANode:
         margin=cfg.margin,
         dtype=cfg.torch_dtype,
         matmul_dtype=None if cfg.matmul_dtype is None else cfg.torch_matmul_dtype,
+        coupling_dtype=torch_dtype(cfg.coupling_dtype),
         seed=cfg.seed,
     )
 

@@ -134,6 +134,9 @@ class TrainConfig:
     eval_batch_size: int = 2000
     # validation during training stops each item at max|F| < eval_tol (None: all steps)
     eval_tol: float | None = None
+    # validate on a balanced seeded subset of this many items per class of the validation
+    # split (None: all of it); the final model is still chosen by that subset's H
+    val_per_class: int | None = None
     # memory / speed trade-offs (none changes which attractor an item reaches, see README)
     grad_segment: int | str | None = None
     matmul_precision: str = "highest"
@@ -143,6 +146,10 @@ class TrainConfig:
     # dtype; "bfloat16x2": two bfloat16 products with A split into a high and a low part
     # (a float32 loop; moves far fewer items between buckets than one bfloat16 product, README)
     eval_matmul_dtype: str | None = None
+    # dtype in which each training step builds A (a linear solve) and its backward pass:
+    # float64, or float32 with a float32 loop (half the time; meant for bfloat16 products,
+    # whose rounding of A is 10-100x larger; evaluation always builds A in float64)
+    coupling_dtype: str = "float64"
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -167,6 +174,10 @@ class TrainConfig:
             raise ConfigError("ortho_penalty and margin must be >= 0")
         if self.per_class is not None and self.per_class < 1:
             raise ConfigError(f"per_class must be a positive integer or null, got {self.per_class}")
+        if self.val_per_class is not None and self.val_per_class < 1:
+            raise ConfigError(
+                f"val_per_class must be a positive integer or null, got {self.val_per_class}"
+            )
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be a positive integer or null, got {self.threads}")
         seg = self.grad_segment
@@ -199,6 +210,12 @@ class TrainConfig:
                     f"{key} {value!r} does not fit dtype {self.dtype!r}: "
                     "use null (the loop dtype) or bfloat16 products with a float32 loop"
                 )
+        _one_of("coupling_dtype", self.coupling_dtype, ("float64", "float32"))
+        if self.coupling_dtype == "float32" and self.dtype != "float32":
+            raise ConfigError(
+                f"coupling_dtype 'float32' needs dtype 'float32' (got {self.dtype!r}): a float64 "
+                "loop builds A in float64; set coupling_dtype: float64"
+            )
         _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _one_of("loss", self.loss, LOSSES)
         _one_of("collapse_action", self.collapse_action, COLLAPSE_ACTIONS)

@@ -30,20 +30,41 @@ import math
 import torch
 
 
-def _mm_add(base: torch.Tensor, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> None:
-    """out = base + a @ b, the product in b's dtype (a is cast when it differs)."""
-    if a.dtype == b.dtype:
-        torch.addmm(base, a, b, out=out)
-    else:
-        torch.add(base, torch.mm(a.to(b.dtype), b), out=out)
+class _Product:
+    """``out = base + x @ w`` for (B, N) states ``x`` and a fixed (N, N) ``w``.
+
+    With ``w`` in the states' dtype this is one ``addmm``. With bfloat16 ``w`` (a float32 loop)
+    ``x`` is cast into a reused bfloat16 buffer, the product written into a reused buffer and
+    added to ``base``: fresh operands and results for every product cost about a quarter of
+    the product itself on a CPU.
+    """
+
+    def __init__(self, w: torch.Tensor, like: torch.Tensor) -> None:
+        self.w = w
+        self.mixed = w.dtype != like.dtype
+        if self.mixed:
+            self.operand = torch.empty(like.shape, dtype=w.dtype, device=like.device)
+            self.result = torch.empty((like.shape[0], w.shape[1]), dtype=w.dtype,
+                                      device=like.device)  # fmt: skip
+
+    def add(self, base: torch.Tensor, x: torch.Tensor, out: torch.Tensor, operand=None) -> None:
+        """out = base + x @ w; ``operand`` (mixed only): where to cast x (default: the reused
+        buffer), e.g. a row of a chunk that a later product reads again."""
+        if not self.mixed:
+            torch.addmm(base, x, self.w, out=out)
+            return
+        operand = self.operand if operand is None else operand
+        operand.copy_(x)
+        torch.mm(operand, self.w, out=self.result)
+        torch.add(base, self.result, out=out)
 
 
-def _step(x: torch.Tensor, w: torch.Tensor, pf: float, qf: float, clip, out, tmp) -> None:
-    """out = clamp(x * (p - q x^2) + x @ w); ``tmp`` is scratch of x's shape; the product runs
-    in w's dtype."""
-    torch.mul(x, x, out=tmp)
-    tmp.mul_(-qf).add_(pf).mul_(x)
-    _mm_add(tmp, x, w, out)
+def _step(x: torch.Tensor, product: _Product, p, qf: float, clip, out, tmp) -> None:
+    """out = clamp(x * (p - q x^2) + x @ w); ``p`` a 0-dim tensor in x's dtype, ``tmp``
+    scratch of x's shape."""
+    torch.addcmul(p, x, x, value=-qf, out=tmp)
+    tmp.mul_(x)
+    product.add(tmp, x, out)
     if clip is not None:
         out.clamp_(-clip, clip)
 
@@ -74,11 +95,13 @@ class EulerLoop(torch.autograd.Function):
         if mm_dtype is not None and mm_dtype != w.dtype:
             w = w.to(mm_dtype)
         tmp = torch.empty_like(x0)
+        product = _Product(w, x0)
+        pt = torch.tensor(pf, dtype=x0.dtype, device=x0.device)
         if segment is None or segment >= n_steps:
             states = x0.new_empty((n_steps + 1, *x0.shape))
             states[0].copy_(x0)
             for k in range(n_steps):
-                _step(states[k], w, pf, qf, clip, states[k + 1], tmp)
+                _step(states[k], product, pt, qf, clip, states[k + 1], tmp)
             out = states[n_steps].clone()
             segment = None
         else:
@@ -87,7 +110,7 @@ class EulerLoop(torch.autograd.Function):
             states[0].copy_(x0)
             x, nxt = x0.clone(), torch.empty_like(x0)
             for k in range(n_steps):
-                _step(x, w, pf, qf, clip, nxt, tmp)
+                _step(x, product, pt, qf, clip, nxt, tmp)
                 x, nxt = nxt, x
                 if (k + 1) % segment == 0 and (k + 1) < n_steps:
                     states[(k + 1) // segment].copy_(x)
@@ -110,63 +133,88 @@ class EulerLoop(torch.autograd.Function):
         grad_w = torch.zeros_like(w, dtype=ctx.grad_dtype)
         grads_pq = torch.zeros(2, dtype=torch.float64, device=w.device)
         chunk = min(ctx.chunk, max(n_steps, 1), segment or n_steps or 1)
-        buf = states.new_empty((chunk, *g.shape))
+        back = _Backward(states, g, w, pf, qf, ctx.clip, chunk, grad_w, grads_pq)
         if segment is None:
-            g = _backward_span(states, g, w, pf, qf, ctx.clip, buf, grad_w, grads_pq)
+            g = back.span(states, g)
         else:
             span = states.new_empty((segment + 1, *g.shape))
             tmp = torch.empty_like(g)
+            product = _Product(w, g)
             for j in range(states.shape[0] - 1, -1, -1):
                 lo, hi = j * segment, min(n_steps, (j + 1) * segment)
                 span[0].copy_(states[j])
                 for k in range(hi - lo):
-                    _step(span[k], w, pf, qf, ctx.clip, span[k + 1], tmp)
-                g = _backward_span(span[: hi - lo + 1], g, w, pf, qf, ctx.clip, buf, grad_w,
-                                   grads_pq)  # fmt: skip
+                    _step(span[k], product, back.p, qf, ctx.clip, span[k + 1], tmp)
+                g = back.span(span[: hi - lo + 1], g)
         grads_pq = grads_pq.to(ctx.grad_dtype)
         return g, grad_w, grads_pq[0], grads_pq[1], None, None, None, None, None
 
 
-def _backward_span(states, g, w, pf, qf, clip, buf, grad_w, grads_pq) -> torch.Tensor:
-    """Backpropagate g = dL/dx_n through the steps between ``states[0]`` and ``states[-1]``.
+class _Backward:
+    """The backward pass through spans of steps, its buffers allocated once.
 
-    Accumulates into ``grad_w`` and ``grads_pq`` (dL/dp, dL/dq) in place; returns dL/dx_0.
-    ``buf`` (chunk, B, N) holds the gradients of one chunk for the weight-gradient GEMM.
-    Products run in w's dtype (bfloat16 operands are cast from the float32 states/gradients).
+    Accumulates into ``grad_w`` and ``grads_pq`` (dL/dp, dL/dq) in place. ``chunk`` steps'
+    gradients are kept for one weight-gradient GEMM; with bfloat16 products they are also kept
+    in bfloat16 (the cast that feeds each step's ``g @ W^T`` product), so that GEMM casts only
+    the states.
     """
-    n_steps = states.shape[0] - 1
-    b, n = g.shape
-    chunk = buf.shape[0]
-    wt = w.t()
-    tmp = torch.empty_like(g)
-    k = n_steps - 1
-    while k >= 0:
-        lo = max(0, k - chunk + 1)
-        rows = k - lo + 1
-        for j in range(rows - 1, -1, -1):
-            kk = lo + j
-            x = states[kk]
-            gy = buf[j]
-            if clip is not None:
-                torch.mul(g, states[kk + 1].abs() < clip, out=gy)
+
+    def __init__(self, states, g, w, pf, qf, clip, chunk, grad_w, grads_pq) -> None:
+        self.w, self.qf, self.clip = w, qf, clip
+        self.p = torch.tensor(pf, dtype=g.dtype, device=g.device)
+        self.grad_w, self.grads_pq = grad_w, grads_pq
+        self.product = _Product(w.t(), g)
+        self.buf = states.new_empty((chunk, *g.shape))
+        self.buf_lo = (torch.empty_like(self.buf, dtype=w.dtype) if self.product.mixed
+                       else None)  # fmt: skip
+        self.tmp = torch.empty_like(g)
+        self.spare = [torch.empty_like(g), torch.empty_like(g)]
+
+    def span(self, states: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """Backpropagate g = dL/dx_n through the steps between ``states[0]`` and ``states[-1]``;
+        returns dL/dx_0 (products in w's dtype, bfloat16 operands cast from float32)."""
+        n_steps = states.shape[0] - 1
+        b, n = g.shape
+        chunk = self.buf.shape[0]
+        qf, clip, tmp = self.qf, self.clip, self.tmp
+        k = n_steps - 1
+        while k >= 0:
+            lo = max(0, k - chunk + 1)
+            rows = k - lo + 1
+            for j in range(rows - 1, -1, -1):
+                kk = lo + j
+                x = states[kk]
+                gy = self.buf[j]
+                if clip is not None:
+                    # the clamp's derivative 1[|x_{k+1}| < clip] as -sign(|x_{k+1}| - clip):
+                    # the stored states are clamped, so it is 1 or 0; float ops only (a bool
+                    # mask costs twice as much)
+                    torch.abs(states[kk + 1], out=tmp)
+                    tmp.sub_(clip).sign_()
+                    torch.mul(g, tmp, out=gy).neg_()
+                else:
+                    gy.copy_(g)
+                torch.addcmul(self.p, x, x, value=-3.0 * qf, out=tmp)
+                tmp.mul_(gy)
+                nxt = self.spare[0] if g is not self.spare[0] else self.spare[1]
+                self.product.add(tmp, gy, nxt, None if self.buf_lo is None else self.buf_lo[j])
+                g = nxt
+            xs = states[lo : lo + rows].reshape(rows * b, n)
+            gs = self.buf[:rows].reshape(rows * b, n)
+            if self.buf_lo is None:
+                self.grad_w.addmm_(xs.t(), gs)
             else:
-                gy.copy_(g)
-            torch.mul(x, x, out=tmp)
-            tmp.mul_(-3.0 * qf).add_(pf).mul_(gy)
-            g = torch.empty_like(tmp)
-            _mm_add(tmp, gy, wt, g)
-        xs = states[lo : lo + rows].reshape(rows * b, n)
-        gs = buf[:rows].reshape(rows * b, n)
-        if w.dtype == grad_w.dtype:
-            grad_w.addmm_(xs.t(), gs)
-        else:
-            grad_w.add_(torch.mm(xs.t().to(w.dtype), gs.to(w.dtype)))
-        prod = gs * xs
-        grads_pq[0] += prod.sum(dtype=torch.float64)
-        prod.mul_(xs).mul_(xs)
-        grads_pq[1] -= prod.sum(dtype=torch.float64)
-        k = lo - 1
-    return g
+                gs_lo = self.buf_lo[:rows].reshape(rows * b, n)
+                self.grad_w.add_(torch.mm(xs.t().to(self.w.dtype), gs_lo))
+            # each chunk's sums in the loop dtype (torch's cascade sum; a float64 sum would
+            # first copy the whole chunk to float64, a third of a bfloat16 step), accumulated
+            # in float64
+            prod = gs * xs
+            self.grads_pq[0] += prod.sum()
+            prod.mul_(xs).mul_(xs)
+            self.grads_pq[1] -= prod.sum()
+            k = lo - 1
+        return g.clone() if any(g is t for t in self.spare) else g
 
 
 def euler_loop(

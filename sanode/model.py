@@ -43,6 +43,11 @@ class SANode(nn.Module):
             analyses) split A into a high and a low bfloat16 part and run two products
             ("bfloat16x2": A's bfloat16 rounding, which moves most items that change bucket, is
             gone; the training loop keeps one product). May be changed on a trained model.
+        coupling_dtype: dtype in which the training pass builds A and backpropagates through
+            it: torch.float64 (default) or torch.float32 (about half the time of the linear
+            solve and its backward pass; the planted patterns are then projected back into A's
+            kernel). Meant for bfloat16 products, whose rounding of A (relative error ~2e-3)
+            is 10-100x the float32 build's; evaluation always builds A in float64.
         seed: seed of the initialisation.
     """
 
@@ -61,6 +66,7 @@ class SANode(nn.Module):
         dtype: torch.dtype = torch.float32,
         matmul_dtype: torch.dtype | None = None,
         split_products: bool = False,
+        coupling_dtype: torch.dtype = torch.float64,
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -79,6 +85,14 @@ class SANode(nn.Module):
         self.dtype = dtype
         self.matmul_dtype = matmul_dtype
         self.split_products = bool(split_products)
+        if coupling_dtype not in (torch.float64, torch.float32) or (
+            coupling_dtype == torch.float32 and dtype != torch.float32
+        ):
+            raise ValueError(
+                f"coupling_dtype must be torch.float64, or torch.float32 with a float32 loop; "
+                f"got {coupling_dtype} with dtype {dtype}"
+            )
+        self.coupling_dtype = coupling_dtype
         gen = torch.Generator().manual_seed(int(seed))
         patterns64 = patterns.detach().to(torch.float64).cpu()
         fixed, _ = torch.linalg.qr(patterns64.T)  # (N, K), same span as the patterns
@@ -115,10 +129,18 @@ class SANode(nn.Module):
         """(N, N) eigenvector matrix Phi = [trainable block | fixed pattern block]."""
         return torch.cat([self.basis_free, self.basis_fixed], dim=1)
 
-    def coupling(self) -> torch.Tensor:
-        """(N, N) float64 coupling ``A = Phi diag(lambda) Phi^-1`` (a linear solve, no inverse)."""
-        phi = self.basis()
-        return torch.linalg.solve(phi, phi * self.eigenvalues(), left=False)
+    def coupling(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """(N, N) coupling ``A = Phi diag(lambda) Phi^-1`` in ``dtype`` (a linear solve, no
+        inverse). Below float64 the solve's error would leave the planted patterns slightly
+        outside A's kernel (|A p| ~ 3e-4 in float32 at initialisation), so A is projected onto
+        the complement of their span, ``A - (A U) U^T`` (U: the fixed orthonormal block): the
+        same A in exact arithmetic, with |A p| at float32 rounding (~2e-5)."""
+        phi = self.basis().to(dtype)
+        coupling = torch.linalg.solve(phi, phi * self.eigenvalues().to(dtype), left=False)
+        if dtype != torch.float64:
+            fixed = self.basis_fixed.to(dtype)
+            coupling = coupling - (coupling @ fixed) @ fixed.T
+        return coupling
 
     @property
     def matmul_dtype(self) -> torch.dtype | None:
@@ -148,11 +170,13 @@ class SANode(nn.Module):
         *,
         product_dtype: torch.dtype | None = None,
         split_products: bool | None = None,
+        coupling_dtype: torch.dtype = torch.float64,
     ) -> Dynamics:
-        """The vector field's ingredients in the loop dtype; A is built once here (float64) and
-        cast once to the product dtype (default :meth:`product_dtype`). With bfloat16 products
-        and ``split_products`` (default: the model's), A is cast to two bfloat16 parts."""
-        linear64 = (self.beta * self.coupling()).T
+        """The vector field's ingredients in the loop dtype; A is built once here (in
+        ``coupling_dtype``, default float64) and cast once to the product dtype (default
+        :meth:`product_dtype`). With bfloat16 products and ``split_products`` (default: the
+        model's), A is cast to two bfloat16 parts."""
+        linear64 = (self.beta * self.coupling(coupling_dtype)).T
         return self._dynamics(linear64, dtype, product_dtype, split_products)
 
     def _dynamics(
@@ -219,7 +243,8 @@ class SANode(nn.Module):
         """
         x0 = self._as_state(x0)
         if method == "euler" and torch.is_grad_enabled():
-            dyn = self.dynamics(self.dtype, product_dtype=self.dtype)
+            dyn = self.dynamics(self.dtype, product_dtype=self.dtype,
+                                coupling_dtype=self.coupling_dtype)  # fmt: skip
             w = dt * dyn.linear_t
             p = 1.0 + dt * dyn.c1
             q = dt * dyn.c2
@@ -286,4 +311,9 @@ class SANode(nn.Module):
             f"N={self.num_nodes}, K={self.num_classes}, a={self.a}, beta={self.beta:.4g}, "
             f"clip={self.clip}, dtype={self.dtype}, matmul_dtype={self.matmul_dtype}"
             + (", split_products=True" if self.split_products else "")
+            + (
+                ""
+                if self.coupling_dtype == torch.float64
+                else f", coupling_dtype={self.coupling_dtype}"
+            )
         )

@@ -18,8 +18,10 @@ from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, model_from_config, save_checkpoint
 from .config import EXECUTION_KEYS, TrainConfig, matmul_precision, resolve_device
+from .data import balanced_subset
 from .evaluate import evaluate
 from .losses import final_state_loss
+from .memory import keep_freed_memory
 from .model import SANode
 from .noise import add_pixel_noise, epoch_generator
 
@@ -53,6 +55,9 @@ def ortho_loss(basis: torch.Tensor) -> torch.Tensor:
 
 
 def configure_threads(threads: int | None) -> None:
+    """Set torch's thread count (None: leave it) and keep freed memory for reuse
+    (:func:`sanode.memory.keep_freed_memory`), as every training run does."""
+    keep_freed_memory()
     if threads is not None:
         torch.set_num_threads(threads)
 
@@ -199,6 +204,9 @@ class _Run:
         self.device = resolve_device(cfg.device)
         if cfg.train_on_validation and val is not None:
             x, y = torch.cat([x, val[0]]), torch.cat([y, val[1]])
+        if cfg.val_per_class is not None and val is not None:
+            keep = balanced_subset(val[1], cfg.val_per_class, seed=cfg.seed)
+            val = (val[0][keep], val[1][keep])
         self.x, self.y, self.val = x, y, val
         self.path = checkpoint_path
         self.batch_callback = batch_callback

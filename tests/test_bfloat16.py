@@ -83,13 +83,18 @@ def test_bench_has_bfloat16_rows_against_float32(tmp_path, capsys):
     rows = json.loads(out.read_text())
     bf = [r for r in rows if r["dtype"] == "bfloat16"]
     assert {(r["variant"], r["steps"]) for r in bf} == {
-        ("autograd", 5), ("sanode", 5), ("eval", 50), ("eval-early", 50)
+        ("autograd", 5), ("sanode", 5), ("sanode-a32", 5), ("eval", 50), ("eval-early", 50)
     }  # fmt: skip
     assert all(r["vs_float32"] > 0 and r["reference"] != "naive" for r in bf)
+    # each row's share of the run's bfloat16 / float32 matmul ratio (one ratio for the run)
+    ratios = {r["matmul_vs_float32"] for r in bf}
+    assert len(ratios) == 1 and ratios.pop() > 0
+    assert all(r["of_matmul_ratio"] == r["vs_float32"] / r["matmul_vs_float32"] for r in bf)
     x2 = [r for r in rows if r["dtype"] == "bfloat16x2"]  # split-A evaluation rows
     assert {(r["variant"], r["steps"]) for r in x2} == {("eval", 50), ("eval-early", 50)}
     assert all(r["vs_float32"] > 0 and r["kind"] == "eval" for r in x2)
-    assert "x f32" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "x f32" in text and "matmul ratio bfloat16 / float32 in this run" in text
 
 
 def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):

@@ -55,8 +55,14 @@ def test_bfloat16_transient_with_a_float32_finish_lands_on_the_float32_fixed_poi
     _, bf_steps = integrate_until_converged(fast, x, 40.0, 0.1, tol=1e-4)
     assert (bf_steps == 400).float().mean() > 0.5
     mixed, steps = integrate_until_converged(fast, x, 40.0, 0.1, tol=1e-4, finish=exact)
-    assert torch.equal(torch.sign(mixed), torch.sign(ref))
-    assert (mixed - ref).abs().max() < 1e-2
+    # every final state is a fixed point of the float32 field; an item whose bfloat16
+    # transient chose another basin (A's rounding, docs/performance.md) may end elsewhere:
+    # at most 2 of 100 here, the others on the float32 run's fixed point
+    with torch.no_grad():
+        assert float(exact.field(mixed).abs().amax(1).max()) < 1e-4
+    moved = (torch.sign(mixed) != torch.sign(ref)).any(1)
+    assert int(moved.sum()) <= 2
+    assert (mixed - ref)[~moved].abs().max() < 1e-2
     assert bool((steps < 400).all()) and steps.sum() <= 1.5 * ref_steps.sum()
     # the finish is the exact dynamics: with dyn == finish it is the one-cohort run
     same, same_steps = integrate_until_converged(exact, x, 40.0, 0.1, tol=1e-4, finish=exact,
