@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 CORES ?= all
 
-.PHONY: study long search test lint bench clean-results gpu-check
+.PHONY: help study long search smoke test lint bench report clean-results gpu-check
+
+help:  ## this list
+	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,36 +17,44 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-study: $(VENV)/.installed
+study: $(VENV)/.installed  ## the main job: the default study (CONFIG=<name> for another)
 	$(BIN)/sanode check-config workflow/config/$(CONFIG).yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$(CONFIG).yaml
 
 # the long CPU protocol (workflow/config/long.yaml) and the MNIST/Fashion hyperparameter
 # search (workflow/config/search.yaml): each runs in runs/<name> (scratch, resumable), then
 # its tables and figures are copied to results/<name>/ (committed)
-long search: $(VENV)/.installed
+long search: $(VENV)/.installed  ## the long CPU protocol / the search and its retrains
 	$(BIN)/sanode check-config workflow/config/$@.yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$@.yaml
 	mkdir -p results/$@
 	cp -r runs/$@/results/tables runs/$@/results/figures results/$@/
 
-test: $(VENV)/.installed
+# the whole DAG on tiny data in its own folder (runs/smoke); needs the data (mirror or network)
+smoke: $(VENV)/.installed  ## the whole DAG on tiny data in runs/smoke (a minute or two)
+	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/smoke.yaml
+
+test: $(VENV)/.installed  ## the tests: ruff, docs agree with the tables, pytest
 	$(BIN)/ruff check .
+	$(BIN)/sanode report --check
 	$(BIN)/pytest
 
-lint: $(VENV)/.installed
+report: $(VENV)/.installed  ## README.md and docs/ tables rendered again from results/
+	$(BIN)/sanode report
+
+lint: $(VENV)/.installed  ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed  ## the speed and memory table (results/bench/bench.json)
 	$(BIN)/sanode bench --out results/bench/bench.json
 
 # start a study from scratch: drops trained models, Ray experiments, tables, logs and MLflow runs
 # (the committed figures stay until the next run overwrites them)
-clean-results:
+clean-results:  ## start over: models, Ray experiments, tables, logs, MLflow store
 	rm -rf results/tune results/ray results/eval results/tables results/logs results/benchmarks \
-		data/prepared mlflow.db mlruns .snakemake runs/smoke
+		data/prepared mlflow.db mlruns .snakemake runs/smoke runs/long runs/search
 
 # on a CUDA machine: bench (float32, TF32, bfloat16), one paper-protocol epoch, GPU tests
-gpu-check: $(VENV)/.installed
+gpu-check: $(VENV)/.installed  ## on a CUDA machine: GPU bench, a paper epoch, GPU tests
 	bench/gpu-check.sh results/gpu

@@ -7,13 +7,22 @@ The public names are imported on first use, so light modules (``sanode.config``,
 import importlib
 
 __version__ = "0.1.0"
-__all__ = ["SOLVERS", "Dynamics", "SANode", "block_patterns"]
+__all__ = [
+    "SOLVERS",
+    "Dynamics",
+    "SANode",
+    "TrainConfig",
+    "block_patterns",
+    "load_model",
+]
 
 _WHERE = {
     "SOLVERS": "integrate",
     "Dynamics": "integrate",
     "SANode": "model",
+    "TrainConfig": "config",
     "block_patterns": "patterns",
+    "load_model": "checkpoint",
 }
 
 

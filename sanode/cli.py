@@ -342,6 +342,23 @@ def _cmd_check_config(args, parser) -> int:
     return 0
 
 
+def _cmd_report(args, parser) -> int:
+    from .report import doc_files, render
+
+    root = Path(args.root)
+    changed = render(root, write=not args.check)
+    rel = [str(p.relative_to(root.resolve())) for p in changed]
+    if args.check:
+        if rel:
+            print(f"out of date with the tables: {', '.join(rel)}; run `sanode report` and "
+                  "commit the result", file=sys.stderr)  # fmt: skip
+            return 1
+        print(f"{len(doc_files(root))} file(s) agree with the tables")
+        return 0
+    print(f"rewrote {', '.join(rel)}" if rel else "every generated block was up to date")
+    return 0
+
+
 def _optional_float(text: str) -> float | None:
     return None if text.lower() in _NONE_WORDS else float(text)
 
@@ -505,6 +522,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", help="also write the table as JSON here")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser(
+        "report",
+        help="render the tables of README.md and docs/ from the results (between report markers)",
+    )
+    p.add_argument("--root", default=".", help="project root (default: the current folder)")
+    p.add_argument(
+        "--check", action="store_true", help="change nothing; exit 1 if a file is out of date"
+    )
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

@@ -1,0 +1,112 @@
+"""README.md and docs/ say what the committed tables say, and name tests that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sanode.cli import main
+from sanode.report import RENDERERS, ReportError, doc_files, render, render_text
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_docs_agree_with_the_committed_tables():
+    stale = render(ROOT, write=False)
+    assert not stale, f"out of date: {[str(p.relative_to(ROOT)) for p in stale]}; run sanode report"
+
+
+def test_every_generated_block_names_a_renderer_and_its_tables():
+    blocks = 0
+    for path in doc_files(ROOT):
+        for match in re.finditer(r"<!-- report:([\w-]+)([^>]*?) -->", path.read_text()):
+            blocks += 1
+            assert match[1] in RENDERERS, (path, match[1])
+            assert match[2].split(), f"{path}: report:{match[1]} names no table"
+    assert blocks >= 8  # the README's Sec. V table and the docs' tables
+
+
+def test_readme_is_an_entry_page_that_links_every_doc():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    order = [text.index(h) for h in ("## Run it", "## What it gets, against the paper",
+                                     "## Read more")]  # fmt: skip
+    assert order == sorted(order)
+    for page in sorted((ROOT / "docs").glob("*.md")):
+        assert f"docs/{page.name}" in text, f"README does not link docs/{page.name}"
+        first = [line for line in page.read_text().splitlines() if line.strip()][1]
+        assert first.startswith("What you can do with this page"), page.name
+
+
+def test_every_test_named_in_the_docs_exists():
+    """A guarantee (the fault-tolerance table) names the test that checks it: that test must
+    exist, in the file named."""
+    named = 0
+    for path in doc_files(ROOT):
+        text = path.read_text()
+        for cell in re.findall(r"`(tests/[\w/]+\.py)::(\w+)`((?:, `::\w+`)*)", text):
+            file, first, more = cell
+            source = (ROOT / file).read_text()
+            for name in [first, *re.findall(r"::(\w+)", more)]:
+                named += 1
+                assert re.search(rf"^def {name}\(", source, re.M), f"{path.name}: {file}::{name}"
+    assert named >= 20
+
+
+def _tree(tmp_path: Path) -> Path:
+    (tmp_path / "results" / "x").mkdir(parents=True)
+    frame = pd.DataFrame({
+        "study": ["mnist", "mnist"], "dataset": ["mnist", "mnist"], "source": ["sanode", "paper"],
+        "n": [10000, 10000], "exact": [9000, 9776], "partial": [10, 30], "wrong": [990, 194],
+        "accuracy": [0.901, 0.9806],
+    })  # fmt: skip
+    frame.to_parquet(tmp_path / "results" / "x" / "secV_accuracy.parquet")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "README.md").write_text(
+        "# t\n<!-- report:secv mine=results/x/secV_accuracy.parquet -->\nstale\n"
+        "<!-- /report -->\nafter\n"
+    )
+    return tmp_path
+
+
+def test_report_renders_between_markers_and_check_fails_on_stale_text(tmp_path, capsys):
+    root = _tree(tmp_path)
+    assert main(["report", "--root", str(root), "--check"]) == 1
+    assert "README.md" in capsys.readouterr().err
+    assert main(["report", "--root", str(root)]) == 0
+    text = (root / "README.md").read_text()
+    assert "stale" not in text and text.endswith("<!-- /report -->\nafter\n")
+    assert "| mnist | paper (700 epochs) | 10,000 | **98.06 %** | 9,776 / 30 / 194 |" in text
+    assert "| mnist | mine | 10,000 | **90.10 %** | 9,000 / 10 / 990 |" in text
+    assert main(["report", "--root", str(root), "--check"]) == 0
+    # a rerun of the study changes the table: the committed text is stale again
+    frame = pd.read_parquet(root / "results/x/secV_accuracy.parquet")
+    frame.loc[0, "accuracy"] = 0.95
+    frame.to_parquet(root / "results/x/secV_accuracy.parquet")
+    assert render(root, write=False) == [root / "README.md"]
+
+
+def test_report_errors_name_the_file_and_the_block(tmp_path):
+    root = _tree(tmp_path)
+    with pytest.raises(ReportError, match=r"no file matches 'results/none\.parquet'"):
+        render_text("<!-- report:census results/none.parquet -->\n<!-- /report -->", root)
+    with pytest.raises(ReportError, match=r"README\.md: unknown block report:nope"):
+        render_text("<!-- report:nope a -->\n<!-- /report -->", root, where="README.md")
+
+
+def test_time_to_accuracy_renderers_read_the_committed_results(tmp_path):
+    root = tmp_path
+    bench = ROOT / "results" / "bench"
+    for name in ("tta-mnist-float32.json", "tta-mnist-bfloat16.json"):
+        (root / "r").mkdir(exist_ok=True)
+        shutil.copy(bench / name, root / "r" / name)
+    old = json.loads((bench / "tta-mnist-bfloat16.json").read_text())
+    table = RENDERERS["tta"](root, ["r/tta-mnist-*.json"])
+    assert f"**{100 * old['test']['accuracy']:.2f} %**" in table
+    ratio = RENDERERS["tta_ratio"](root, ["r/tta-mnist-float32.json", "r/tta-mnist-bfloat16.json"])
+    assert "points" in ratio and ratio.count("|") > 10
