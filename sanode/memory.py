@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
 
 # mallopt parameters (malloc.h)
@@ -18,9 +19,8 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _LIMIT = 2**31 - 1  # mallopt takes an int
 
-_state = {"done": False, "kept": False}
 
-
+@functools.cache
 def _mallopt():
     """glibc's ``mallopt`` (argtypes set), or None off glibc."""
     if not sys.platform.startswith("linux"):
@@ -42,15 +42,10 @@ def keep_freed_memory() -> bool:
     by one training step is reused by the next without page faults. The process's resident
     memory stays at its peak. Returns whether the setting is in force (False off glibc, e.g.
     macOS or musl); values and results are unchanged either way. Idempotent."""
-    if _state["done"]:
-        return _state["kept"]
-    _state["done"] = True
     mallopt = _mallopt()
     if mallopt is None:
         return False
-    kept = bool(mallopt(_M_MMAP_THRESHOLD, _LIMIT)) and bool(mallopt(_M_TRIM_THRESHOLD, _LIMIT))
-    _state["kept"] = kept
-    return kept
+    return bool(mallopt(_M_MMAP_THRESHOLD, _LIMIT)) and bool(mallopt(_M_TRIM_THRESHOLD, _LIMIT))
 
 
 def track_live_memory() -> bool:
