@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import TrainConfig, torch_dtype
+from .files import write_atomic
 from .model import SANode
 
 FORMAT_VERSION = 1
@@ -35,17 +35,18 @@ def model_from_config(cfg: TrainConfig, patterns: torch.Tensor) -> SANode:
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    """Write ``payload`` atomically (temp file + rename): a crash never leaves a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(fd)
-    try:
-        torch.save({"format": FORMAT_VERSION, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write ``payload`` atomically (temp file + rename): a crash never leaves a torn file,
+    and a full disk raises :class:`sanode.files.DiskFullError` with the previous checkpoint
+    intact."""
+    record = {"format": FORMAT_VERSION, **payload}
+
+    def write(tmp: Path) -> None:
+        # through a Python file, whose OSError (ENOSPC) torch keeps as the error's context;
+        # torch's own file writer reports a full disk as "basic_ios::clear: iostream error"
+        with open(tmp, "wb") as f:
+            torch.save(record, f)
+
+    write_atomic(path, write, what="checkpoint")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -537,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
+    from .files import DiskFullError
     from .train import DivergenceError
 
     parser = build_parser()
@@ -550,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except DivergenceError as err:
         print(f"sanode: training diverged: {err}", file=sys.stderr)
+        return 1
+    except DiskFullError as err:
+        print(f"sanode: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("sanode: interrupted; the last checkpoint is kept, rerun to resume", file=sys.stderr)

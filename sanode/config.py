@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -85,6 +86,9 @@ class TrainConfig:
     # t_train throughout), e.g. fine-tuning at T = 20 where the model is judged at T = 120
     t_train_final: float | None = None
     t_train_final_epochs: int = 1
+    # random end time (STEER, Ghosh et al. 2020): each batch trains at a horizon drawn
+    # uniformly from [T - t_train_jitter, T + t_train_jitter] in whole steps dt (0: fixed T)
+    t_train_jitter: float = 0.0
     # weight averaging: an exponential moving average of the parameters over optimiser steps
     # (None: off); validated beside the raw weights, the better of the two is the saved model
     ema_decay: float | None = None
@@ -251,6 +255,13 @@ class TrainConfig:
                     f"[1, epochs = {self.epochs}], got {self.t_train_final_epochs}: the number "
                     "of last epochs trained at that horizon"
                 )
+        shortest = min(self.t_train, self.t_train_final or self.t_train)
+        jitter = self.t_train_jitter
+        if not (isinstance(jitter, (int, float)) and 0.0 <= jitter < shortest):
+            raise ConfigError(
+                f"t_train_jitter must lie in [0, {shortest}) (the shortest training horizon; "
+                f"each batch's is drawn from [T - jitter, T + jitter]), got {jitter!r}"
+            )
         for key in ("lr_eig_mult", "lr_basis_mult", "lr_gamma_mult"):
             _positive(key, getattr(self, key))
         for key in ("lr_warmup", "lr_final"):
@@ -292,6 +303,19 @@ class TrainConfig:
     def eval_split_products(self) -> bool:
         """Whether evaluation runs two bfloat16 products, A split in two parts."""
         return self.eval_matmul_dtype == SPLIT_BFLOAT16
+
+    def batch_horizons(self, epoch: int, batches: int) -> list[float]:
+        """The horizon of each of the ``batches`` mini-batches of 0-based ``epoch``: the
+        epoch's :meth:`horizon`, or with ``t_train_jitter`` a uniform draw from
+        [T - jitter, T + jitter] rounded to whole steps dt (at least one step), from a
+        generator of its own (the shuffle and the noise of the epoch are unchanged)."""
+        t = self.horizon(epoch)
+        if not self.t_train_jitter:
+            return [t] * batches
+        rng = random.Random(self.seed * 100_003 + epoch + 7_919_000)
+        draws = [rng.uniform(-1.0, 1.0) for _ in range(batches)]
+        steps = [max(1, round((t + self.t_train_jitter * u) / self.dt)) for u in draws]
+        return [n * self.dt for n in steps]
 
     def horizon(self, epoch: int) -> float:
         """The training horizon T of 0-based ``epoch`` under the horizon schedule."""

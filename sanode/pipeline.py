@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from . import analyses, layout, plots, tables, tracking
+from . import analyses, files, layout, plots, tables, tracking
 from .checkpoint import load_model
 from .config import TrainConfig
 from .prepare import load_prepared, prepare_dataset
@@ -87,6 +87,7 @@ def tune_stage(
         ray_address=ray_cfg.get("address"),
         num_cpus=ray_cfg.get("num_cpus") or threads,
         project_root=Path.cwd(),
+        tracking_wait_s=float(config.get("mlflow", {}).get("wait_s", 300)),
     )
     log.info("study %s: %d trials", study, table["trial_id"].nunique())
 
@@ -167,9 +168,10 @@ def evaluate_stage(
         accuracy = pd.concat(rows, ignore_index=True).assign(**extra, t_eval=t_eval)
         accuracy["trial_id"] = accuracy["trial_id"].astype(str)
         mse = res.mse.assign(**extra)
-        tables.check_schema(accuracy, "accuracy").to_parquet(outputs["accuracy"], index=False)
-        tables.check_schema(mse, "mse_curves").to_parquet(outputs["mse"], index=False)
-        torch.save({k: v.contiguous() for k, v in res.states.items()}, outputs["states"])
+        files.write_parquet(outputs["accuracy"], tables.check_schema(accuracy, "accuracy"))
+        files.write_parquet(outputs["mse"], tables.check_schema(mse, "mse_curves"))
+        states = {k: v.contiguous() for k, v in res.states.items()}
+        files.write_atomic(outputs["states"], lambda tmp: torch.save(states, tmp), what="states")
         run.log_artifact(outputs["accuracy"], "tables")
         if float(eps_train) == eps_train_grid(config, study)[0]:  # the study's Sec. V model
             _register(run, study, model, cfg, t_eval, res.accuracy, best)
@@ -210,10 +212,10 @@ def aggregate_stage(
     for name, paths in (("trials", trials), ("accuracy", accuracy), ("mse_curves", mse)):
         frame = tables.concat_tables(paths, name)
         Path(outputs[name]).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(outputs[name], index=False)
+        files.write_parquet(outputs[name], frame)
         log.info("%s: %d rows", name, len(frame))
         if name == "accuracy" and "secV" in outputs:
-            tables.secv_accuracy(frame).to_parquet(outputs["secV"], index=False)
+            files.write_parquet(outputs["secV"], tables.secv_accuracy(frame))
 
 
 def figures_stage(config: dict, tables_in: dict[str, str], outputs: dict[str, Any]) -> None:
@@ -283,7 +285,7 @@ def analysis_stage(
             frame = result.tables[key].assign(mlflow_run_id=run.run_id)
             tables.check_schema(frame, table.name, table.schema)
             Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
-            frame.to_parquet(outputs[key], index=False)
+            files.write_parquet(outputs[key], frame)
             log.info("%s: %d rows -> %s", table.name, len(frame), outputs[key])
             run.log_artifact(outputs[key], "tables")
         if result.metrics:
@@ -328,15 +330,16 @@ def analysis_figures_stage(
 
 
 def run_stage(stage, *args, **kwargs) -> None:
-    """Run a stage; a data, config or tracking-store problem ends it with its one-line
-    message and no traceback; an interruption with one line and exit status 130."""
+    """Run a stage; a data, config or tracking-store problem or a full disk ends it with its
+    one-line message and no traceback; an interruption with one line and exit status 130."""
     from .config import ConfigError
     from .data import DataError
+    from .files import DiskFullError
     from .tracking import TrackingStoreError
 
     try:
         stage(*args, **kwargs)
-    except (DataError, ConfigError, PipelineConfigError, TrackingStoreError) as err:
+    except (DataError, ConfigError, PipelineConfigError, TrackingStoreError, DiskFullError) as err:
         log.error("%s", err)
         raise SystemExit(f"sanode: error: {err}") from None
     except KeyboardInterrupt as err:  # Ctrl-C, or Tune's graceful stop (StudyInterrupted)

@@ -18,6 +18,7 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .datasets import load_split
+from .files import write_json
 
 SPLITS = ("train", "val", "test")
 
@@ -101,7 +102,7 @@ def prepare_dataset(
         "val_fraction": val_fraction,
         "test_per_class": test_per_class,
     }
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=2))
+    write_json(out.with_suffix(".json"), meta, what="data record")
     return meta
 
 

@@ -212,6 +212,9 @@ def levers(root: Path, args: list[str]) -> str:
             on.append(f"+ {cfg['loss_mse_weight']:g} × MSE")
         if cfg.get("ema_decay"):
             on.append(f"EMA {cfg['ema_decay']:g}")
+        if cfg.get("t_train_jitter"):
+            jitter, t = cfg["t_train_jitter"], cfg["t_train"]
+            on.append(f"random T_train in [{t - jitter:g}, {t + jitter:g}]")
         if cfg.get("t_train_final"):
             last = cfg["t_train_final_epochs"]
             on.append(f"last {last} epoch(s) at T = {cfg['t_train_final']:g}")

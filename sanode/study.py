@@ -144,6 +144,7 @@ class StudySettings:
     val_eps: float | None = 0.0  # validation noise; None: each trial's own eps_train
     cpus_per_trial: float = 1
     gpus_per_trial: float = 0
+    max_failures: int = 2  # restarts of a trial whose worker or node was lost
 
     def __post_init__(self) -> None:
         TrainConfig.from_dict(self.base)  # unknown keys / bad values fail here

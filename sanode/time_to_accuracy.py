@@ -25,6 +25,7 @@ import torch
 
 from .config import SPLIT_BFLOAT16, TrainConfig, matmul_precision, product_mode
 from .evaluate import Evaluation, evaluate
+from .files import write_json
 from .metrics import bucket_of
 from .model import SANode
 from .prepare import load_prepared, prepare_dataset
@@ -135,9 +136,7 @@ def time_to_accuracy(
         del timeline[epoch - 1 :]  # an epoch repeated after a kill replaces its first record
         before = timeline[-1]["wall_s"] if timeline else 0.0
         timeline.append({**metrics, "epoch_s": elapsed - before, "wall_s": elapsed})
-        tmp = timeline_path.with_suffix(".part")
-        tmp.write_text(json.dumps(timeline, indent=1))
-        os.replace(tmp, timeline_path)
+        write_json(timeline_path, timeline, what="timeline", indent=1)
         return stop_at_target and metrics.get("val_accuracy", 0.0) >= target
 
     result = train(cfg, x, y, data.patterns, val=(xv, yv), checkpoint_path=out_dir / CHECKPOINT,
@@ -174,5 +173,5 @@ def time_to_accuracy(
                 "test": _buckets(switched),
                 **compare_evaluations(test, switched, cfg.threshold),
             })  # fmt: skip
-    (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
+    write_json(out_dir / "result.json", summary, what="result")
     return summary

@@ -72,17 +72,80 @@ def check_store(uri: str, *, timeout: float = 5.0) -> None:
             raise TrackingStoreError(message) from None
 
 
+_QUICK = {  # MLflow's HTTP client otherwise retries a refused request for about two minutes
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+}
+
+
+@contextlib.contextmanager
+def quick_requests() -> Iterator[None]:
+    """MLflow HTTP calls inside give up after one retry and a 10 s timeout (unless the
+    environment sets these ``MLFLOW_HTTP_REQUEST_*`` values itself): for calls that must not
+    stall the work around them while a tracking server is away."""
+    added = {k: v for k, v in _QUICK.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def wait_for_store(uri: str, wait_s: float, *, every: float = 5.0) -> None:
+    """Return once the store at ``uri`` answers; raise :class:`TrackingStoreError` (naming
+    the URI) when it has not answered for ``wait_s`` seconds."""
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            check_store(uri, timeout=min(every, 5.0))
+            return
+        except TrackingStoreError:
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(min(every, max(0.0, deadline - time.monotonic())) or 0.1)
+
+
+def short_error(err: BaseException) -> str:
+    """The first line of an error, cut to 200 characters (MLflow's are pages long)."""
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:200]
+
+
 _checked: set[str] = set()
 
 
 def client(uri: str):
-    """An ``MlflowClient`` for ``uri``, whose store is checked once per process first."""
+    """An ``MlflowClient`` for ``uri``, whose store is checked once per process first.
+
+    A SQLite store is created (or its schema upgraded) under a file lock beside it, so two
+    studies that start at once against a new store do not both run MLflow's migrations,
+    and it is switched to write-ahead logging (readers no longer block a writer)."""
     from mlflow import MlflowClient
 
     if uri not in _checked:
         check_store(uri)
+        if uri.startswith("sqlite:///"):
+            _initialise_sqlite(uri)
         _checked.add(uri)
     return MlflowClient(tracking_uri=uri)
+
+
+def _initialise_sqlite(uri: str) -> None:
+    import sqlite3
+
+    from filelock import FileLock
+    from mlflow import MlflowClient
+
+    path = Path(uri.removeprefix("sqlite:///"))
+    with FileLock(str(path) + ".lock", timeout=300):
+        # the first client of a process creates (or migrates) the schema
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+        with contextlib.closing(sqlite3.connect(path, timeout=60)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
 
 
 # MLflow 3's UI opens an experiment by its kind: training runs, not the GenAI overview
@@ -92,9 +155,16 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 def experiment_id(mlflow_client, name: str) -> str:
     """The id of experiment ``name``, created as a model-training experiment if missing (an
     existing experiment without a kind gets it)."""
+    from mlflow.exceptions import MlflowException
+
     exp = mlflow_client.get_experiment_by_name(name)
     if exp is None:
-        return mlflow_client.create_experiment(name, tags=dict([EXPERIMENT_KIND]))
+        try:
+            return mlflow_client.create_experiment(name, tags=dict([EXPERIMENT_KIND]))
+        except MlflowException:  # another process created it just now
+            exp = mlflow_client.get_experiment_by_name(name)
+            if exp is None:
+                raise
     if EXPERIMENT_KIND[0] not in exp.tags:
         mlflow_client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
     return exp.experiment_id
@@ -379,12 +449,25 @@ def run(
     try:
         yield Run(mlflow_client, exp_id, run_id, uri)
     except KeyboardInterrupt:
-        mlflow_client.set_terminated(run_id, status="KILLED")
+        _close_quietly(mlflow_client, run_id, "KILLED")
         raise
     except BaseException:
-        mlflow_client.set_terminated(run_id, status="FAILED")
+        _close_quietly(mlflow_client, run_id, "FAILED")
         raise
     mlflow_client.set_terminated(run_id, status="FINISHED")
+
+
+def _close_quietly(mlflow_client, run_id: str, status: str) -> None:
+    """End a run whose work failed without letting an unreachable store hide why it failed
+    (the next run of the same key closes what is left RUNNING)."""
+    try:
+        with quick_requests():
+            mlflow_client.set_terminated(run_id, status=status)
+    except Exception as err:  # the store is the problem: the original error matters more
+        import logging
+
+        message = "could not mark MLflow run %s %s (%s); the next run of the stage closes it"
+        logging.getLogger(__name__).warning(message, run_id, status, short_error(err))
 
 
 def existing_run(uri: str, experiment: str, key: Mapping[str, str]) -> Run | None:

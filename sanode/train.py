@@ -313,13 +313,15 @@ class _Run:
         x_epoch = add_pixel_noise(self.x[order], cfg.eps_train, gen)
         y_epoch = self.y[order]
         t_train = cfg.horizon(epoch)
+        horizons = cfg.batch_horizons(epoch, len(self.batches))
         total, count = 0.0, 0
         grad_max = torch.zeros((), dtype=torch.float64, device=device)
         for index, (start, stop) in enumerate(self.batches):
             xb = x_epoch[start:stop].to(device)
             yb = y_epoch[start:stop].to(device)
             self.optimizer.zero_grad(set_to_none=True)
-            out = model(xb, t_train, cfg.dt, method=cfg.method, grad_segment=cfg.grad_segment)
+            t_batch = horizons[index]
+            out = model(xb, t_batch, cfg.dt, method=cfg.method, grad_segment=cfg.grad_segment)
             loss = final_state_loss(
                 out, self.targets, yb, a=cfg.a, kind=cfg.loss,
                 temperature=cfg.loss_temperature, margin=cfg.loss_margin,

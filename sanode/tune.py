@@ -19,6 +19,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,13 @@ import pandas as pd
 import ray as _ray
 from ray import tune
 
-from . import layout, selection, tracking
+from . import files, layout, selection, tracking
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .noise import add_pixel_noise, validation_generator
 from .prepare import load_prepared
 from .study import StudySettings
-from .train import train
+from .train import DivergenceError, train
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,9 @@ def _search_alg(spec: Mapping[str, Any], metric: str, mode: str):
     return ConcurrencyLimiter(searcher, max_concurrent=int(limit)) if limit else searcher
 
 
+FAILED_FILE = "diverged.txt"  # beside a trial's checkpoint: why it diverged
+
+
 def trial_checkpoint(state_dir: str | os.PathLike, trial_id: str) -> Path:
     """Where trial ``trial_id`` keeps its checkpoint."""
     return Path(state_dir) / trial_id / CHECKPOINT_FILE
@@ -114,16 +118,32 @@ def trainable(
     eps_val = cfg.eps_train if val_eps is None else val_eps
     xv = add_pixel_noise(xv, eps_val, validation_generator(cfg.seed))
     ckpt_file = trial_checkpoint(state_dir, tune.get_context().get_trial_id())
+    failed = ckpt_file.with_name(FAILED_FILE)
+    if failed.is_file():  # a restart (lost worker, resumed study) of a trial that diverged
+        raise DivergenceError(f"{failed.read_text()} (recorded by an earlier attempt)")
 
     def report(epoch: int, record: dict, model) -> None:
         tune.report(dict(record))
 
-    train(cfg, x, y, data.patterns, val=(xv, yv), checkpoint_path=ckpt_file, resume=True,
-          callback=report, progress=False)  # fmt: skip
+    try:
+        train(cfg, x, y, data.patterns, val=(xv, yv), checkpoint_path=ckpt_file, resume=True,
+              callback=report, progress=False)  # fmt: skip
+    except DivergenceError as err:
+        # deterministic: a restart would diverge again, so it fails at once instead
+        files.write_text(failed, str(err), what="failure record")
+        raise
 
 
 class MlflowTrialCallback(tune.Callback):
-    """Driver-side MLflow logging: one child run per trial, per-epoch metrics, final status."""
+    """Driver-side MLflow logging: one child run per trial, per-epoch metrics, final status.
+
+    Best effort while the study runs: a call the store does not answer (a tracking server
+    that went away) is given up after one quick retry, with one warning, and the calls of
+    the next ``OFFLINE_S`` seconds are skipped, so training never waits on MLflow. What is
+    missed is logged from the trials' checkpoints once the study ends (:func:`_reconcile`).
+    """
+
+    OFFLINE_S = 20.0
 
     def __init__(
         self,
@@ -152,9 +172,11 @@ class MlflowTrialCallback(tune.Callback):
         self.val_eps = settings.val_eps
         self.runs: dict[str, str] = {}
         self._client = None
+        self._offline_until = 0.0
+        self.missed = 0  # calls skipped or failed while the store was away
 
     def __getstate__(self):  # Tune pickles its run config; the client is rebuilt lazily
-        return {**self.__dict__, "_client": None}
+        return {**self.__dict__, "_client": None, "_offline_until": 0.0}
 
     @property
     def client(self):
@@ -163,17 +185,23 @@ class MlflowTrialCallback(tune.Callback):
         return self._client
 
     def run_id(self, trial) -> str:
-        if trial.trial_id not in self.runs:
-            self.runs[trial.trial_id] = tracking.start_or_resume_run(
+        return self.run_id_of(trial.trial_id, trial.config)
+
+    def run_id_of(self, trial_id: str, config: dict) -> str:
+        """The MLflow run of trial ``trial_id`` (created or resumed, and described, once)."""
+        if trial_id not in self.runs:
+            run_id = tracking.start_or_resume_run(
                 self.client,
                 self.exp_id,
-                key={"sanode.study": self.study, "sanode.trial_id": trial.trial_id},
-                name=f"{self.study}-{trial.trial_id}",
+                key={"sanode.study": self.study, "sanode.trial_id": trial_id},
+                name=f"{self.study}-{trial_id}",
                 tags={**self.tags, "sanode.rule": "tune", "sanode.kind": "trial"},
                 parent_run_id=self.parent,
             )
-            self._describe(self.runs[trial.trial_id], trial.config)
-        return self.runs[trial.trial_id]
+            if not self.client.get_run(run_id).data.params:  # new, or cut off mid-way
+                self._describe(run_id, config)
+            self.runs[trial_id] = run_id
+        return self.runs[trial_id]
 
     def _describe(self, run_id: str, config: dict) -> None:
         """The trial's complete resolved training configuration (every TrainConfig field,
@@ -185,26 +213,52 @@ class MlflowTrialCallback(tune.Callback):
         splits = {"train": cfg.eps_train, "val": eps_val}
         tracking.log_datasets(self.client, run_id, self.meta, self.data_path, splits)
 
+    def _safely(self, call) -> None:
+        """``call()`` unless the store is away; a failure starts an offline spell."""
+        now = time.monotonic()
+        if now < self._offline_until:
+            self.missed += 1
+            return
+        try:
+            with tracking.quick_requests():
+                call()
+        except Exception as err:  # MLflow, requests and socket errors alike
+            self.missed += 1
+            self._offline_until = now + self.OFFLINE_S
+            log.warning(
+                "MLflow store %s did not answer (%s); training goes on, and what is not "
+                "logged now is logged from the trials' checkpoints when the study ends",
+                self.uri,
+                tracking.short_error(err),
+            )
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.run_id(trial)
+        self._safely(lambda: self.run_id(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         metrics = {k: v for k, v in result.items() if k in _METRIC_KEYS or k.startswith("val_")}
-        tracking.log_metrics(
-            self.client, self.run_id(trial), metrics, step=int(result.get("epoch", 0))
-        )
+        step = int(result.get("epoch", 0))
+        self._safely(lambda: tracking.log_metrics(self.client, self.run_id(trial), metrics, step))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        run_id = self.run_id(trial)
-        ckpt = trial_checkpoint(self.state_dir, trial.trial_id)
-        if ckpt.is_file():
-            self.client.log_artifact(run_id, str(ckpt), artifact_path="checkpoint")
-        self.client.set_terminated(run_id, status="FINISHED")
+        self._safely(lambda: self.finish(trial.trial_id, trial.config, error_file=None))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        run_id = self.run_id(trial)
-        self.client.set_tag(run_id, "sanode.error_file", str(getattr(trial, "error_file", "")))
-        self.client.set_terminated(run_id, status="FAILED")
+        error_file = str(getattr(trial, "error_file", ""))
+        self._safely(lambda: self.finish(trial.trial_id, trial.config, error_file=error_file))
+
+    def finish(self, trial_id: str, config: dict, *, error_file: str | None) -> None:
+        """The trial's final status (FAILED with ``error_file``, else FINISHED) and its
+        checkpoint as an artifact (once)."""
+        run_id = self.run_id_of(trial_id, config)
+        ckpt = trial_checkpoint(self.state_dir, trial_id)
+        run = self.client.get_run(run_id)
+        if ckpt.is_file() and "sanode.checkpoint_logged" not in run.data.tags:
+            self.client.log_artifact(run_id, str(ckpt), artifact_path="checkpoint")
+            self.client.set_tag(run_id, "sanode.checkpoint_logged", "1")
+        if error_file is not None:
+            self.client.set_tag(run_id, "sanode.error_file", error_file)
+        self.client.set_terminated(run_id, status="FINISHED" if error_file is None else "FAILED")
 
 
 _METRIC_KEYS = {"epoch", "train_loss", "gamma", "learning_rate"}
@@ -301,6 +355,7 @@ def run_study(
     ray_address: str | None = None,
     num_cpus: int = 1,
     project_root: str | os.PathLike = ".",
+    tracking_wait_s: float = 300.0,
 ) -> pd.DataFrame:
     """Run (or resume) a study and write its outputs under ``out_dir``.
 
@@ -309,7 +364,11 @@ def run_study(
     An interrupted study resumes with ``Tuner.restore``: finished trials are not recomputed,
     unfinished ones continue from their last epoch. Errored trials resume from their last
     checkpoint too: a kill can leave a running trial recorded as errored (a trial that
-    really diverged diverges again and stays failed).
+    really diverged fails again at once: its divergence is recorded beside its checkpoint).
+    A trial whose worker process or Ray node is lost is restarted (``max_failures`` times)
+    and continues from its checkpoint. An MLflow store that goes away mid-study does not stop
+    the trials; at the end the study waits up to ``tracking_wait_s`` seconds for it and then
+    logs what it missed from the checkpoints (or fails with one line saying how to resume).
     """
     project_root = Path(project_root).resolve()
     out_dir, storage_dir = Path(out_dir).resolve(), Path(storage_dir).resolve()
@@ -358,6 +417,7 @@ def run_study(
             meta=meta,
             out_dir=out_dir,
             tracking_uri=tracking_uri,
+            tracking_wait_s=tracking_wait_s,
             ray=(ray_address, num_cpus, project_root),
         )
 
@@ -373,6 +433,7 @@ def _run_tuner(
     meta: dict[str, Any],
     out_dir: Path,
     tracking_uri: str,
+    tracking_wait_s: float,
     ray: tuple[str | None, int, Path],
 ) -> pd.DataFrame:
     """Run or restore the Ray experiment of ``settings`` and write the study's outputs.
@@ -412,7 +473,7 @@ def _run_tuner(
                     name=experiment_path.name,
                     storage_path=str(experiment_path.parent),
                     callbacks=[callback],
-                    failure_config=tune.FailureConfig(max_failures=0),
+                    failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                     verbose=1,
                 ),
             )
@@ -425,10 +486,34 @@ def _run_tuner(
             f"study {settings.name} interrupted with {len(unfinished)} trial(s) unfinished; "
             f"every finished epoch is kept in {state_dir}. Rerun the same command to resume."
         )
+    try:
+        tracking.wait_for_store(tracking_uri, tracking_wait_s)
+    except tracking.TrackingStoreError as err:
+        raise tracking.TrackingStoreError(
+            f"{err} (waited {tracking_wait_s:g} s at the end of study {settings.name}). Every "
+            f"trial finished and is kept in {state_dir}: rerun the same command once the store "
+            "answers; no trial is recomputed and their epochs are logged then"
+        ) from None
+    _reconcile(grid, callback)
     table = _trials_table(grid, settings, client, exp_id, state_dir)
     _backfill_metrics(client, table)
     _write_outputs(table, settings, out_dir, study_run)
     return table
+
+
+def _reconcile(grid, callback: MlflowTrialCallback) -> None:
+    """Every trial's MLflow run exists, is described and carries its final status and its
+    checkpoint, whatever the live callback missed (a store that was away, a driver that was
+    killed between a trial's end and its logging)."""
+    for result in grid:
+        if result.config is None:
+            continue
+        trial_id = (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
+        error_file = str(Path(result.path) / "error.txt") if result.error else None
+        callback.finish(trial_id, result.config, error_file=error_file)
+    if callback.missed:
+        message = "%d MLflow call(s) missed during the study: logged from the checkpoints"
+        log.info(message, callback.missed)
 
 
 def unfinished_trials(experiment_path: Path) -> list[str]:
@@ -490,7 +575,7 @@ def _write_outputs(
     out_dir.mkdir(parents=True, exist_ok=True)
     models = out_dir / "best"
     models.mkdir(exist_ok=True)
-    table.to_parquet(out_dir / "trials.parquet", index=False)
+    files.write_parquet(out_dir / "trials.parquet", table)
     metric, mode = settings.metric, settings.mode
     selected = selection.select(
         table, metric=metric, mode=mode, eps_grid=settings.eps_train_grid(), study=settings.name
@@ -502,7 +587,7 @@ def _write_outputs(
     failed = selection.failed_trials(table)
     record = selection.best_json(selected, metric=metric, mode=mode, models=str(models),
                                  failed=failed)  # fmt: skip
-    (out_dir / "best.json").write_text(json.dumps(record, indent=2))
+    files.write_json(out_dir / "best.json", record)
     study_run.log_artifact(out_dir / "trials.parquet", "tune")
     study_run.log_artifact(out_dir / "best.json", "tune")
 

@@ -1,3 +1,6 @@
+import shutil
+import tempfile
+
 import pytest
 import torch
 
@@ -13,3 +16,16 @@ def small_patterns():
     from sanode import block_patterns
 
     return block_patterns(20, 3, 0.5)
+
+
+@pytest.fixture
+def ray_env(monkeypatch):
+    """A short private RAY_TMPDIR (Unix socket paths), no token auth, no inherited cluster
+    address or MLflow store."""
+    tmp = tempfile.mkdtemp(prefix="sray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    monkeypatch.setenv("RAY_TMPDIR", tmp)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield tmp
+    shutil.rmtree(tmp, ignore_errors=True)

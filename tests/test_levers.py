@@ -229,3 +229,46 @@ def test_a_low_start_is_not_a_collapse(monkeypatch):
     x, y, patterns, val = _data(cfg)
     result = train(cfg, x, y, patterns, val=val, progress=False)
     assert not any("rollback" in h for h in result.history)
+
+
+# -- random end time ------------------------------------------------------------------------------
+def test_random_horizons_are_whole_steps_around_the_horizon_and_reproducible():
+    cfg = TrainConfig(**{**FAST, "t_train": 5.5, "epochs": 10}, t_train_jitter=2.0,
+                      t_train_final=8.0, t_train_final_epochs=2)  # fmt: skip
+    horizons = cfg.batch_horizons(0, 400)
+    steps = [t / cfg.dt for t in horizons]
+    assert all(abs(s - round(s)) < 1e-9 for s in steps)
+    assert min(horizons) >= 3.5 - 1e-9 and max(horizons) <= 7.5 + 1e-9
+    assert abs(sum(horizons) / len(horizons) - 5.5) < 0.15 and len(set(horizons)) > 30
+    assert horizons == cfg.batch_horizons(0, 400)  # deterministic given the seed and epoch
+    assert horizons != cfg.batch_horizons(1, 400)
+    assert max(cfg.batch_horizons(9, 50)) > 7.5  # the horizon schedule moves the centre
+    fixed = TrainConfig(**FAST)
+    assert fixed.batch_horizons(2, 7) == [fixed.t_train] * 7
+    with pytest.raises(ConfigError, match=r"t_train_jitter must lie in \[0, 3.0\)"):
+        TrainConfig(**FAST, t_train_jitter=3.0)
+    with pytest.raises(ConfigError, match="t_train_jitter"):
+        TrainConfig(**FAST, t_train_jitter=-0.1)
+
+
+def test_random_horizon_training_resumes_exactly_across_a_kill(tmp_path):
+    cfg = TrainConfig(**FAST, t_train_jitter=1.5)
+    x, y, patterns, val = _data(cfg)
+    straight = train(cfg, x, y, patterns, val=val, checkpoint_path=tmp_path / "a.pt",
+                     progress=False)  # fmt: skip
+    fixed = train(TrainConfig(**FAST), x, y, patterns, val=val, progress=False)
+    assert straight.history[0]["train_loss"] != fixed.history[0]["train_loss"]
+
+    def kill(epoch, record, model):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, x, y, patterns, val=val, checkpoint_path=tmp_path / "b.pt", callback=kill,
+              progress=False)  # fmt: skip
+    resumed = train(cfg, x, y, patterns, val=val, checkpoint_path=tmp_path / "b.pt",
+                    progress=False)  # fmt: skip
+    assert straight.history == resumed.history
+    a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name

@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -25,17 +23,6 @@ from sanode.tune import run_study
 BASE = dict(
     dataset="letters", letters_copies=8, batch_size=20, lr=0.03, t_train=3.0, t_eval=5.0, epochs=2
 )
-
-
-@pytest.fixture
-def ray_env(monkeypatch):
-    tmp = tempfile.mkdtemp(prefix="sray")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    monkeypatch.setenv("RAY_TMPDIR", tmp)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    yield tmp
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _prepare(tmp_path: Path) -> Path:

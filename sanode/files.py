@@ -1,0 +1,112 @@
+"""Atomic file writes that fail cleanly on a full disk.
+
+Every checkpoint, table and record the project writes goes through :func:`write_atomic`: the
+new content is written to a temporary file beside the target and renamed over it, so a crash
+or a full disk leaves the previous file intact. A write that runs out of space raises
+:class:`DiskFullError`, whose one-line message names the file, the free space on its disk and
+how to go on.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# errors that mean "the disk (or the quota) is full"
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+class DiskFullError(OSError):
+    """A write ran out of space; the message names the file, the free space and the fix."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def free_space(folder: str | os.PathLike) -> str:
+    """Free space on the disk that holds ``folder``, e.g. ``"12.5 MiB"`` (``"unknown"`` when
+    it cannot be read)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "unknown"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if free < 1024 or unit == "GiB":
+            return f"{free:.1f} {unit}" if unit != "B" else f"{free} B"
+        free /= 1024
+    return "unknown"  # not reached
+
+
+def write_atomic(
+    path: str | os.PathLike, write: Callable[[Path], Any], *, what: str = "file"
+) -> None:
+    """Write ``path`` by calling ``write(tmp)`` on a temporary file in the same folder, then
+    renaming it over ``path``: the old file stays whole until the new one is complete.
+
+    Raises:
+        DiskFullError: no space left (or quota exceeded) while writing; the temporary file is
+            removed and ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except OSError as err:
+        if _is_full(err):
+            raise _full_error(path, what) from err
+        raise
+    except RuntimeError as err:  # torch.save wraps the OSError of its writer
+        if _is_full(err):
+            raise _full_error(path, what) from err
+        raise
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(path: str | os.PathLike, text: str, *, what: str = "file") -> None:
+    """:func:`write_atomic` of a text file."""
+    write_atomic(path, lambda tmp: tmp.write_text(text), what=what)
+
+
+def write_json(
+    path: str | os.PathLike, value: Any, *, what: str = "record", indent: int = 2
+) -> None:
+    """:func:`write_atomic` of ``value`` as JSON."""
+    write_text(path, json.dumps(value, indent=indent), what=what)
+
+
+def write_parquet(path: str | os.PathLike, frame, *, what: str = "table") -> None:
+    """:func:`write_atomic` of a pandas DataFrame as Parquet (no index)."""
+    write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False), what=what)
+
+
+def _is_full(err: BaseException) -> bool:
+    """Whether ``err`` (or an error it was raised from) is a full disk or quota."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, OSError) and err.errno in _FULL:
+            return True
+        if "No space left on device" in str(err) or "Disk quota exceeded" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+        seen += 1
+    return False
+
+
+def _full_error(path: Path, what: str) -> DiskFullError:
+    return DiskFullError(
+        errno.ENOSPC,
+        f"cannot write the {what} {path}: no space left on device ({free_space(path.parent)} "
+        f"free on its disk); the previous {path.name} is intact. Free some space (or point the "
+        "output folder elsewhere) and rerun the same command: finished work is kept",
+    )
