@@ -187,10 +187,24 @@ with tracking.run(uri, "sanode", key={"sanode.study": who, "sanode.kind": "study
 
 
 @pytest.mark.slow
-def test_two_studies_at_once_on_a_new_sqlite_store(tmp_path):
-    # before the store was created under a lock, both processes ran MLflow's schema
+@pytest.mark.parametrize("store", ["sqlite", "server"])
+def test_three_studies_at_once_on_a_new_store(tmp_path, store):
+    # before the SQLite store was created under a lock, the processes ran MLflow's schema
     # migrations at once and one failed ("Online migration expected to match one row")
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    if store == "server":
+        server = _Server(tmp_path)
+        server.start()
+        uri = server.uri
+    else:
+        server, uri = None, f"sqlite:///{tmp_path / 'mlflow.db'}"
+    try:
+        _three_writers(uri)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _three_writers(uri: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     env.pop("MLFLOW_TRACKING_URI", None)
     procs = [

@@ -61,6 +61,11 @@ def test_diverging_trial_is_failed_and_study_completes(tmp_path, ray_env):
     best = json.loads((tmp_path / "out" / "best.json").read_text())
     assert best["models"]["0"]["params"]["dt"] == 0.1
     assert len(best["failed_trials"]) == 1
+    # restarted (max_failures) but not retrained: the first attempt recorded its divergence
+    (record,) = (tmp_path / "ray").glob("trials-*/*/diverged.txt")
+    assert "loss became" in record.read_text() or "diverg" in record.read_text()
+    (error,) = (tmp_path / "ray").glob("study-*/*/error.txt")
+    assert "recorded by an earlier attempt" in error.read_text()
     assert (tmp_path / "out" / "best" / "eps_train=0.pt").is_file()
     client, runs = _runs(uri, "t")
     by_kind = {}
