@@ -30,6 +30,8 @@ from sanode.tracking import TrackingStoreError
 from sanode.train import train
 from sanode.tune import run_study
 
+from .ray_helpers import trial_workers
+
 # long enough (about 0.5 s an epoch here) that a fault lands mid-study
 BASE = dict(
     dataset="letters",
@@ -281,21 +283,7 @@ def _assert_every_epoch_logged_once(uri: str, table: pd.DataFrame, epochs: int) 
 
 
 def _trial_workers() -> list:
-    """The trial worker processes of this test's Ray (never those of another Ray on the
-    machine, e.g. a study running beside the tests): they inherit its private RAY_TMPDIR."""
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        cmdline = " ".join(proc.info.get("cmdline") or [])
-        if "ImplicitFunc" not in cmdline or "ray::" not in cmdline:
-            continue
-        try:
-            if proc.environ().get("RAY_TMPDIR") == os.environ["RAY_TMPDIR"]:
-                found.append(proc)
-        except (psutil.AccessDenied, psutil.NoSuchProcess):
-            continue
-    return found
+    return trial_workers(os.environ["RAY_TMPDIR"])
 
 
 # -- a killed trial worker, a lost node ------------------------------------------------------

@@ -20,6 +20,8 @@ from sanode.prepare import prepare_dataset
 from sanode.study import StudySettings
 from sanode.tune import run_study
 
+from .ray_helpers import stop_ray
+
 BASE = dict(
     dataset="letters", letters_copies=8, batch_size=20, lr=0.03, t_train=3.0, t_eval=5.0, epochs=2
 )
@@ -124,7 +126,7 @@ def test_study_on_a_ray_cluster(tmp_path, ray_env):
             project_root=tmp_path,
         )
     finally:
-        subprocess.run([ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_ray(ray_env)  # this test's Ray only: `ray stop --force` stops every Ray here
     assert sorted(table.groupby("trial_id")["status"].first()) == ["TERMINATED", "TERMINATED"]
     assert set(table["epoch"]) == {1, 2}
 
