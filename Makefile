@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 CORES ?= all
 
-.PHONY: help study long search smoke test lint bench report clean-results gpu-check
+.PHONY: help study publish long search smoke test lint bench report clean-results gpu-check
 
 help:  ## this list
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -20,6 +20,14 @@ $(VENV)/.installed: pyproject.toml
 study: $(VENV)/.installed  ## the main job: the default study (CONFIG=<name> for another)
 	$(BIN)/sanode check-config workflow/config/$(CONFIG).yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$(CONFIG).yaml
+
+# a run writes results/tables, results/figures and results/benchmarks, which git ignores (a
+# run never dirties the checkout); publishing copies them to results/default/ (committed), and
+# `make report` renders README.md and docs/ from them
+publish:  ## copy the default run's tables, figures and stage times to results/default/
+	rm -rf results/default
+	mkdir -p results/default
+	cp -r results/tables results/figures results/benchmarks results/default/
 
 # the long CPU protocol (workflow/config/long.yaml) and the MNIST/Fashion hyperparameter
 # search (workflow/config/search.yaml): each runs in runs/<name> (scratch, resumable), then
@@ -49,10 +57,10 @@ lint: $(VENV)/.installed  ## ruff check and ruff format --check
 bench: $(VENV)/.installed  ## the speed and memory table (results/bench/bench.json)
 	$(BIN)/sanode bench --out results/bench/bench.json
 
-# start a study from scratch: drops trained models, Ray experiments, tables, logs and MLflow runs
-# (the committed figures stay until the next run overwrites them)
+# start a study from scratch: drops trained models, Ray experiments, tables, figures, logs and
+# MLflow runs (what is published under results/default/, long/ and search/ stays)
 clean-results:  ## start over: models, Ray experiments, tables, logs, MLflow store
-	rm -rf results/tune results/ray results/eval results/tables results/logs results/benchmarks \
+	rm -rf results/tune results/ray results/eval results/tables results/figures results/logs results/benchmarks \
 		data/prepared mlflow.db mlruns .snakemake runs/smoke runs/long runs/search
 
 # on a CUDA machine: bench (float32, TF32, bfloat16), one paper-protocol epoch, GPU tests

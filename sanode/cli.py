@@ -109,7 +109,7 @@ def _eval_rows(model, cfg, split, eps_values, seed, tol=None) -> list[dict]:
     """The pipeline's evaluation (:func:`sanode.robustness.score`: same noise draws for the
     same seed, same columns as the evaluate stage's accuracy table), without MSE curves."""
     from .robustness import score
-    from .study import EvaluateSettings
+    from .settings import EvaluateSettings
 
     settings = EvaluateSettings(eps_test=tuple(eps_values), seed=seed, tol=tol, mse_items=0)
     accuracy = score(model, cfg, split.x, split.y, settings).accuracy
@@ -326,7 +326,8 @@ def _load_yaml(path: Path, parser: argparse.ArgumentParser, flag: str) -> object
 
 
 def _cmd_check_config(args, parser) -> int:
-    from .study import PipelineConfigError, validate_config
+    from .study import PipelineConfigError
+    from .validate import validate_config
 
     schema = Path(args.schema)
     for path in map(Path, args.configs):

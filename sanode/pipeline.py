@@ -25,7 +25,6 @@ from .prepare import load_prepared, prepare_dataset
 from .robustness import score
 from .study import (
     PipelineConfigError,
-    analysis_digest,
     eps_train_grid,
     evaluate_settings,
     evaluation_digest,
@@ -35,6 +34,7 @@ from .study import (
     winner_of,
     winner_settings,
 )
+from .validate import analysis_digest
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from .config import TrainConfig, matmul_precision
 from .evaluate import evaluate
 from .model import SANode
 from .noise import add_pixel_noise, noise_generator
-from .study import EvaluateSettings
+from .settings import EvaluateSettings
 
 
 @dataclass(frozen=True)

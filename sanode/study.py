@@ -10,18 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import analyses
 from .config import EXECUTION_KEYS, ConfigError, TrainConfig, settings_digest
 from .layout import eps_label
-from .settings import Settings
+from .settings import EvaluateSettings, Settings
 
 __all__ = [
     "EvaluateSettings",
     "PipelineConfigError",
     "PrepareSettings",
     "StudySettings",
-    "analysis_digest",
-    "config_problems",
     "data_digest",
     "eps_label",
     "eps_train_grid",
@@ -31,7 +28,6 @@ __all__ = [
     "study_digest",
     "study_settings",
     "train_settings",
-    "validate_config",
     "winner_of",
     "winner_settings",
 ]
@@ -273,50 +269,6 @@ def evaluation_digest(config: dict, study: str) -> str:
     return settings_digest([study_digest(config, study), spec])
 
 
-def analysis_digest(config: dict, name: str) -> str:
-    """Digest of what determines an analysis' tables (its settings and the models, evaluations
-    and trials it reads)."""
-    analysis = analyses.get(name)
-    settings = analysis.settings(config)
-    studies = analysis.studies(settings, config)
-    return settings_digest([settings.to_dict(), [evaluation_digest(config, s) for s in studies]])
-
-
-@dataclass(frozen=True)
-class EvaluateSettings(Settings):
-    """A study's ``evaluate`` block: how the evaluate stage (and ``sanode evaluate``) scores a
-    selected model over the test-noise grid."""
-
-    eps_test: tuple[float, ...] = (0.0,)  # test-noise levels; the first gives Fig. 7's cases
-    t_eval: float | None = None  # evaluation horizon; null: the model's own t_eval
-    batch_size: int | None = None  # null: the model's eval_batch_size
-    mse_items: int = 200  # items of the MSE(t) curve per level (0: no curve)
-    mse_every: int = 10  # record the MSE every this many steps
-    seed: int = 0  # first test-noise draw
-    noise_seeds: int = 1  # independent test-noise draws per level (the spread in Fig. 3)
-    tol: float | None = None  # stop an item once max|F(x)| < tol; null: integrate to t_eval
-
-    def horizon(self, cfg: TrainConfig) -> float:
-        """The evaluation horizon: ``t_eval``, else the model's own."""
-        return cfg.t_eval if self.t_eval is None else self.t_eval
-
-    def check(self, where: str) -> None:
-        if not self.eps_test:
-            raise ConfigError(f"{where}.eps_test: list at least one test-noise level")
-        for eps in self.eps_test:
-            if not 0.0 <= eps <= 1.0:
-                raise ConfigError(f"{where}.eps_test: {eps} is not a noise level in [0, 1]")
-        for key in ("t_eval", "tol"):
-            value = getattr(self, key)
-            if value is not None and not value > 0:
-                raise ConfigError(f"{where}.{key} must be > 0 or null, got {value}")
-        for key, low in (("batch_size", 1), ("mse_items", 0), ("mse_every", 1), ("seed", 0),
-                         ("noise_seeds", 1)):  # fmt: skip
-            value = getattr(self, key)
-            if value is not None and value < low:
-                raise ConfigError(f"{where}.{key} must be >= {low}, got {value}")
-
-
 def evaluate_settings(config: dict, study: str) -> EvaluateSettings:
     """The ``evaluate`` block of ``study`` as typed settings (defaults filled in)."""
     block = config["studies"][study].get("evaluate") or {}
@@ -353,95 +305,6 @@ class PrepareSettings(Settings):
 def prepare_settings(config: dict, study: str) -> PrepareSettings:
     block = config["studies"][study].get("prepare") or {}
     return PrepareSettings.from_mapping(block, where=f"studies.{study}.prepare")
-
-
-def validate_config(
-    config: dict, *, schema: str | Path | None = None, source: str | None = None
-) -> None:
-    """One validation pass over a pipeline config, before any job runs: the JSON schema (when
-    given), then the checks the schema cannot express (types and relations of every training
-    setting, search-space values and bounds, analyses). Raises :class:`PipelineConfigError`
-    with one line per problem: ``<source>: <key path>: <what is wrong and how to fix it>``."""
-    problems = config_problems(config, schema=schema)
-    if problems:
-        where = f"{source}: " if source else ""
-        raise PipelineConfigError("\n".join(where + p for p in problems))
-
-
-def config_problems(config: dict, *, schema: str | Path | None = None) -> list[str]:
-    """Every problem of ``config`` as one line each (empty: the config is valid)."""
-    if schema is not None:
-        problems = schema_problems(config, schema)
-        if problems:
-            return problems  # the package checks below assume the schema's shape
-    else:
-        problems = []
-    studies = config.get("studies") or {}
-    if not studies:
-        return ["studies: the config has no studies; add at least one under 'studies'"]
-    mirror = (config.get("project") or {}).get("mirror")
-    if mirror and not Path(mirror).expanduser().is_dir():
-        problems.append(
-            f"project.mirror: folder {mirror} does not exist; point it at a folder holding "
-            "MNIST/raw and FashionMNIST/raw, or set it to null to download"
-        )
-    for name, spec in studies.items():
-        try:
-            base = train_settings(config, name)
-            TrainConfig.from_dict(base)
-        except ConfigError as err:
-            problems.append(f"studies.{name}.train: {err}")
-            continue
-        space = spec.get("search_space", {})
-        problems += [f"studies.{name}.{p}" for p in search_space_problems(base, space)]
-        searcher = spec.get("searcher", {})
-        problems += [f"studies.{name}.{p}" for p in searcher_problems(searcher, space)]
-        if not problems:
-            try:
-                study_settings(config, name)
-            except ValueError as err:
-                problems.append(f"studies.{name}: {err}")
-    if not problems:
-        for name in studies:
-            try:
-                prepare_settings(config, name)
-                evaluate_settings(config, name)
-            except ConfigError as err:
-                problems.append(str(err))
-    if not problems:
-        problems += winner_problems(config)
-    if not problems:
-        problems += analyses.problems(config)
-    return problems
-
-
-def schema_problems(config: dict, schema: str | Path) -> list[str]:
-    """The JSON-schema violations of ``config``, one short line each (key path, problem, and
-    for an unknown key the allowed ones), never the schema itself."""
-    import jsonschema
-    import yaml
-
-    spec = yaml.safe_load(Path(schema).read_text())
-    validator = jsonschema.Draft202012Validator(spec)
-    lines = []
-    for err in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path))):
-        path = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        if err.validator == "additionalProperties":
-            allowed = sorted(err.schema.get("properties") or {})
-            extra = (
-                sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
-            )
-            lines.append(f"{path}: unknown key(s) {extra}; allowed keys: {allowed}")
-        elif err.validator == "type":
-            lines.append(f"{path}: {err.instance!r} is not of type {err.validator_value}")
-        elif err.validator in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
-            lines.append(f"{path}: {err.instance!r} violates {err.validator} {err.validator_value}")
-        elif err.validator == "enum":
-            lines.append(f"{path}: {err.instance!r} is not one of {err.validator_value}")
-        else:
-            message = err.message if len(err.message) < 200 else err.message[:200] + "..."
-            lines.append(f"{path}: {message}")
-    return lines
 
 
 def eps_train_grid(config: dict, study: str) -> list[float]:

@@ -9,8 +9,9 @@ import pytest
 
 from sanode.cli import main
 from sanode.config import ConfigError, TrainConfig
-from sanode.study import PipelineConfigError, config_problems, validate_config
+from sanode.study import PipelineConfigError
 from sanode.tracking import TrackingStoreError, check_store
+from sanode.validate import config_problems, validate_config
 
 from .workflow_helpers import ROOT, load_config
 

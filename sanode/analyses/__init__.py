@@ -20,6 +20,7 @@ from typing import Any
 
 from .. import layout
 from ..config import ConfigError
+from ..study import eps_train_grid
 from .base import Analysis, Context, Figure, Result, Table
 from .baselines import Baselines
 from .cases import Cases
@@ -94,7 +95,6 @@ def outputs(config: Mapping[str, Any], name: str) -> dict[str, dict[str, str]]:
 
 def inputs(config: Mapping[str, Any], name: str) -> dict[str, list[str] | str]:
     """The files analysis ``name`` reads (named inputs of its rule)."""
-    from ..study import eps_train_grid
 
     analysis = get(name)
     settings = analysis.settings(config)

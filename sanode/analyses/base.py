@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import ConfigError
 from ..settings import Settings
+from ..study import eps_train_grid, train_settings
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -113,12 +114,10 @@ class Context:
 
     def train_config(self, study: str) -> TrainConfig:
         from ..config import TrainConfig
-        from ..study import train_settings
 
         return TrainConfig.from_dict(train_settings(dict(self.config), study))
 
     def eps_grid(self, study: str) -> list[float]:
-        from ..study import eps_train_grid
 
         return eps_train_grid(dict(self.config), study)
 

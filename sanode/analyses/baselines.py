@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..settings import Settings
+from ..study import evaluate_settings
 from .base import Analysis, Context, Figure, Result, Table
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,6 @@ class Baselines(Analysis):
         import pandas as pd
 
         from ..probes import baselines
-        from ..study import evaluate_settings
 
         frames = []
         for study in ctx.config["studies"]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from ..settings import Settings
+from ..study import study_settings
 from .base import Analysis, Context, Figure, Result, Table
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,8 +70,6 @@ class Sensitivity(Analysis):
 
     def run(self, settings: SensitivitySettings, ctx: Context) -> Result:
         import pandas as pd
-
-        from ..study import study_settings
 
         rankings, points = [], []
         for study in ctx.config["studies"]:

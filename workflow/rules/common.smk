@@ -11,14 +11,13 @@ sys.path.insert(0, str(Path(workflow.basedir).resolve()))  # import sanode from 
 from sanode import analyses, layout
 from sanode.study import (
     PipelineConfigError,
-    analysis_digest,
     data_digest,
     eps_train_grid,
     evaluation_digest,
     study_digest,
-    validate_config,
     winner_of,
 )
+from sanode.validate import analysis_digest, validate_config
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 # one validation pass first: one line per problem (file, key path, fix), never a schema dump
