@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 CORES ?= all
 
-.PHONY: help study publish long search smoke test lint bench report clean-results gpu-check
+.PHONY: help study publish long search smoke test test-fast lint bench report clean-results gpu-check
 
 help:  ## this list
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -42,10 +42,15 @@ long search: $(VENV)/.installed  ## the long CPU protocol / the search and its r
 smoke: $(VENV)/.installed  ## the whole DAG on tiny data in runs/smoke (a minute or two)
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/smoke.yaml
 
-test: $(VENV)/.installed  ## the tests: ruff, docs agree with the tables, pytest
+test: $(VENV)/.installed  ## the tests: ruff (lint and format), docs agree with the tables, pytest
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/sanode report --check
 	$(BIN)/pytest
+
+test-fast: $(VENV)/.installed  ## the unit tests only (no end-to-end, Ray or Snakemake runs)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not slow"
 
 report: $(VENV)/.installed  ## README.md and docs/ tables rendered again from results/
 	$(BIN)/sanode report
