@@ -242,10 +242,11 @@ def sensitivity(root: Path, args: list[str]) -> str:
 def census(root: Path, args: list[str]) -> str:
     """Where inputs that are not digits flow (ARG: census.parquet)."""
     frame = pd.concat(pd.read_parquet(p) for p in _files(root, args))
-    body = [[r["study"], r["source"], _int(r["n"]), _int(r["planted"]), _int(r["spurious"]),
+    body = [[r["study"], f"{r['eps_train']:g}", r["source"], _int(r["n"]), _int(r["planted"]),
+             _int(r["spurious"]),
              _int(r["not_converged"]), _int(r["distinct_spurious"]),
              _pct(r["planted_fraction"], 1)] for _, r in frame.iterrows()]  # fmt: skip
-    header = ["study", "inputs", "n", "planted attractor", "spurious fixed point",
+    header = ["study", "ε_train", "inputs", "n", "planted attractor", "spurious fixed point",
               "not converged", "distinct spurious", "planted share"]  # fmt: skip
     return _table(header, body)
 
