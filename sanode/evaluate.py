@@ -57,6 +57,21 @@ def final_states(
     return states
 
 
+# the scalar scores of an evaluation, and the subset logged as validation metrics
+RECORD_KEYS = (
+    "n",
+    "exact",
+    "partial",
+    "wrong",
+    "accuracy",
+    "nearest_accuracy",
+    "m_f",
+    "mse",
+    "work_fraction",
+)
+SUMMARY_KEYS = ("exact", "partial", "wrong", "accuracy", "nearest_accuracy", "m_f", "mse")
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """Scores of one evaluation; ``overlap``, ``states`` and ``steps`` keep per-item details.
@@ -75,17 +90,25 @@ class Evaluation:
     steps: torch.Tensor
     work_fraction: float
 
-    def summary(self, prefix: str = "") -> dict[str, float]:
-        """Flat dict of scalar metrics (for logging)."""
-        return {
-            f"{prefix}exact": self.buckets.exact,
-            f"{prefix}partial": self.buckets.partial,
-            f"{prefix}wrong": self.buckets.wrong,
-            f"{prefix}accuracy": self.accuracy,
-            f"{prefix}nearest_accuracy": self.nearest_accuracy,
-            f"{prefix}m_f": self.mean_magnetization,
-            f"{prefix}mse": self.mean_mse,
+    def record(self, keys: tuple[str, ...] = RECORD_KEYS) -> dict[str, float | int]:
+        """The scalar scores named by ``keys`` (default all of :data:`RECORD_KEYS`): the one
+        bucket summary every table, log and result file takes its columns from."""
+        values = {
+            "n": self.buckets.total,
+            "exact": self.buckets.exact,
+            "partial": self.buckets.partial,
+            "wrong": self.buckets.wrong,
+            "accuracy": self.accuracy,
+            "nearest_accuracy": self.nearest_accuracy,
+            "m_f": self.mean_magnetization,
+            "mse": self.mean_mse,
+            "work_fraction": self.work_fraction,
         }
+        return {key: values[key] for key in keys}
+
+    def summary(self, prefix: str = "") -> dict[str, float]:
+        """The validation metrics logged each epoch, each key with ``prefix``."""
+        return {f"{prefix}{k}": v for k, v in self.record(SUMMARY_KEYS).items()}
 
 
 def evaluate(

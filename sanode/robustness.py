@@ -79,16 +79,11 @@ def evaluate_noise_grid(
                 {
                     "eps_test": float(eps),
                     "noise_seed": seed + r,
-                    "n": res.buckets.total,
-                    "exact": res.buckets.exact,
-                    "partial": res.buckets.partial,
-                    "wrong": res.buckets.wrong,
-                    "accuracy": res.accuracy,
-                    "nearest_accuracy": res.nearest_accuracy,
-                    "m_f": res.mean_magnetization,
+                    **res.record(
+                        ("n", "exact", "partial", "wrong", "accuracy", "nearest_accuracy", "m_f")
+                    ),
                     "m_f_std": float(mf.std()) if len(mf) > 1 else 0.0,
-                    "mse": res.mean_mse,
-                    "work_fraction": res.work_fraction,
+                    **res.record(("mse", "work_fraction")),
                 }
             )
             if r > 0:

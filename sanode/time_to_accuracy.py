@@ -68,14 +68,9 @@ def compare_evaluations(a: Evaluation, b: Evaluation, threshold: float) -> dict[
 
 
 def _buckets(res: Evaluation) -> dict[str, Any]:
-    return {
-        "exact": res.buckets.exact,
-        "partial": res.buckets.partial,
-        "wrong": res.buckets.wrong,
-        "accuracy": res.accuracy,
-        "nearest_accuracy": res.nearest_accuracy,
-        "work_fraction": res.work_fraction,
-    }
+    return res.record(
+        ("exact", "partial", "wrong", "accuracy", "nearest_accuracy", "work_fraction")
+    )
 
 
 def _score(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,

@@ -172,3 +172,18 @@ def test_training_never_takes_a_step_on_a_remainder_batch(monkeypatch):
     x, y = split.x[:26], split.y[:26]
     train(cfg, x, y, split.patterns, progress=False)
     assert sizes == [13, 13, 13, 13]
+
+
+def test_one_bucket_summary_feeds_logs_tables_and_results():
+    from sanode.evaluate import RECORD_KEYS, SUMMARY_KEYS
+
+    cfg = TrainConfig(**{**FAST, "epochs": 1})
+    x, y, patterns = _data(cfg)
+    model = train(cfg, x, y, patterns, progress=False).model
+    res = evaluate(model, x, y, t_end=cfg.t_eval, dt=cfg.dt)
+    record = res.record()
+    assert tuple(record) == RECORD_KEYS
+    assert record["exact"] + record["partial"] + record["wrong"] == record["n"] == len(y)
+    assert record["accuracy"] == (record["exact"] + record["partial"]) / record["n"]
+    assert res.summary("val_") == {f"val_{k}": record[k] for k in SUMMARY_KEYS}
+    assert res.record(("mse", "n")) == {"mse": record["mse"], "n": record["n"]}

@@ -30,7 +30,7 @@ except PipelineConfigError as err:
 validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
 
 # A config may run in its own folder (project.workdir; the smoke config does, so it never
-# writes over the committed figures). Mirror paths are made absolute before the move.
+# mixes its outputs with the default run's). Mirror paths are made absolute before the move.
 from sanode.config import MIRROR_ENV
 
 if os.environ.get(MIRROR_ENV):
