@@ -60,11 +60,7 @@ def write_atomic(
     try:
         write(Path(tmp))
         os.replace(tmp, path)
-    except OSError as err:
-        if _is_full(err):
-            raise _full_error(path, what) from err
-        raise
-    except RuntimeError as err:  # torch.save wraps the OSError of its writer
+    except (OSError, RuntimeError) as err:  # torch.save wraps its writer's OSError
         if _is_full(err):
             raise _full_error(path, what) from err
         raise

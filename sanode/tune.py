@@ -508,7 +508,7 @@ def _reconcile(grid, callback: MlflowTrialCallback) -> None:
     for result in grid:
         if result.config is None:
             continue
-        trial_id = (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
+        trial_id = _trial_id(result)
         error_file = str(Path(result.path) / "error.txt") if result.error else None
         callback.finish(trial_id, result.config, error_file=error_file)
     if callback.missed:
@@ -528,7 +528,7 @@ def _trials_table(grid, settings: StudySettings, client, exp_id: str,
     for result in grid:
         if result.config is None:  # never started (cannot happen after a complete fit)
             continue
-        trial_id = (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
+        trial_id = _trial_id(result)
         ckpt = trial_checkpoint(state_dir, trial_id)
         if ckpt.is_file():
             # the trial's own checkpoint holds every epoch it completed; Ray's result files can
@@ -590,6 +590,11 @@ def _write_outputs(
     files.write_json(out_dir / "best.json", record)
     study_run.log_artifact(out_dir / "trials.parquet", "tune")
     study_run.log_artifact(out_dir / "best.json", "tune")
+
+
+def _trial_id(result) -> str:
+    """The trial id of a Tune result (its last report's, else read from its folder name)."""
+    return (result.metrics or {}).get("trial_id") or _trial_id_from_path(result.path)
 
 
 def _trial_id_from_path(path: str) -> str:

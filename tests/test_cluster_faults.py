@@ -92,15 +92,7 @@ def test_full_disk_keeps_the_previous_table(tmp_path, monkeypatch):
 
 
 def test_training_on_a_full_disk_stops_with_the_last_epoch_kept_and_resumes(tmp_path, monkeypatch):
-    cfg = TrainConfig(
-        dataset="letters",
-        letters_copies=4,
-        epochs=3,
-        batch_size=10,
-        lr=0.03,
-        t_train=2.0,
-        t_eval=2.0,
-    )
+    cfg = TrainConfig(**{**BASE, "letters_copies": 4, "epochs": 3, "t_train": 2.0, "t_eval": 2.0})
     data = load_split(cfg, "train")
     path = tmp_path / "model.pt"
     real_save = torch.save
