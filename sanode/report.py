@@ -218,6 +218,7 @@ def levers(root: Path, args: list[str]) -> str:
         if cfg.get("t_train_final"):
             last = cfg["t_train_final_epochs"]
             on.append(f"last {last} epoch(s) at T = {cfg['t_train_final']:g}")
+        on.append(f"batch {cfg['batch_size']}, lr {cfg['lr']:g}")
         per = "all" if cfg.get("per_class") is None else f"{cfg['per_class']:,} per class"
         body.append([f"`{path.stem}`", ", ".join(on), per, str(r["epochs_run"]),
                      _pct(r["best_val_accuracy"], 1), f"**{_pct(r['test']['accuracy'])}**",
