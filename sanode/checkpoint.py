@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from .config import TrainConfig, torch_dtype
-from .files import write_atomic
+from .files import write_torch
 from .model import SANode
 
 FORMAT_VERSION = 1
@@ -38,15 +38,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
     """Write ``payload`` atomically (temp file + rename): a crash never leaves a torn file,
     and a full disk raises :class:`sanode.files.DiskFullError` with the previous checkpoint
     intact."""
-    record = {"format": FORMAT_VERSION, **payload}
-
-    def write(tmp: Path) -> None:
-        # through a Python file, whose OSError (ENOSPC) torch keeps as the error's context;
-        # torch's own file writer reports a full disk as "basic_ios::clear: iostream error"
-        with open(tmp, "wb") as f:
-            torch.save(record, f)
-
-    write_atomic(path, write, what="checkpoint")
+    write_torch(path, {"format": FORMAT_VERSION, **payload}, what="checkpoint")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

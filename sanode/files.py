@@ -86,6 +86,19 @@ def write_parquet(path: str | os.PathLike, frame, *, what: str = "table") -> Non
     write_atomic(path, lambda tmp: frame.to_parquet(tmp, index=False), what=what)
 
 
+def write_torch(path: str | os.PathLike, value: Any, *, what: str = "file") -> None:
+    """:func:`write_atomic` of ``torch.save(value)``, through a Python file: torch keeps that
+    file's OSError (ENOSPC) as its error's context, while its own file writer reports a full
+    disk as "basic_ios::clear: iostream error"."""
+    import torch
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(value, f)
+
+    write_atomic(path, write, what=what)
+
+
 def _is_full(err: BaseException) -> bool:
     """Whether ``err`` (or an error it was raised from) is a full disk or quota."""
     seen = 0

@@ -171,7 +171,7 @@ def evaluate_stage(
         files.write_parquet(outputs["accuracy"], tables.check_schema(accuracy, "accuracy"))
         files.write_parquet(outputs["mse"], tables.check_schema(mse, "mse_curves"))
         states = {k: v.contiguous() for k, v in res.states.items()}
-        files.write_atomic(outputs["states"], lambda tmp: torch.save(states, tmp), what="states")
+        files.write_torch(outputs["states"], states, what="states")
         run.log_artifact(outputs["accuracy"], "tables")
         if float(eps_train) == eps_train_grid(config, study)[0]:  # the study's Sec. V model
             _register(run, study, model, cfg, t_eval, res.accuracy, best)

@@ -230,6 +230,21 @@ def _prepare(tmp_path: Path) -> Path:
     return path
 
 
+def _study(tmp_path: Path, settings: StudySettings, tracking_uri: str, **kwargs):
+    """:func:`run_study` on the prepared letters of ``tmp_path``, in its ``ray`` and ``out``
+    folders (``kwargs``: the rest, e.g. a cluster address)."""
+    return run_study(
+        settings,
+        data_path=tmp_path / "data" / "letters.pt",
+        out_dir=tmp_path / "out",
+        storage_dir=tmp_path / "ray",
+        tracking_uri=tracking_uri,
+        experiment="t",
+        project_root=tmp_path,
+        **kwargs,
+    )
+
+
 def _checkpoint_epochs(storage: Path) -> dict[str, int]:
     """Trial id -> the epoch of its checkpoint, for every trial that has one."""
     epochs = {}
@@ -281,7 +296,7 @@ def _trial_workers() -> list:
 # -- a killed trial worker, a lost node ------------------------------------------------------
 @pytest.mark.slow
 def test_killed_trial_worker_continues_from_its_checkpoint(tmp_path, ray_env):
-    data = _prepare(tmp_path)
+    _prepare(tmp_path)
     storage = tmp_path / "ray"
     settings = StudySettings(
         name="letters",
@@ -302,16 +317,7 @@ def test_killed_trial_worker_continues_from_its_checkpoint(tmp_path, ray_env):
         kill_one_worker,
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    table = run_study(
-        settings,
-        data_path=data,
-        out_dir=tmp_path / "out",
-        storage_dir=storage,
-        tracking_uri=uri,
-        experiment="t",
-        num_cpus=2,
-        project_root=tmp_path,
-    )
+    table = _study(tmp_path, settings, uri, num_cpus=2)
     killer.join(timeout=5)
     assert killer.done.get("result"), "no trial worker was killed: the study ran too fast"
     assert sorted(table.groupby("trial_id")["status"].first()) == ["TERMINATED"] * 2
@@ -322,10 +328,9 @@ def test_killed_trial_worker_continues_from_its_checkpoint(tmp_path, ray_env):
 
 @pytest.mark.slow
 def test_lost_ray_node_moves_the_trial_to_another_node(tmp_path, ray_env):
-    import psutil
     from ray.cluster_utils import Cluster
 
-    data = _prepare(tmp_path)
+    _prepare(tmp_path)
     storage = tmp_path / "ray"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
@@ -359,21 +364,11 @@ def test_lost_ray_node_moves_the_trial_to_another_node(tmp_path, ray_env):
             name="letters", base=BASE, search_space={"lr": [0.03]}, cpus_per_trial=1, max_failures=2
         )
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        table = run_study(
-            settings,
-            data_path=data,
-            out_dir=tmp_path / "out",
-            storage_dir=storage,
-            tracking_uri=uri,
-            experiment="t",
-            ray_address=cluster.address,
-            project_root=tmp_path,
-        )
+        table = _study(tmp_path, settings, uri, ray_address=cluster.address)
         killer.join(timeout=5)
     finally:
         cluster.shutdown()
     assert killer.done.get("result"), "no node was removed: the study ran too fast"
-    assert psutil  # (imported for _trial_workers' parents)
     assert table.groupby("trial_id")["status"].first().tolist() == ["TERMINATED"]
     _assert_every_epoch_logged_once(uri, table, BASE["epochs"])
 
@@ -428,7 +423,7 @@ class _Server:
 
 @pytest.mark.slow
 def test_tracking_server_outage_mid_study_loses_nothing(tmp_path, ray_env, caplog):
-    data = _prepare(tmp_path)
+    _prepare(tmp_path)
     storage = tmp_path / "ray"
     server = _Server(tmp_path)
     server.start()
@@ -442,17 +437,7 @@ def test_tracking_server_outage_mid_study_loses_nothing(tmp_path, ray_env, caplo
 
         killer = _when(lambda: any(e >= 2 for e in _checkpoint_epochs(storage).values()), outage)
         settings = StudySettings(name="letters", base=BASE, search_space={"lr": [0.03, 0.02]})
-        table = run_study(
-            settings,
-            data_path=data,
-            out_dir=tmp_path / "out",
-            storage_dir=storage,
-            tracking_uri=server.uri,
-            experiment="t",
-            num_cpus=2,
-            project_root=tmp_path,
-            tracking_wait_s=120,
-        )
+        table = _study(tmp_path, settings, server.uri, num_cpus=2, tracking_wait_s=120)
         killer.join(timeout=60)
         assert killer.done.get("result")
         assert "did not answer" in caplog.text  # the outage hit the study while it trained
@@ -463,32 +448,23 @@ def test_tracking_server_outage_mid_study_loses_nothing(tmp_path, ray_env, caplo
 
 @pytest.mark.slow
 def test_tracking_server_gone_for_good_ends_with_one_line_then_resumes(tmp_path, ray_env):
-    data = _prepare(tmp_path)
+    _prepare(tmp_path)
     storage = tmp_path / "ray"
     server = _Server(tmp_path)
     server.start()
     settings = StudySettings(name="letters", base=BASE, search_space={"lr": [0.03]})
-    kwargs = dict(
-        data_path=data,
-        out_dir=tmp_path / "out",
-        storage_dir=storage,
-        tracking_uri=server.uri,
-        experiment="t",
-        num_cpus=2,
-        project_root=tmp_path,
-        tracking_wait_s=3,
-    )
+    kwargs = dict(num_cpus=2, tracking_wait_s=3)
     try:
         _when(lambda: any(e >= 2 for e in _checkpoint_epochs(storage).values()), server.stop)
         with pytest.raises(TrackingStoreError) as info:
-            run_study(settings, **kwargs)
+            _study(tmp_path, settings, server.uri, **kwargs)
         message = str(info.value)
         assert server.uri in message and "rerun the same command" in message
         assert "\n" not in message
         assert list(_checkpoint_epochs(storage).values()) == [BASE["epochs"]]  # all trained
         finished_at = {p: p.stat().st_mtime for p in storage.glob("trials-*/*/model.pt")}
         server.start()
-        table = run_study(settings, **kwargs)
+        table = _study(tmp_path, settings, server.uri, **kwargs)
         assert {p: p.stat().st_mtime for p in finished_at} == finished_at  # nothing retrained
         _assert_every_epoch_logged_once(server.uri, table, BASE["epochs"])
     finally:
