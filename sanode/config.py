@@ -32,6 +32,23 @@ LOSSES = ("mse", "overlap_ce", "sign_margin")
 COLLAPSE_ACTIONS = ("rollback", "stop")
 # torch.set_float32_matmul_precision: full float32, TF32 (or bf16x3 on CPU), bfloat16
 MATMUL_PRECISIONS = ("highest", "high", "medium")
+METHODS = ("euler", "rk4")  # the fixed-step solvers (sanode.integrate.SOLVERS)
+# the dtype each training step builds A in (float32: with a float32 loop only)
+COUPLING_DTYPES = ("float64", "float32")
+# the TrainConfig settings that take one of a few words: validated here, and the choices of
+# their command-line flags (sanode.cli)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "dataset": DATASETS,
+    "dtype": DTYPES,
+    "method": METHODS,
+    "matmul_precision": MATMUL_PRECISIONS,
+    "matmul_dtype": MATMUL_DTYPES,
+    "eval_matmul_dtype": EVAL_MATMUL_DTYPES,
+    "coupling_dtype": COUPLING_DTYPES,
+    "lr_schedule": LR_SCHEDULES,
+    "loss": LOSSES,
+    "collapse_action": COLLAPSE_ACTIONS,
+}
 
 
 # Settings that say where and how a run executes, not what it computes: a run may resume
@@ -158,9 +175,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             check_type(f.name, getattr(self, f.name), str(f.type))
-        _one_of("dataset", self.dataset, DATASETS)
-        _one_of("dtype", self.dtype, DTYPES)
-        _one_of("method", self.method, ("euler", "rk4"))
+        for key in ("dataset", "dtype", "method", "matmul_precision", "coupling_dtype",
+                    "lr_schedule", "loss", "collapse_action"):  # fmt: skip
+            _one_of(key, getattr(self, key), CHOICES[key])
         _one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda"))
         for key in ("a", "lr", "t_train", "t_eval", "dt", "basis_gain", "eig_std"):
             _positive(key, getattr(self, key))
@@ -194,9 +211,7 @@ class TrainConfig:
                 "grad_segment must be null (keep every state), 'auto' (sqrt of the step count) "
                 f"or a positive step count, got {seg!r}"
             )
-        _one_of("matmul_precision", self.matmul_precision, MATMUL_PRECISIONS)
-        for key, allowed in (("matmul_dtype", MATMUL_DTYPES),
-                             ("eval_matmul_dtype", EVAL_MATMUL_DTYPES)):  # fmt: skip
+        for key in ("matmul_dtype", "eval_matmul_dtype"):
             value = getattr(self, key)
             if value is None:
                 continue
@@ -206,7 +221,7 @@ class TrainConfig:
                     "runs one bfloat16 product (matmul_dtype: bfloat16); set eval_matmul_dtype: "
                     f"{SPLIT_BFLOAT16} for evaluation"
                 )
-            _one_of(key, value, allowed)
+            _one_of(key, value, CHOICES[key])
             if value != self.dtype and not (
                 value in ("bfloat16", SPLIT_BFLOAT16) and self.dtype == "float32"
             ):
@@ -214,15 +229,11 @@ class TrainConfig:
                     f"{key} {value!r} does not fit dtype {self.dtype!r}: "
                     "use null (the loop dtype) or bfloat16 products with a float32 loop"
                 )
-        _one_of("coupling_dtype", self.coupling_dtype, ("float64", "float32"))
         if self.coupling_dtype == "float32" and self.dtype != "float32":
             raise ConfigError(
                 f"coupling_dtype 'float32' needs dtype 'float32' (got {self.dtype!r}): a float64 "
                 "loop builds A in float64; set coupling_dtype: float64"
             )
-        _one_of("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _one_of("loss", self.loss, LOSSES)
-        _one_of("collapse_action", self.collapse_action, COLLAPSE_ACTIONS)
         for key in ("loss_temperature", "loss_margin"):
             _positive(key, getattr(self, key))
         if self.loss_mse_weight < 0:

@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from sanode.cli import main
+from sanode.cli import build_parser, main
+from sanode.config import CHOICES
 
 from .idx import write_mirror
 
@@ -19,7 +20,7 @@ def test_help_everywhere(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--dataset", "cifar"], "dataset must be one of"),
+        (["train", "--dataset", "cifar"], "invalid choice: 'cifar' (choose from 'letters'"),
         (["train", "--lr", "fast"], "invalid float value"),
         (["train", "--eps-test", "1.5"], "noise levels lie in [0, 1]"),
         (["evaluate", "/nonexistent.pt"], "does not exist"),
@@ -31,6 +32,22 @@ def test_bad_arguments_exit_2_with_message(argv, message, capsys):
         main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", sorted(CHOICES))
+def test_every_word_setting_offers_the_configs_choices(key, capsys):
+    """The flags of the settings that take one of a few words list the words config.py
+    validates against (one definition), and refuse others before anything runs."""
+    flag = "--" + key.replace("_", "-")
+    with pytest.raises(SystemExit) as exc:
+        main(["train", flag, "no-such-word"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: invalid choice: 'no-such-word'" in err
+    assert all(repr(word) in err for word in CHOICES[key])
+    for word in CHOICES[key]:  # each listed word parses (the config may still refuse a mix)
+        args = build_parser().parse_args(["train", flag, word])
+        assert getattr(args, key) == word
 
 
 def test_train_then_evaluate_letters(tmp_path, capsys):

@@ -1,0 +1,51 @@
+"""Command line: ``sanode train``, ``evaluate``, ``classify``, ``time-to-accuracy``,
+``bench``, ``check-config``, ``report``; one module per command, each with ``add(sub)``
+(its parser) and ``run(args, parser)``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import ConfigError
+from . import bench, check_config, classify, evaluate, report, time_to_accuracy, train
+
+COMMANDS = (train, time_to_accuracy, check_config, classify, evaluate, bench, report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sanode",
+        description="Stable-attractor neural ODE classifiers (SA-nODE): train, evaluate, "
+        "classify, measure, and render the docs' tables.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ..data import DataError
+    from ..files import DiskFullError
+    from ..train import DivergenceError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args, parser)
+    except (DataError, ConfigError, FileNotFoundError, ValueError) as err:  # ClassifyError too
+        if args.debug:
+            raise
+        print(f"sanode: error: {err}", file=sys.stderr)
+        return 2
+    except DivergenceError as err:
+        print(f"sanode: training diverged: {err}", file=sys.stderr)
+        return 1
+    except DiskFullError as err:
+        print(f"sanode: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sanode: interrupted; the last checkpoint is kept, rerun to resume", file=sys.stderr)
+        return 130

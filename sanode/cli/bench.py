@@ -1,0 +1,82 @@
+"""``sanode bench``: training-step and evaluation throughput beside their references, the
+matmul roofline and the bfloat16 / float32 ratios of one run."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..config import CHOICES
+from .common import optional_float
+
+NAME = "bench"
+
+
+def add(sub) -> None:
+    p = sub.add_parser(
+        NAME, help="training-step throughput beside the naive variant and the matmul roofline"
+    )
+    p.add_argument("--n", type=int, default=784)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--batch", type=int, default=200)
+    p.add_argument("--steps", type=int, nargs="+", default=[55, 600])
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=CHOICES["matmul_dtype"],
+        default=["float32", "bfloat16", "float64"],
+        help="bfloat16: float32 loop with bfloat16 matrix products",
+    )
+    p.add_argument(
+        "--naive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time the authors' per-step-inverse variant (55 steps)",
+    )
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument(
+        "--matmul-precision",
+        choices=CHOICES["matmul_precision"],
+        default="highest",
+        help="float32 matmul precision (high = TF32 on CUDA)",
+    )
+    p.add_argument(
+        "--memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure each training row's peak memory in a fresh process",
+    )
+    p.add_argument("--eval-batch", type=int, default=1000)
+    p.add_argument(
+        "--eval-steps", type=int, default=1200, help="evaluation horizon in steps (0: no eval rows)"
+    )
+    p.add_argument(
+        "--eval-tol", type=optional_float, default=1e-4, help="early-exit tolerance, or 'none'"
+    )
+    p.add_argument("--out", help="also write the table as JSON here")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..bench import run_benchmark
+    from ..config import resolve_device
+
+    run_benchmark(
+        n=args.n,
+        k=args.k,
+        batch=args.batch,
+        steps=args.steps,
+        dtypes=args.dtypes,
+        naive=args.naive,
+        repeats=args.repeats,
+        threads=args.threads,
+        out=args.out,
+        device=str(resolve_device(args.device)),
+        precision=args.matmul_precision,
+        memory=args.memory,
+        eval_batch=args.eval_batch,
+        eval_steps=args.eval_steps,
+        eval_tol=args.eval_tol,
+    )
+    return 0

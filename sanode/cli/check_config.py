@@ -1,0 +1,39 @@
+"""``sanode check-config``: validate pipeline config files, one line per problem."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import load_yaml
+
+NAME = "check-config"
+
+
+def add(sub) -> None:
+    p = sub.add_parser(
+        NAME,
+        help="validate pipeline config files: one line per problem (file, line or key, fix)",
+    )
+    p.add_argument("configs", nargs="+", metavar="CONFIG")
+    p.add_argument("--schema", default="workflow/schemas/config.schema.yaml")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..study import PipelineConfigError
+    from ..validate import validate_config
+
+    schema = Path(args.schema)
+    for path in map(Path, args.configs):
+        config = load_yaml(path, parser, "config")
+        if not isinstance(config, dict):
+            parser.error(f"config {path}: must hold a mapping (project, studies, ...)")
+        try:
+            validate_config(config, schema=schema if schema.is_file() else None, source=str(path))
+        except PipelineConfigError as err:
+            print(err, file=sys.stderr)
+            return 2
+        print(f"{path}: valid")
+    return 0
