@@ -89,21 +89,24 @@ def mf_vs_eps_test(accuracy: pd.DataFrame, study: str, path: str | os.PathLike) 
     save_figure(fig, path)
 
 
+def mse_lines(ax, curves: pd.DataFrame, title: str) -> None:
+    """The MSE(t) panel of paper Fig. 4 on ``ax``: one line per eps_test (``curves``: columns
+    t, mse, eps_test), symlog scale; the one drawing of MSE(t) (the evaluate stage's Fig. 4a
+    and the ``mse_time`` analysis' Fig. 4 use it)."""
+    sns.lineplot(data=curves, x="t", y="mse", hue="eps_test", palette="magma", ax=ax,
+                 legend="full")  # fmt: skip
+    ax.set(yscale="symlog", xlabel="time t", ylabel="MSE(t) (eq. 6)", title=title)
+    ax.legend(title=r"$\epsilon_{test}$", fontsize=7, title_fontsize=8, ncol=2)
+
+
 def mse_over_time(curves: pd.DataFrame, study: str, path: str | os.PathLike) -> None:
     """Paper Fig. 4a: MSE(t) per eps_test for the model with eps_train closest to 0.3."""
     data = curves[curves["study"] == study]
     levels = sorted(data["eps_train"].unique())
     chosen = min(levels, key=lambda e: abs(e - 0.3)) if levels else 0.0
-    data = data[data["eps_train"] == chosen]
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    sns.lineplot(data=data, x="t", y="mse", hue="eps_test", palette="magma", ax=ax, legend="full")
-    ax.set(
-        yscale="symlog",
-        xlabel="time t",
-        ylabel="MSE(t) (eq. 6)",
-        title=f"{study}: MSE over time, eps_train = {chosen:g} (cf. paper Fig. 4a)",
-    )
-    ax.legend(title=r"$\epsilon_{test}$", fontsize=7, title_fontsize=8, ncol=2)
+    mse_lines(ax, data[data["eps_train"] == chosen],
+              f"{study}: MSE over time, eps_train = {chosen:g} (cf. paper Fig. 4a)")  # fmt: skip
     save_figure(fig, path)
 
 

@@ -30,13 +30,31 @@ class MseTime(Analysis):
     )
     Settings = MseTimeSettings
     tables: ClassVar[dict[str, Table]] = {
-        "curves": Table("fig4_mse_time", {"study": "O", "eps_train": "f", "label": "i",
-                                          "eps_test": "f", "t": "f", "mse": "f",
-                                          "mse_std": "f"}),
-        "finals": Table("fig4_final_mse", {"study": "O", "eps_train": "f", "label": "i",
-                                           "eps_test": "f", "item": "i", "final_mse": "f",
-                                           "on_target": "b"}),
-    }  # fmt: skip
+        "curves": Table(
+            "fig4_mse_time",
+            {
+                "study": "O",
+                "eps_train": "f",
+                "label": "i",
+                "eps_test": "f",
+                "t": "f",
+                "mse": "f",
+                "mse_std": "f",
+            },
+        ),
+        "finals": Table(
+            "fig4_final_mse",
+            {
+                "study": "O",
+                "eps_train": "f",
+                "label": "i",
+                "eps_test": "f",
+                "item": "i",
+                "final_mse": "f",
+                "on_target": "b",
+            },
+        ),
+    }
 
     def figures(self, settings, config):
         return {"fig4": Figure("fig4_mse_time_one_class", "fig4_one_class")}
@@ -71,23 +89,16 @@ class MseTime(Analysis):
 
     def draw(self, settings: MseTimeSettings, tables, figures, accuracy=None) -> None:
         import matplotlib.pyplot as plt
-        import seaborn as sns
 
-        from ..plots import save_figure
+        from ..plots import mse_lines, save_figure
 
         curves, finals = tables["curves"], tables["finals"]
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
         study, eps_train, label = curves.iloc[0][["study", "eps_train", "label"]]
-        sns.lineplot(data=curves, x="t", y="mse", hue="eps_test", palette="magma", ax=a,
-                     legend="full")  # fmt: skip
         n_items = finals.groupby("eps_test").size().iloc[0]
-        a.set(
-            yscale="symlog",
-            xlabel="time t",
-            ylabel="MSE(t) (eq. 6)",
-            title=f"(a) {n_items} noisy copies of class {label}, eps_train = {eps_train:g}",
+        mse_lines(
+            a, curves, f"(a) {n_items} noisy copies of class {label}, eps_train = {eps_train:g}"
         )
-        a.legend(title=r"$\epsilon_{test}$", fontsize=7, title_fontsize=8, ncol=2)
         levels = sorted(finals["eps_test"].unique())
         shown = min(levels, key=lambda e: abs(e - settings.histogram_eps))
         at = finals[finals["eps_test"] == shown]
