@@ -42,9 +42,10 @@ long search: $(VENV)/.installed  ## the long CPU protocol / the search and its r
 smoke: $(VENV)/.installed  ## the whole DAG on tiny data in runs/smoke (a minute or two)
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/smoke.yaml
 
-test: $(VENV)/.installed  ## the tests: ruff (lint and format), docs agree with the tables, pytest
+test: $(VENV)/.installed  ## the tests: ruff (lint and format), mypy, docs agree with the tables, pytest
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/sanode report --check
 	$(BIN)/pytest
 
@@ -55,9 +56,10 @@ test-fast: $(VENV)/.installed  ## the unit tests only (no end-to-end, Ray or Sna
 report: $(VENV)/.installed  ## README.md and docs/ tables rendered again from results/
 	$(BIN)/sanode report
 
-lint: $(VENV)/.installed  ## ruff check and ruff format --check
+lint: $(VENV)/.installed  ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: $(VENV)/.installed  ## the speed and memory table (results/bench/bench.json)
 	$(BIN)/sanode bench --out results/bench/bench.json

@@ -35,6 +35,7 @@ import multiprocessing
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -102,7 +103,7 @@ def matmul_flops(
     for _ in range(5):
         torch.mm(a, w, out=out)
     _sync(device)
-    rates = []
+    rates: list[float] = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(rates) < 5:
         t0 = time.perf_counter()
@@ -124,9 +125,11 @@ def _naive_forward(model: SANode, x: torch.Tensor, n_steps: int, dt: float) -> t
             (model.beta * a_mat).T.to(x.dtype),
             (4 * model.a**2 * g).to(x.dtype),
             (4 * g).to(x.dtype),
-            model.clip * model.a,
+            None if model.clip is None else model.clip * model.a,
         )
-        x = solver.step(dyn, x, dt).clamp(-dyn.clip, dyn.clip)
+        x = solver.step(dyn, x, dt)
+        if dyn.clip is not None:
+            x = x.clamp(-dyn.clip, dyn.clip)
     return x
 
 
@@ -350,7 +353,7 @@ def run_benchmark(
             train_rows = []
             for variant, s in jobs:
                 flops = matmul_flops(n, batch, dtype, device=dev)
-                size = dict(n=n, k=k, batch=batch, steps=s, dtype=dtype)
+                size: dict[str, Any] = dict(n=n, k=k, batch=batch, steps=s, dtype=dtype)
                 reps = max(1, repeats - 1) if variant == "naive" else repeats
                 r = time_training_step(variant, **size, device=dev, repeats=reps)
                 _add_roofline(r, flops, GEMMS_PER_STEP[variant], n)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, overload
 
 import torch
 
@@ -12,6 +13,34 @@ from .integrate import integrate, num_steps
 from .model import SANode
 
 
+@overload
+def final_states(
+    model: SANode,
+    x: torch.Tensor,
+    *,
+    t_end: float,
+    dt: float,
+    method: str = ...,
+    batch_size: int = ...,
+    tol: float | None = ...,
+    return_steps: Literal[False] = ...,
+    product_dtype: torch.dtype | None = ...,
+    split_products: bool | None = ...,
+) -> torch.Tensor: ...
+@overload
+def final_states(
+    model: SANode,
+    x: torch.Tensor,
+    *,
+    t_end: float,
+    dt: float,
+    method: str = ...,
+    batch_size: int = ...,
+    tol: float | None = ...,
+    return_steps: Literal[True],
+    product_dtype: torch.dtype | None = ...,
+    split_products: bool | None = ...,
+) -> tuple[torch.Tensor, torch.Tensor]: ...
 @torch.no_grad()
 def final_states(
     model: SANode,

@@ -33,7 +33,7 @@ def free_space(folder: str | os.PathLike) -> str:
     """Free space on the disk that holds ``folder``, e.g. ``"12.5 MiB"`` (``"unknown"`` when
     it cannot be read)."""
     try:
-        free = shutil.disk_usage(folder).free
+        free: float = shutil.disk_usage(folder).free
     except OSError:
         return "unknown"
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -101,13 +101,13 @@ def write_torch(path: str | os.PathLike, value: Any, *, what: str = "file") -> N
 
 def _is_full(err: BaseException) -> bool:
     """Whether ``err`` (or an error it was raised from) is a full disk or quota."""
-    seen = 0
-    while err is not None and seen < 8:
-        if isinstance(err, OSError) and err.errno in _FULL:
+    seen, current = 0, err  # type: tuple[int, BaseException | None]
+    while current is not None and seen < 8:
+        if isinstance(current, OSError) and current.errno in _FULL:
             return True
-        if "No space left on device" in str(err) or "Disk quota exceeded" in str(err):
+        if "No space left on device" in str(current) or "Disk quota exceeded" in str(current):
             return True
-        err = err.__cause__ or err.__context__
+        current = current.__cause__ or current.__context__
         seen += 1
     return False
 

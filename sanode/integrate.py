@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import overload
 
 import torch
 
@@ -104,6 +105,28 @@ def num_steps(t_end: float, dt: float) -> int:
     return math.floor(t_end / dt + 1e-9)
 
 
+@overload
+def integrate(
+    dyn: Dynamics,
+    x0: torch.Tensor,
+    t_end: float,
+    dt: float,
+    *,
+    method: str = ...,
+    reverse: bool = ...,
+    record_every: None = ...,
+) -> torch.Tensor: ...
+@overload
+def integrate(
+    dyn: Dynamics,
+    x0: torch.Tensor,
+    t_end: float,
+    dt: float,
+    *,
+    method: str = ...,
+    reverse: bool = ...,
+    record_every: int,
+) -> tuple[torch.Tensor, torch.Tensor]: ...
 def integrate(
     dyn: Dynamics,
     x0: torch.Tensor,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import overload
 
 import torch
 from torch import nn
@@ -50,6 +51,9 @@ class SANode(nn.Module):
             is 10-100x the float32 build's; evaluation always builds A in float64.
         seed: seed of the initialisation.
     """
+
+    patterns: torch.Tensor  # (K, N) float64 buffer
+    basis_fixed: torch.Tensor  # (N, K) float64 buffer, orthonormal basis of the patterns' span
 
     def __init__(
         self,
@@ -253,6 +257,28 @@ class SANode(nn.Module):
                               mm_dtype=self.product_dtype())  # fmt: skip
         return integrate(self.dynamics(), x0, t_end, dt, method=method)
 
+    @overload
+    def integrate(
+        self,
+        x0: torch.Tensor,
+        t_end: float,
+        dt: float,
+        *,
+        method: str = ...,
+        reverse: bool = ...,
+        record_every: None = ...,
+    ) -> torch.Tensor: ...
+    @overload
+    def integrate(
+        self,
+        x0: torch.Tensor,
+        t_end: float,
+        dt: float,
+        *,
+        method: str = ...,
+        reverse: bool = ...,
+        record_every: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
     def integrate(
         self,
         x0: torch.Tensor,

@@ -6,6 +6,7 @@ process that has nothing but Snakemake installed (``--use-conda``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,7 +270,7 @@ def evaluation_digest(config: dict, study: str) -> str:
     return settings_digest([study_digest(config, study), spec])
 
 
-def evaluate_settings(config: dict, study: str) -> EvaluateSettings:
+def evaluate_settings(config: Mapping[str, Any], study: str) -> EvaluateSettings:
     """The ``evaluate`` block of ``study`` as typed settings (defaults filled in)."""
     block = config["studies"][study].get("evaluate") or {}
     return EvaluateSettings.from_mapping(block, where=f"studies.{study}.evaluate")

@@ -403,7 +403,7 @@ class Run:
                     serialization_format="pickle",  # forward has data-dependent early exit
                 )
         finally:
-            mlflow.set_tracking_uri(None)  # back to the environment's
+            mlflow.set_tracking_uri(None)  # type: ignore[arg-type]  # back to the environment's
             if previous is not None:
                 os.environ["MLFLOW_TRACKING_URI"] = previous
         version = str(info.registered_model_version)

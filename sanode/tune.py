@@ -300,7 +300,7 @@ def _restore_auth(before: dict[str, str | None]) -> None:
 
 def _refresh_auth() -> None:
     try:  # Ray 2.60's own refresh (ray._private.authentication); absent elsewhere
-        from ray._raylet import AuthenticationTokenLoader, Config
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
 
         Config.initialize("")
         AuthenticationTokenLoader.instance().reset_cache()

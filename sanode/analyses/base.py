@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..config import ConfigError
-from ..settings import Settings
+from ..settings import Settings as BaseSettings
 from ..study import eps_train_grid, train_settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,7 +63,7 @@ class Analysis:
 
     name: ClassVar[str]
     description: ClassVar[str]  # one line: what it shows (schema, README, report)
-    Settings: ClassVar[type[Settings]]
+    Settings: ClassVar[type[BaseSettings]]
     tables: ClassVar[dict[str, Table]]
     category: ClassVar[str] = "Paper studies"  # the report's category of its figures
     uses_models: ClassVar[bool] = True  # the selected models and prepared data of its studies
@@ -71,7 +71,7 @@ class Analysis:
     uses_trials: ClassVar[bool] = False  # the trials tables of its studies
     uses_accuracy: ClassVar[bool] = False  # its figures read the aggregated accuracy table
 
-    def settings(self, config: Mapping[str, Any]) -> Settings:
+    def settings(self, config: Mapping[str, Any]) -> BaseSettings:
         """The analysis' block of ``config`` as typed settings (defaults filled in)."""
         block = (config.get("analyses") or {}).get(self.name)
         return self.Settings.from_mapping(block or {}, where=f"analyses.{self.name}")

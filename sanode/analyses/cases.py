@@ -50,6 +50,7 @@ class Cases(Analysis):
         from ..probes import cases
 
         study = settings.study
+        assert ctx.states is not None, "uses_states: the context holds the states file"
         saved = torch.load(ctx.states, weights_only=True)
         table = cases.three_cases(
             saved["inputs"],

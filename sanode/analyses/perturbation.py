@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..settings import Settings
 from .base import Analysis, Context, Figure, Result, Table, study_defined
@@ -59,7 +59,7 @@ class Perturbation(Analysis):
         cfg = ctx.train_config(study)
         image = ctx.test_image(study, label)
         shown = ctx.nearest_eps(study, settings.eps_train)
-        kw = dict(t_end=settings.t_end, dt=cfg.dt, method=cfg.method)
+        kw: dict[str, Any] = dict(t_end=settings.t_end, dt=cfg.dt, method=cfg.method)
         singles, curves = [], []
         for eps in ctx.eps_grid(study):
             model = ctx.model(study, eps)

@@ -42,7 +42,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.test_images is not None and args.test_images < 1:
         parser.error(f"--test-images must be >= 1, got {args.test_images}")
     classifier = load_classifier(args.model, t_eval=args.t_eval)
-    xs, names, labels = [], [], []
+    xs: list = []
+    names: list[str] = []
+    labels: list[int | None] = []
     if args.images:
         invert = {"auto": None, "yes": True, "no": False}[args.invert]
         x, names = read_images(args.images, classifier.num_nodes, invert=invert)
