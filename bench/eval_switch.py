@@ -2,7 +2,9 @@
 
 Evaluates one trained model on every test image of a prepared data cache with each product
 mode and with each rounding alone (A only, the state only), and counts the items that change
-bucket and the final pixel signs that flip against the float32 early-exit evaluation.
+bucket and the final pixel signs that flip against the float32 early-exit evaluation at
+``--tol``; the float32 fixed horizon and a ten times looser early exit show what stopping
+at convergence itself changes.
 
     python bench/eval_switch.py RUN/model.pt RUN/data.pt OUT.json
 
@@ -21,8 +23,10 @@ import torch
 from sanode import metrics
 from sanode.checkpoint import load_model
 from sanode.converge import integrate_until_converged
+from sanode.files import write_json
 from sanode.integrate import Dynamics, integrate, num_steps
 from sanode.prepare import load_prepared
+from sanode.products import Products
 
 
 class StateRounded(Dynamics):
@@ -46,14 +50,17 @@ def main() -> None:
     torch.set_grad_enabled(False)
     model, _, _ = load_model(args.checkpoint)
     x, y = load_prepared(args.data).split("test")
-    f32 = model.dynamics(torch.float32, product_dtype=torch.float32)
-    bf = model.dynamics(torch.float32, product_dtype=torch.bfloat16, split_products=False)
-    bf2 = model.dynamics(torch.float32, product_dtype=torch.bfloat16, split_products=True)
+    f32 = model.dynamics(torch.float32, products=Products("float32"))
+    bf = model.dynamics(torch.float32, products=Products("bfloat16"))
+    bf2 = model.dynamics(torch.float32, products=Products("bfloat16x2"))
     a_rounded = dataclasses.replace(f32, linear_t=f32.linear_t.to(torch.bfloat16).float())
-    modes = {  # name: (dynamics, finish: None | "fixed" | Dynamics, loop dtype)
+    loose = args.tol * 10
+    modes = {  # name: (dynamics, finish: None | "fixed" | Dynamics, loop dtype[, tol])
         "float32 (early exit)": (f32, None, torch.float32),
+        "float32, fixed horizon": (f32, "fixed", torch.float32),
+        f"float32 (early exit, tol {loose:g})": (f32, None, torch.float32, loose),
         "float64 (early exit)": (
-            model.dynamics(torch.float64, product_dtype=torch.float64),
+            model.dynamics(torch.float64, products=Products("float64")),
             None,
             torch.float64,
         ),
@@ -70,7 +77,8 @@ def main() -> None:
     }
     n = num_steps(args.t_end, args.dt)
     ref, rows = None, []
-    for name, (dyn, finish, dtype) in modes.items():
+    for name, (dyn, finish, dtype, *tol) in modes.items():
+        tol = tol[0] if tol else args.tol
         t0 = time.perf_counter()
         outs, steps = [], []
         for s in range(0, len(x), 2000):
@@ -79,7 +87,7 @@ def main() -> None:
                 o, st = integrate(dyn, b, args.t_end, args.dt), torch.full((len(b),), n)
             else:
                 o, st = integrate_until_converged(
-                    dyn, b, args.t_end, args.dt, tol=args.tol, finish=finish
+                    dyn, b, args.t_end, args.dt, tol=tol, finish=finish
                 )
             outs.append(o.float())
             steps.append(st)
@@ -102,8 +110,7 @@ def main() -> None:
         }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    with open(args.out, "w") as fh:
-        json.dump(rows, fh, indent=1)
+    write_json(args.out, rows)
 
 
 if __name__ == "__main__":

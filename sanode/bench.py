@@ -45,17 +45,18 @@ from .integrate import Dynamics, get_solver, integrate
 from .memory import keep_freed_memory, track_live_memory
 from .model import SANode
 from .patterns import block_patterns
+from .products import Products, dtype_name
 
 TRAIN_VARIANTS = ("naive", "autograd", "sanode", "sanode-seg", "sanode-a32")
 BENCH_DTYPES = ("float32", "float64", "bfloat16")
 
 
-def loop_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, torch.dtype | None]:
-    """(loop dtype, product dtype) of a bench row: ``bfloat16`` rows run a float32 loop whose
+def loop_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, Products]:
+    """(loop dtype, products) of a bench row: ``bfloat16`` rows run a float32 loop whose
     matrix products are bfloat16 (``matmul_dtype``); other rows run everything in ``dtype``."""
     if dtype == torch.bfloat16:
-        return torch.float32, torch.bfloat16
-    return dtype, None
+        return torch.float32, Products("bfloat16")
+    return dtype, Products(dtype_name(dtype))
 
 
 GEMMS_PER_STEP = {"naive": 3, "autograd": 3, "sanode": 3, "sanode-seg": 4, "sanode-a32": 3}
@@ -156,7 +157,7 @@ def _training_setup(variant: str, *, n, k, batch, steps, dtype, device, dt=0.1):
     patterns = block_patterns(n, k, 0.5)
     dtype, mm = loop_dtypes(dtype)
     coupling = torch.float32 if variant == "sanode-a32" else torch.float64
-    model = SANode(patterns, dtype=dtype, matmul_dtype=mm, coupling_dtype=coupling,
+    model = SANode(patterns, dtype=dtype, products=mm, coupling_dtype=coupling,
                    seed=0).to(device)  # fmt: skip
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(1)
@@ -291,8 +292,8 @@ def time_evaluation(
         raise ValueError(f"split products need dtype torch.bfloat16, got {dtype}")
     label = "bfloat16x2" if split else dtype
     dtype, mm = loop_dtypes(dtype)
-    model = SANode(block_patterns(n, k, 0.5), dtype=dtype, matmul_dtype=mm, seed=0,
-                   split_products=split).to(device)  # fmt: skip
+    model = SANode(block_patterns(n, k, 0.5), dtype=dtype, products=mm, seed=0,
+                   eval_products="bfloat16x2" if split else mm).to(device)  # fmt: skip
     x0 = torch.rand(batch, n, generator=torch.Generator().manual_seed(2), dtype=dtype).to(device)
     t_end = steps * dt
     with torch.no_grad():

@@ -17,7 +17,7 @@ FORMAT_VERSION = 1
 
 def model_from_config(cfg: TrainConfig, patterns: torch.Tensor) -> SANode:
     """A freshly initialised model for ``cfg`` with the given (K, N) planted patterns, its
-    products in the training dtype ``cfg.matmul_dtype``."""
+    training products ``cfg.matmul_dtype`` and evaluation products ``cfg.eval_matmul_dtype``."""
     return SANode(
         patterns,
         a=cfg.a,
@@ -28,7 +28,8 @@ def model_from_config(cfg: TrainConfig, patterns: torch.Tensor) -> SANode:
         clip=cfg.clip,
         margin=cfg.margin,
         dtype=cfg.torch_dtype,
-        matmul_dtype=None if cfg.matmul_dtype is None else cfg.torch_matmul_dtype,
+        products=cfg.train_products,
+        eval_products=cfg.eval_products,
         coupling_dtype=torch_dtype(cfg.coupling_dtype),
         seed=cfg.seed,
     )
@@ -75,7 +76,4 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     # validated at least as well in the last epoch
     weights = payload["ema_model"] if payload.get("weights") == "ema" else payload["model"]
     model.load_state_dict(weights)
-    # a saved model is for evaluation: its products are those of cfg.eval_matmul_dtype
-    model.matmul_dtype = None if cfg.eval_matmul_dtype is None else cfg.torch_eval_matmul_dtype
-    model.split_products = cfg.eval_split_products
     return model.to(map_location), cfg, payload

@@ -14,17 +14,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import products
+
 if TYPE_CHECKING:
     import torch
 
 DATASETS = ("letters", "mnist", "fashion")
 MIRROR_ENV = "SANODE_DATA_MIRROR"  # the mirror folder of the MNIST/Fashion-MNIST IDX files
 DTYPES = ("float32", "float64")
-# dtype of the (B, N) @ (N, N) products of the loop; None: the loop dtype itself
-MATMUL_DTYPES = ("float32", "float64", "bfloat16")
-# evaluation may also split A into two bfloat16 parts: two products, A's rounding error gone
-SPLIT_BFLOAT16 = "bfloat16x2"
-EVAL_MATMUL_DTYPES = (*MATMUL_DTYPES, SPLIT_BFLOAT16)
+# the (B, N) @ (N, N) products of the loop (sanode.products); None: the loop dtype itself.
+# Evaluation may also split A into two bfloat16 parts: two products, A's rounding error gone
+MATMUL_DTYPES = products.TRAINING_NAMES
+EVAL_MATMUL_DTYPES = products.NAMES
 LR_SCHEDULES = ("constant", "cosine", "onecycle")
 # the loss on the final state x(T) (sanode.losses)
 LOSSES = ("mse", "overlap_ce", "sign_margin")
@@ -213,22 +214,11 @@ class TrainConfig:
             )
         for key in ("matmul_dtype", "eval_matmul_dtype"):
             value = getattr(self, key)
-            if value is None:
-                continue
-            if value == SPLIT_BFLOAT16 and key == "matmul_dtype":
-                raise ConfigError(
-                    f"matmul_dtype {SPLIT_BFLOAT16!r} is an evaluation mode: the training loop "
-                    "runs one bfloat16 product (matmul_dtype: bfloat16); set eval_matmul_dtype: "
-                    f"{SPLIT_BFLOAT16} for evaluation"
-                )
-            _one_of(key, value, CHOICES[key])
-            if value != self.dtype and not (
-                value in ("bfloat16", SPLIT_BFLOAT16) and self.dtype == "float32"
-            ):
-                raise ConfigError(
-                    f"{key} {value!r} does not fit dtype {self.dtype!r}: "
-                    "use null (the loop dtype) or bfloat16 products with a float32 loop"
-                )
+            why = None if value is None else products.problem(
+                value, self.dtype, training=key == "matmul_dtype"
+            )  # fmt: skip
+            if why is not None:
+                raise ConfigError(f"{key} {why}")
         if self.coupling_dtype == "float32" and self.dtype != "float32":
             raise ConfigError(
                 f"coupling_dtype 'float32' needs dtype 'float32' (got {self.dtype!r}): a float64 "
@@ -301,19 +291,14 @@ class TrainConfig:
         return torch_dtype(self.dtype)
 
     @property
-    def torch_matmul_dtype(self) -> torch.dtype:
-        """The dtype of the training loop's matrix products (the loop dtype unless bfloat16)."""
-        return torch_dtype(self.matmul_dtype or self.dtype)
+    def train_products(self) -> products.Products:
+        """The training loop's matrix products (``matmul_dtype``; null: the loop dtype)."""
+        return products.Products.parse(self.matmul_dtype, self.dtype, training=True)
 
     @property
-    def torch_eval_matmul_dtype(self) -> torch.dtype:
-        """The dtype of the matrix products of evaluation (the loop dtype unless bfloat16)."""
-        return product_mode(self.eval_matmul_dtype or self.dtype)[0]
-
-    @property
-    def eval_split_products(self) -> bool:
-        """Whether evaluation runs two bfloat16 products, A split in two parts."""
-        return self.eval_matmul_dtype == SPLIT_BFLOAT16
+    def eval_products(self) -> products.Products:
+        """The matrix products of evaluation (``eval_matmul_dtype``; null: the loop dtype)."""
+        return products.Products.parse(self.eval_matmul_dtype, self.dtype)
 
     def batch_horizons(self, epoch: int, batches: int) -> list[float]:
         """The horizon of each of the ``batches`` mini-batches of 0-based ``epoch``: the
@@ -408,15 +393,6 @@ def torch_dtype(name: str) -> torch.dtype:
 
     _one_of("dtype", name, MATMUL_DTYPES)
     return getattr(torch, name)
-
-
-def product_mode(name: str) -> tuple[torch.dtype, bool]:
-    """An evaluation product mode -> (product dtype, split A in two bfloat16 parts):
-    ``"bfloat16x2"`` -> ``(torch.bfloat16, True)``, ``"float32"`` -> ``(torch.float32, False)``."""
-    _one_of("eval_matmul_dtype", name, EVAL_MATMUL_DTYPES)
-    if name == SPLIT_BFLOAT16:
-        return torch_dtype("bfloat16"), True
-    return torch_dtype(name), False
 
 
 @contextlib.contextmanager

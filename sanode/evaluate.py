@@ -11,6 +11,7 @@ from . import metrics
 from .converge import integrate_until_converged
 from .integrate import integrate, num_steps
 from .model import SANode
+from .products import Products
 
 
 @overload
@@ -24,8 +25,7 @@ def final_states(
     batch_size: int = ...,
     tol: float | None = ...,
     return_steps: Literal[False] = ...,
-    product_dtype: torch.dtype | None = ...,
-    split_products: bool | None = ...,
+    products: Products | None = ...,
 ) -> torch.Tensor: ...
 @overload
 def final_states(
@@ -38,8 +38,7 @@ def final_states(
     batch_size: int = ...,
     tol: float | None = ...,
     return_steps: Literal[True],
-    product_dtype: torch.dtype | None = ...,
-    split_products: bool | None = ...,
+    products: Products | None = ...,
 ) -> tuple[torch.Tensor, torch.Tensor]: ...
 @torch.no_grad()
 def final_states(
@@ -52,21 +51,19 @@ def final_states(
     batch_size: int = 2000,
     tol: float | None = None,
     return_steps: bool = False,
-    product_dtype: torch.dtype | None = None,
-    split_products: bool | None = None,
+    products: Products | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """x(t_end) for every row of x (M, N), integrated in batches; returned on the CPU.
 
     With ``tol``, items stop as soon as they sit on a fixed point (``max |F| < tol``, see
     :mod:`sanode.converge`) instead of running all floor(t_end/dt) steps. With
     ``return_steps`` also returns the steps each item was integrated (M,) (the work done).
-    ``product_dtype``: dtype of the matrix products (default: the model's ``product_dtype()``);
-    with bfloat16 products and ``tol``, each item finishes on float32 products (its bfloat16
-    velocity cannot fall below ``tol``, see :mod:`sanode.converge`). ``split_products``: with
-    bfloat16 products, two of them with A split in two parts (default: the model's).
+    ``products``: the matrix products (default: the model's ``eval_products``); with bfloat16
+    products and ``tol``, each item finishes on float32 products (its bfloat16 velocity
+    cannot fall below ``tol``, see :mod:`sanode.converge`).
     """
     # A built once for all batches
-    dyn, finish = model.early_exit_dynamics(product_dtype, split_products=split_products)
+    dyn, finish = model.early_exit_dynamics(products)
     device = model.gamma.device
     n = num_steps(t_end, dt)
     out, steps = [], []
@@ -151,8 +148,7 @@ def evaluate(
     batch_size: int = 2000,
     threshold: float = 0.95,
     tol: float | None = None,
-    product_dtype: torch.dtype | None = None,
-    split_products: bool | None = None,
+    products: Products | None = None,
 ) -> Evaluation:
     """Integrate every item of x (M, N) to ``t_end`` (or to convergence, with ``tol``) and
     score it against its label y (M,)."""
@@ -165,8 +161,7 @@ def evaluate(
         batch_size=batch_size,
         tol=tol,
         return_steps=True,
-        product_dtype=product_dtype,
-        split_products=split_products,
+        products=products,
     )
     fixed = num_steps(t_end, dt) * len(steps)
     patterns = model.patterns.cpu()

@@ -11,6 +11,7 @@ from torch import nn
 from .euler_grad import euler_loop
 from .integrate import Dynamics, integrate, num_steps
 from .patterns import check_patterns
+from .products import Products, dtype_name
 
 
 class SANode(nn.Module):
@@ -36,14 +37,14 @@ class SANode(nn.Module):
         clip: states are clipped to ``[-clip*a, clip*a]`` after each step; ``None`` disables.
         margin: the eigenvalues stay at most ``bound - margin``.
         dtype: dtype of the integration loop (float32 or float64).
-        matmul_dtype: dtype of the loop's (B, N) @ (N, N) products: ``None`` (the loop dtype) or
-            ``torch.bfloat16`` with a float32 loop (the state, the cubic term and the sums stay
-            float32; A is still built in float64 and cast once per pass). May be changed on a
-            trained model, e.g. to evaluate it with bfloat16 products.
-        split_products: with bfloat16 products, integrations without gradients (evaluation,
-            analyses) split A into a high and a low bfloat16 part and run two products
-            ("bfloat16x2": A's bfloat16 rounding, which moves most items that change bucket, is
-            gone; the training loop keeps one product). May be changed on a trained model.
+        products: the training loop's (B, N) @ (N, N) products (:mod:`sanode.products`):
+            ``None`` (the loop dtype) or ``"bfloat16"`` with a float32 loop (the state, the
+            cubic term and the sums stay float32; A is still built in float64 and cast once
+            per pass).
+        eval_products: the products of integrations without gradients (evaluation,
+            analyses); default: ``products``. Also ``"bfloat16x2"``: A split into a high and
+            a low bfloat16 part, two products per step (A's bfloat16 rounding, which moves most
+            items that change bucket, is gone). Both may be changed on a trained model.
         coupling_dtype: dtype in which the training pass builds A and backpropagates through
             it: torch.float64 (default) or torch.float32 (about half the time of the linear
             solve and its backward pass; the planted patterns are then projected back into A's
@@ -68,8 +69,8 @@ class SANode(nn.Module):
         clip: float | None = 10.0,
         margin: float = 0.1,
         dtype: torch.dtype = torch.float32,
-        matmul_dtype: torch.dtype | None = None,
-        split_products: bool = False,
+        products: Products | str | None = None,
+        eval_products: Products | str | None = None,
         coupling_dtype: torch.dtype = torch.float64,
         seed: int = 0,
     ) -> None:
@@ -87,8 +88,8 @@ class SANode(nn.Module):
         self.clip = None if clip is None else float(clip)
         self.margin = float(margin)
         self.dtype = dtype
-        self.matmul_dtype = matmul_dtype
-        self.split_products = bool(split_products)
+        self.products = products  # parsed and checked by the setters
+        self.eval_products = self.products if eval_products is None else eval_products
         if coupling_dtype not in (torch.float64, torch.float32) or (
             coupling_dtype == torch.float32 and dtype != torch.float32
         ):
@@ -147,58 +148,56 @@ class SANode(nn.Module):
         return coupling
 
     @property
-    def matmul_dtype(self) -> torch.dtype | None:
-        return self._matmul_dtype
+    def products(self) -> Products:
+        """The training loop's matrix products."""
+        return self._products
 
-    @matmul_dtype.setter
-    def matmul_dtype(self, value: torch.dtype | None) -> None:
-        if value not in (None, self.dtype) and not (
-            value == torch.bfloat16 and self.dtype == torch.float32
-        ):
-            raise ValueError(
-                f"matmul_dtype must be None, the loop dtype or torch.bfloat16 with a float32 "
-                f"loop; got {value} with dtype {self.dtype}"
-            )
-        self._matmul_dtype = value
+    @products.setter
+    def products(self, value: Products | str | None) -> None:
+        self._products = Products.parse(str(value) if value is not None else None,
+                                        dtype_name(self.dtype), training=True)  # fmt: skip
 
-    def product_dtype(self, dtype: torch.dtype | None = None) -> torch.dtype:
-        """dtype of the matrix products of a loop in ``dtype`` (default: the model's)."""
-        dtype = dtype or self.dtype
-        if self._matmul_dtype == torch.bfloat16 and dtype == torch.float32:
+    @property
+    def eval_products(self) -> Products:
+        """The matrix products of integrations without gradients (evaluation, analyses)."""
+        return self._eval_products
+
+    @eval_products.setter
+    def eval_products(self, value: Products | str | None) -> None:
+        self._eval_products = Products.parse(str(value) if value is not None else None,
+                                             dtype_name(self.dtype))  # fmt: skip
+
+    @staticmethod
+    def _product_dtype(products: Products, loop: torch.dtype) -> torch.dtype:
+        """bfloat16 products apply to a float32 loop; another loop multiplies in its dtype."""
+        if products.dtype == torch.bfloat16 and loop == torch.float32:
             return torch.bfloat16
-        return dtype
+        return loop
 
     def dynamics(
         self,
         dtype: torch.dtype | None = None,
         *,
-        product_dtype: torch.dtype | None = None,
-        split_products: bool | None = None,
+        products: Products | None = None,
         coupling_dtype: torch.dtype = torch.float64,
     ) -> Dynamics:
-        """The vector field's ingredients in the loop dtype; A is built once here (in
-        ``coupling_dtype``, default float64) and cast once to the product dtype (default
-        :meth:`product_dtype`). With bfloat16 products and ``split_products`` (default: the
-        model's), A is cast to two bfloat16 parts."""
+        """The vector field's ingredients in the loop ``dtype`` (default: the model's); A is
+        built once here (in ``coupling_dtype``, default float64) and cast once to the
+        ``products`` (default :attr:`eval_products`; bfloat16x2: two bfloat16 parts)."""
         linear64 = (self.beta * self.coupling(coupling_dtype)).T
-        return self._dynamics(linear64, dtype, product_dtype, split_products)
+        return self._dynamics(linear64, dtype, products)
 
     def _dynamics(
-        self,
-        linear64: torch.Tensor,
-        dtype: torch.dtype | None,
-        product_dtype: torch.dtype | None,
-        split_products: bool | None,
+        self, linear64: torch.Tensor, dtype: torch.dtype | None, products: Products | None
     ) -> Dynamics:
         """:meth:`dynamics` from an already built float64 ``(beta A)^T`` (N, N)."""
         dtype = dtype or self.dtype
+        products = products or self.eval_products
         g = self.gamma.abs()
-        product_dtype = product_dtype or self.product_dtype(dtype)
+        product_dtype = self._product_dtype(products, dtype)
         linear_t = linear64.to(product_dtype)
         lo = None
-        if product_dtype == torch.bfloat16 and (
-            self.split_products if split_products is None else split_products
-        ):
+        if product_dtype == torch.bfloat16 and products.two_parts:
             lo = (linear64 - linear_t.to(linear64.dtype)).to(product_dtype)
         c2 = (4.0 * g).to(dtype)
         c1 = (4.0 * self.a**2 * g).to(dtype)
@@ -206,16 +205,16 @@ class SANode(nn.Module):
         return Dynamics(linear_t, c1, c2, clip, lo)
 
     def early_exit_dynamics(
-        self, product_dtype: torch.dtype | None = None, *, split_products: bool | None = None
+        self, products: Products | None = None
     ) -> tuple[Dynamics, Dynamics | None]:
-        """(dynamics with ``product_dtype`` products, the loop-dtype dynamics that finishes an
-        early-exit run when those products are bfloat16, else None); see
-        :func:`sanode.converge.integrate_until_converged`. A is built once for both."""
+        """(dynamics with ``products`` (default :attr:`eval_products`), the loop-dtype
+        dynamics that finishes an early-exit run when those products are bfloat16, else None);
+        see :func:`sanode.converge.integrate_until_converged`. A is built once for both."""
         linear64 = (self.beta * self.coupling()).T
-        dyn = self._dynamics(linear64, None, product_dtype, split_products)
+        dyn = self._dynamics(linear64, None, products or self.eval_products)
         if dyn.linear_t.dtype == self.dtype:
             return dyn, None
-        return dyn, self._dynamics(linear64, None, self.dtype, None)
+        return dyn, self._dynamics(linear64, None, Products(dtype_name(self.dtype)))
 
     def vector_field(self, x: torch.Tensor) -> torch.Tensor:
         """F(x) = 4|gamma|(a^2 x - x^3) + beta A x for x of shape (B, N); returns (B, N)."""
@@ -243,19 +242,22 @@ class SANode(nn.Module):
 
         ``grad_segment`` (Euler only): keep one state in every ``grad_segment`` steps for the
         backward pass and recompute the others (``"auto"``: sqrt of the step count); trades a
-        fourth matrix product per step for memory; gradients are unchanged.
+        fourth matrix product per step for memory; gradients are unchanged. Products: the
+        training ones (:attr:`products`) where gradients are recorded, else
+        :attr:`eval_products`.
         """
         x0 = self._as_state(x0)
         if method == "euler" and torch.is_grad_enabled():
-            dyn = self.dynamics(self.dtype, product_dtype=self.dtype,
-                                coupling_dtype=self.coupling_dtype)  # fmt: skip
+            own = Products(dtype_name(self.dtype))  # A in the loop dtype, cast below
+            dyn = self.dynamics(self.dtype, products=own, coupling_dtype=self.coupling_dtype)
             w = dt * dyn.linear_t
             p = 1.0 + dt * dyn.c1
             q = dt * dyn.c2
             n = num_steps(t_end, dt)
             return euler_loop(x0, w, p, q, n, clip=dyn.clip, segment=grad_segment,
-                              mm_dtype=self.product_dtype())  # fmt: skip
-        return integrate(self.dynamics(), x0, t_end, dt, method=method)
+                              mm_dtype=self._product_dtype(self.products, self.dtype))  # fmt: skip
+        training = self.products if torch.is_grad_enabled() else None  # else eval_products
+        return integrate(self.dynamics(products=training), x0, t_end, dt, method=method)
 
     @overload
     def integrate(
@@ -293,6 +295,7 @@ class SANode(nn.Module):
 
         ``reverse=True`` integrates dx/dtau = -F(x) (the paper's inversion). With
         ``record_every`` returns ``(times (S,), states (S, B, N))``; else x(t_end) (B, N).
+        Products: :attr:`eval_products` (this is the analyses' integration).
         """
         return integrate(
             self.dynamics(),
@@ -335,8 +338,12 @@ class SANode(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"N={self.num_nodes}, K={self.num_classes}, a={self.a}, beta={self.beta:.4g}, "
-            f"clip={self.clip}, dtype={self.dtype}, matmul_dtype={self.matmul_dtype}"
-            + (", split_products=True" if self.split_products else "")
+            f"clip={self.clip}, dtype={self.dtype}, products={self.products}"
+            + (
+                ""
+                if self.eval_products == self.products
+                else f", eval_products={self.eval_products}"
+            )
             + (
                 ""
                 if self.coupling_dtype == torch.float64

@@ -23,12 +23,13 @@ from typing import Any
 
 import torch
 
-from .config import SPLIT_BFLOAT16, TrainConfig, matmul_precision, product_mode
+from .config import TrainConfig, matmul_precision
 from .evaluate import Evaluation, evaluate
 from .files import write_json
 from .metrics import bucket_of
 from .model import SANode
 from .prepare import load_prepared, prepare_dataset
+from .products import TWO_PARTS, Products
 from .train import configure_threads, train
 
 CHECKPOINT = "model.pt"
@@ -75,12 +76,11 @@ def _buckets(res: Evaluation) -> dict[str, Any]:
 
 def _score(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,
            products: str) -> Evaluation:  # fmt: skip
-    """Evaluate with the product mode ``products`` (an ``eval_matmul_dtype`` name)."""
-    product_dtype, split = product_mode(products)
+    """Evaluate with the products ``products`` (an ``eval_matmul_dtype`` name)."""
     with matmul_precision(cfg.matmul_precision):
         return evaluate(model, x, y, t_end=t_eval, dt=cfg.dt, method=cfg.method,
                         batch_size=cfg.eval_batch_size, threshold=cfg.threshold, tol=tol,
-                        product_dtype=product_dtype, split_products=split)  # fmt: skip
+                        products=Products.parse(products, cfg.dtype))  # fmt: skip
 
 
 def time_to_accuracy(
@@ -143,7 +143,7 @@ def time_to_accuracy(
     reached = first_reaching(timeline, target)
     summary: dict[str, Any] = {
         "dataset": cfg.dataset,
-        "matmul_dtype": str(cfg.torch_matmul_dtype).removeprefix("torch."),
+        "matmul_dtype": cfg.train_products.name,
         "eval_matmul_dtype": own,
         "target_val_accuracy": target,
         "time_to_target_s": None if reached is None else reached["wall_s"],
@@ -159,7 +159,7 @@ def time_to_accuracy(
     }
     if compare_dtypes and model.dtype == torch.float32:
         summary["eval_switches"] = []
-        for other in ("float32", "bfloat16", SPLIT_BFLOAT16):
+        for other in ("float32", "bfloat16", TWO_PARTS):
             if other == own:
                 continue
             switched = _score(model, cfg, xt, yt, t_test, test_tol, other)

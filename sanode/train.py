@@ -422,8 +422,7 @@ class _Run:
             batch_size=cfg.eval_batch_size,
             threshold=cfg.threshold,
             tol=cfg.eval_tol,
-            product_dtype=cfg.torch_eval_matmul_dtype,
-            split_products=cfg.eval_split_products,
+            products=cfg.eval_products,
         )
 
     # -- collapse ------------------------------------------------------------------------------

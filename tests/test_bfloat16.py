@@ -11,6 +11,7 @@ from sanode.config import ConfigError, TrainConfig
 from sanode.datasets import load_split
 from sanode.evaluate import evaluate
 from sanode.model import SANode
+from sanode.products import Products
 from sanode.train import train
 
 # relative; bfloat16 keeps 8 mantissa bits (~0.4 % per rounding). With the clip active a
@@ -36,7 +37,7 @@ def test_bfloat16_lean_gradients_agree_with_float32_autograd(segment, clip):
     target = patterns[torch.arange(16) % 3].float()
     kw = dict(seed=1, eig_mean=-1.0, clip=clip)
     ref_out, ref = _grads(SANode(patterns, **kw), x0, target, lean=False)  # f32, plain autograd
-    model = SANode(patterns, matmul_dtype=torch.bfloat16, **kw)
+    model = SANode(patterns, products="bfloat16", **kw)
     out, got = _grads(model, x0, target, grad_segment=segment)
     assert out.dtype == torch.float32
     assert 0 < (out - ref_out).abs().max() < 0.02  # really bfloat16 products, and close
@@ -47,11 +48,11 @@ def test_bfloat16_lean_gradients_agree_with_float32_autograd(segment, clip):
 
 def test_bfloat16_products_only_with_a_float32_loop():
     patterns = block_patterns(20, 3, 0.5)
-    with pytest.raises(ValueError, match="bfloat16 with a float32"):
-        SANode(patterns, dtype=torch.float64, matmul_dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="products 'bfloat16' does not fit dtype 'float64'"):
+        SANode(patterns, dtype=torch.float64, products="bfloat16")
     with pytest.raises(ConfigError, match="matmul_dtype 'bfloat16' does not fit dtype 'float64'"):
         TrainConfig(dtype="float64", matmul_dtype="bfloat16")
-    model = SANode(patterns, matmul_dtype=torch.bfloat16)
+    model = SANode(patterns, products="bfloat16")
     assert model.dynamics().linear_t.dtype == torch.bfloat16
     assert model.dynamics(torch.float64).linear_t.dtype == torch.float64  # studies in float64
     field = model.vector_field(torch.rand(3, 20))
@@ -63,13 +64,16 @@ def test_bfloat16_letters_training_reaches_full_accuracy():
                       t_eval=20.0, epochs=15, seed=0, matmul_dtype="bfloat16")  # fmt: skip
     split = load_split(cfg, "train")
     result = train(cfg, split.x, split.y, split.patterns, progress=False)
-    assert result.model.product_dtype() == torch.bfloat16
+    assert result.model.products == Products("bfloat16")
+    # the trained model evaluates as its config says (float32: eval_matmul_dtype null)
+    assert result.model.eval_products == Products("float32")
+    result.model.eval_products = Products("bfloat16")
     test = load_split(cfg, "test", letters_eps=0.0)
     ev = evaluate(result.model, test.x, test.y, t_end=cfg.t_eval, dt=cfg.dt)
     assert ev.buckets.exact == len(test.y)  # m_f = 1 at eps_test = 0
     assert float(ev.overlap.mean()) == 1.0
     # the same model evaluated with float32 products lands on the same attractors
-    result.model.matmul_dtype = None
+    result.model.eval_products = Products("float32")
     ev32 = evaluate(result.model, test.x, test.y, t_end=cfg.t_eval, dt=cfg.dt)
     assert torch.equal(torch.sign(ev32.states), torch.sign(ev.states))
 
@@ -158,16 +162,18 @@ def test_split_bfloat16_products_remove_the_rounding_of_a():
     (README); split products remove it, leaving the state's rounding (and the product's
     bfloat16 output, small here)."""
     patterns = block_patterns(49, 4, 0.5)
-    model = SANode(patterns, matmul_dtype=torch.bfloat16, seed=3)
+    model = SANode(patterns, products="bfloat16", seed=3)
     gen = torch.Generator().manual_seed(0)
     x = patterns[torch.arange(64) % 4].float() + 0.02 * torch.randn(64, 49, generator=gen)
     with torch.no_grad():
         exact = model.dynamics(torch.float64).field(x.to(torch.bfloat16).double())
         one = model.dynamics().field(x)  # the state and A rounded
-        two = model.dynamics(split_products=True).field(x)  # the state rounded
-        model.split_products = True
+        two = model.dynamics(products=Products("bfloat16x2")).field(x)  # the state rounded
+        model.eval_products = Products("bfloat16x2")
         assert model.dynamics().linear_lo_t is not None  # the model's default follows
-        assert model.dynamics(product_dtype=torch.float32).linear_lo_t is None
+        assert model.dynamics(products=Products("float32")).linear_lo_t is None
+        with pytest.raises(ValueError, match="evaluation mode"):
+            model.products = "bfloat16x2"  # training runs one product
     err_one = (one.double() - exact).abs().max()
     err_two = (two.double() - exact).abs().max()
     assert two.dtype == torch.float32 and err_one > 0
@@ -183,8 +189,9 @@ def test_split_bfloat16_products_remove_the_rounding_of_a():
 def test_bfloat16x2_is_an_evaluation_mode(tmp_path, capsys):
     from sanode.checkpoint import load_model
 
-    assert TrainConfig(eval_matmul_dtype="bfloat16x2").eval_split_products
-    assert TrainConfig(eval_matmul_dtype="bfloat16x2").torch_eval_matmul_dtype == torch.bfloat16
+    two = TrainConfig(eval_matmul_dtype="bfloat16x2").eval_products
+    assert two.two_parts and two.dtype == torch.bfloat16
+    assert TrainConfig(eval_matmul_dtype="bfloat16x2").train_products == Products("float32")
     with pytest.raises(ConfigError, match="matmul_dtype 'bfloat16x2' is an evaluation mode"):
         TrainConfig(matmul_dtype="bfloat16x2")
     with pytest.raises(ConfigError, match="'bfloat16x2' does not fit dtype 'float64'"):
@@ -196,11 +203,12 @@ def test_bfloat16x2_is_an_evaluation_mode(tmp_path, capsys):
     test = load_split(cfg, "test", letters_eps=0.0)
     result = train(cfg, split.x, split.y, split.patterns, val=(test.x, test.y),
                    checkpoint_path=tmp_path / "m.pt", progress=False)  # fmt: skip
-    assert result.model.split_products is False  # the training loop: one bfloat16 product
+    assert result.model.products == Products("bfloat16")  # the training loop: one product
     assert 0.0 <= result.history[-1]["val_accuracy"] <= 1.0
     model, _, _ = load_model(tmp_path / "m.pt")
     dyn = model.dynamics()
-    assert model.split_products and dyn.linear_t.dtype == dyn.linear_lo_t.dtype == torch.bfloat16
+    assert model.eval_products.two_parts and model.products == Products("bfloat16")
+    assert dyn.linear_t.dtype == dyn.linear_lo_t.dtype == torch.bfloat16
     # the CLI switches a float32-evaluated checkpoint to split products and back
     argv = ["evaluate", str(tmp_path / "m.pt"), "--eps-test", "0", "--t-eval", "10", "--json"]
     rows = {}

@@ -7,6 +7,7 @@ from sanode.datasets import load_split
 from sanode.evaluate import evaluate
 from sanode.integrate import integrate, num_steps
 from sanode.noise import add_pixel_noise
+from sanode.products import Products
 from sanode.train import train
 
 
@@ -48,8 +49,8 @@ def test_bfloat16_transient_with_a_float32_finish_lands_on_the_float32_fixed_poi
 ):
     model, split = letters_model
     x = add_pixel_noise(split.x, 0.3, torch.Generator().manual_seed(2))
-    exact = model.dynamics(product_dtype=torch.float32)
-    fast = model.dynamics(product_dtype=torch.bfloat16)
+    exact = model.dynamics(products=Products("float32"))
+    fast = model.dynamics(products=Products("bfloat16"))
     ref, ref_steps = integrate_until_converged(exact, x, 40.0, 0.1, tol=1e-4)
     # bfloat16 products alone: the rounding noise keeps the velocity above 1e-4
     _, bf_steps = integrate_until_converged(fast, x, 40.0, 0.1, tol=1e-4)
@@ -68,10 +69,10 @@ def test_bfloat16_transient_with_a_float32_finish_lands_on_the_float32_fixed_poi
     same, same_steps = integrate_until_converged(exact, x, 40.0, 0.1, tol=1e-4, finish=exact,
                                                  coarse_tol=1e-3)  # fmt: skip
     assert torch.allclose(same, ref, atol=1e-5) and same_steps.sum() <= ref_steps.sum() + len(x)
-    assert torch.equal(model.early_exit_dynamics(torch.bfloat16)[1].linear_t, exact.linear_t)
-    assert model.early_exit_dynamics(torch.float32)[1] is None  # float32 products: no finish
+    assert torch.equal(model.early_exit_dynamics(Products("bfloat16"))[1].linear_t, exact.linear_t)
+    assert model.early_exit_dynamics(Products("float32"))[1] is None  # float32: no finish
     # evaluate() finishes bfloat16 evaluations this way: early exit works with bfloat16 products
-    res = evaluate(model, x, split.y, t_end=40.0, dt=0.1, tol=1e-4, product_dtype=torch.bfloat16)
+    res = evaluate(model, x, split.y, t_end=40.0, dt=0.1, tol=1e-4, products=Products("bfloat16"))
     assert torch.equal(res.states, mixed) and torch.equal(res.steps, steps)
     assert res.work_fraction < 0.5
     with pytest.raises(ValueError, match="exceed"):

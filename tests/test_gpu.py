@@ -65,8 +65,8 @@ def test_bfloat16_products_on_gpu():
     x0 = torch.rand(16, 20, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.3
     target = patterns[torch.arange(16) % 3].float()
     grads = []
-    for device, mm in (("cpu", None), ("cuda", torch.bfloat16)):
-        model = SANode(patterns, seed=1, eig_mean=-1.0, clip=None, matmul_dtype=mm).to(device)
+    for device, mm in (("cpu", None), ("cuda", "bfloat16")):
+        model = SANode(patterns, seed=1, eig_mean=-1.0, clip=None, products=mm).to(device)
         ((model(x0.to(device), 3.0, 0.1) - target.to(device)) ** 2).mean().backward()
         grads.append([p.grad.cpu() for p in model.parameters()])
     for ref, got in zip(*grads, strict=True):

@@ -9,7 +9,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "sanode"
 
 # the maths: the model, its integrators and backward pass, the patterns, fixed points, metrics
-CORE = {"model", "integrate", "euler_grad", "patterns", "converge", "metrics", "noise"}
+CORE = {"model", "integrate", "euler_grad", "patterns", "converge", "metrics", "noise", "products"}
 # what sits above training: the pipeline, its analyses and probes, the commands
 PIPELINE = {
     "study",

@@ -56,7 +56,7 @@ def test_float32_coupling_keeps_the_patterns_in_the_kernel():
     assert rel < rounding / 5, (rel, rounding)
 
 
-@pytest.mark.parametrize("products", [None, torch.bfloat16])
+@pytest.mark.parametrize("products", [None, "bfloat16"])
 def test_float32_coupling_gradients_agree_with_the_float64_build(products):
     patterns = block_patterns(49, 5, 0.5)
     gen = torch.Generator().manual_seed(0)
@@ -64,7 +64,7 @@ def test_float32_coupling_gradients_agree_with_the_float64_build(products):
     target = patterns[torch.randint(0, 5, (16,), generator=gen)].float()
     grads = {}
     for name in ("float64", "float32"):
-        model = SANode(patterns, seed=1, matmul_dtype=products,
+        model = SANode(patterns, seed=1, products=products,
                        coupling_dtype=getattr(torch, name))  # fmt: skip
         loss = torch.nn.functional.mse_loss(model(x0, 3.0, 0.1), target)
         loss.backward()

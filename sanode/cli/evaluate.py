@@ -73,11 +73,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     except ConfigError as err:
         parser.error(str(err))
     if args.matmul_dtype is not None:  # e.g. evaluate a float32-trained model in bfloat16
-        from ..config import product_mode
-
         try:
             cfg = cfg.replace(eval_matmul_dtype=args.matmul_dtype)
-            model.matmul_dtype, model.split_products = product_mode(args.matmul_dtype)
+            model.eval_products = cfg.eval_products
         except (ConfigError, ValueError) as err:
             parser.error(str(err))
     if args.early_exit is not None and not args.early_exit > 0:
