@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import random
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import products
+from .typecheck import ConfigError, convert
 
 if TYPE_CHECKING:
     import torch
@@ -67,10 +70,6 @@ def settings_digest(values: Any) -> str:
 
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-class ConfigError(ValueError):
-    """A setting is unknown or out of range; the message names the key and the allowed values."""
 
 
 @dataclass(frozen=True)
@@ -174,8 +173,9 @@ class TrainConfig:
     coupling_dtype: str = "float64"
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            check_type(f.name, getattr(self, f.name), str(f.type))
+        hints = _field_types()
+        for f in dataclasses.fields(self):  # types only: the values stay as given
+            convert(f.name, getattr(self, f.name), hints[f.name], coerce=False)
         for key in ("dataset", "dtype", "method", "matmul_precision", "coupling_dtype",
                     "lr_schedule", "loss", "collapse_action"):  # fmt: skip
             _one_of(key, getattr(self, key), CHOICES[key])
@@ -337,27 +337,10 @@ class TrainConfig:
         return self.from_dict({**self.to_dict(), **changes})
 
 
-_KINDS = {
-    "float": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-              and math.isfinite(v)),
-    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    "str": ("a string", lambda v: isinstance(v, str)),
-    "bool": ("true or false", lambda v: isinstance(v, bool)),
-}  # fmt: skip
-
-
-def check_type(key: str, value: Any, annotation: str) -> None:
-    """Refuse ``value`` unless it has one of the types of ``annotation`` (``"float | None"``);
-    a quoted number such as ``"-5"`` is a string, not a number."""
-    kinds = [k.strip() for k in annotation.split("|")]
-    if value is None and "None" in kinds:
-        return
-    if any(_KINDS[k][1](value) for k in kinds if k in _KINDS):
-        return
-    wanted = " or ".join(_KINDS[k][0] for k in kinds if k in _KINDS)
-    if "None" in kinds:
-        wanted += " or null"
-    raise ConfigError(f"{key} must be {wanted}, got {value!r} ({type(value).__name__})")
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """The resolved annotation of every :class:`TrainConfig` field."""
+    return typing.get_type_hints(TrainConfig)
 
 
 def check_horizon(key: str, t: float, dt: float) -> None:

@@ -19,66 +19,16 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
 import typing
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from .config import ConfigError
+from .typecheck import ConfigError, convert
 
 if TYPE_CHECKING:
     from .config import TrainConfig
 
 S = TypeVar("S", bound="Settings")
-
-_SCALARS: dict[type, tuple[str, Any]] = {
-    bool: ("true or false", lambda v: isinstance(v, bool)),
-    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
-    float: (
-        "a number",
-        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-    ),
-    str: ("a string", lambda v: isinstance(v, str)),
-}
-
-
-def _convert(where: str, value: Any, hint: Any) -> Any:
-    """``value`` checked against the type ``hint`` (and converted: list -> tuple, mapping ->
-    nested Settings, int -> float); raises :class:`ConfigError` naming ``where``."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _convert(where, value, arg)
-            except ConfigError as err:
-                errors.append(str(err).split(" must be ", 1)[-1].split(", got ")[0])
-        wanted = " or ".join(errors) + (" or null" if type(None) in args else "")
-        raise ConfigError(f"{where} must be {wanted}, got {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where} must be one of {list(args)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
-        item = args[0]
-        return tuple(_convert(f"{where}[{i}]", v, item) for i, v in enumerate(value))
-    if isinstance(hint, type) and issubclass(hint, Settings):
-        if isinstance(value, hint):
-            return value
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} must be a mapping, got {value!r}")
-        return hint.from_mapping(value, where=where)
-    if hint in _SCALARS:
-        name, ok = _SCALARS[hint]
-        if not ok(value):
-            raise ConfigError(f"{where} must be {name}, got {value!r} ({type(value).__name__})")
-        return float(value) if hint is float else value
-    raise TypeError(f"{where}: unsupported settings type {hint!r}")  # a programming error
 
 
 def _plain(value: Any) -> Any:
@@ -115,7 +65,7 @@ class Settings:
         ]
         if missing:
             raise ConfigError(f"{where}: missing required key(s) {missing}")
-        converted = {k: _convert(f"{where}.{k}", v, hints[k]) for k, v in values.items()}
+        converted = {k: convert(f"{where}.{k}", v, hints[k]) for k, v in values.items()}
         settings = cls(**converted)
         settings.check(where)
         return settings
