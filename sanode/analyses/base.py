@@ -65,7 +65,7 @@ class Analysis:
     description: ClassVar[str]  # one line: what it shows (schema, README, report)
     Settings: ClassVar[type[BaseSettings]]
     tables: ClassVar[dict[str, Table]]
-    category: ClassVar[str] = "Paper studies"  # the report's category of its figures
+    category: ClassVar[str] = "Paper analyses"  # the report's category of its figures
     uses_models: ClassVar[bool] = True  # the selected models and prepared data of its studies
     uses_states: ClassVar[bool] = False  # the evaluation states of its study's first eps_train
     uses_trials: ClassVar[bool] = False  # the trials tables of its studies

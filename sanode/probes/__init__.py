@@ -1,7 +1,8 @@
 """The paper's analyses (and two beyond it) as functions of trained models, returning tidy tables.
 
-One module per study; each returns ``pandas.DataFrame`` rows that the pipeline writes to
-``results/tables/`` and the figures are drawn from:
+One module per analysis (its pipeline wrapper, of the same name, is in :mod:`sanode.analyses`);
+each returns ``pandas.DataFrame`` rows that the pipeline writes to ``results/tables/`` and the
+figures are drawn from:
 
 * :mod:`.mse_time`      - MSE(t) on noisy copies of one letter, final-MSE histogram (Fig. 4)
 * :mod:`.perturbation`  - single and collective eigen-direction perturbations (Figs. 5, 6)
