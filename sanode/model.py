@@ -11,7 +11,7 @@ from torch import nn
 from .euler_grad import euler_loop
 from .integrate import Dynamics, integrate, num_steps
 from .patterns import check_patterns
-from .products import Products, dtype_name
+from .products import TWO_PARTS, Products, dtype_name
 
 
 class SANode(nn.Module):
@@ -334,6 +334,18 @@ class SANode(nn.Module):
             )
             report["max_real_jacobian_eig_numeric"] = float(torch.linalg.eigvals(jac).real.max())
         return report
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickle, also a model pickled before the products value (an MLflow registry
+        version of older code: ``_matmul_dtype`` and ``split_products`` held the products that
+        load_model had set for evaluation)."""
+        if "_matmul_dtype" in state:
+            old, two = state.pop("_matmul_dtype"), state.pop("split_products", False)
+            loop = dtype_name(state["dtype"])
+            name = loop if old is None else dtype_name(old)
+            state["_eval_products"] = Products(TWO_PARTS if two and name == "bfloat16" else name)
+            state["_products"] = Products(name)
+        super().__setstate__(state)
 
     def extra_repr(self) -> str:
         return (

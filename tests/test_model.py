@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from sanode import SANode, block_patterns
+from sanode.products import Products
 
 
 def _model(patterns, dtype=torch.float64, **kw):
@@ -158,3 +159,21 @@ def test_same_seed_same_model(small_patterns):
     assert torch.equal(a.coupling(), b.coupling())
     c = SANode(small_patterns, dtype=torch.float64, seed=4)
     assert not torch.equal(a.coupling(), c.coupling())
+
+
+def test_a_model_pickled_before_the_products_value_still_loads(small_patterns):
+    """MLflow registry versions of older code pickled SANode with ``_matmul_dtype`` and
+    ``split_products``: they unpickle to the same products (evaluation: bfloat16x2)."""
+    import pickle
+
+    model = SANode(small_patterns, products="bfloat16", eval_products="bfloat16x2")
+    state = model.__dict__.copy()
+    del state["_products"], state["_eval_products"]
+    state.update(_matmul_dtype=torch.bfloat16, split_products=True)
+    old = SANode.__new__(SANode)
+    old.__setstate__(state)
+    again = pickle.loads(pickle.dumps(old))
+    assert again.products == Products("bfloat16") and again.eval_products == Products("bfloat16x2")
+    x = torch.rand(3, small_patterns.shape[1])
+    with torch.no_grad():
+        assert torch.equal(again(x, 1.0, 0.1), model(x, 1.0, 0.1))
