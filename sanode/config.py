@@ -106,6 +106,9 @@ class TrainConfig:
     # random end time (STEER, Ghosh et al. 2020): each batch trains at a horizon drawn
     # uniformly from [T - t_train_jitter, T + t_train_jitter] in whole steps dt (0: fixed T)
     t_train_jitter: float = 0.0
+    # random translation of the training images (sanode.augment): each image of an epoch moves
+    # by its own offset, up to augment_shift pixels along each axis (0: off)
+    augment_shift: int = 0
     # weight averaging: an exponential moving average of the parameters over optimiser steps
     # (None: off); validated beside the raw weights, the better of the two is the saved model
     ema_decay: float | None = None
@@ -262,6 +265,12 @@ class TrainConfig:
             raise ConfigError(
                 f"t_train_jitter must lie in [0, {shortest}) (the shortest training horizon; "
                 f"each batch's is drawn from [T - jitter, T + jitter]), got {jitter!r}"
+            )
+        shift = self.augment_shift
+        if not 0 <= shift <= 4:  # an int: the type check above
+            raise ConfigError(
+                f"augment_shift must be an integer in [0, 4] (the largest random shift of a "
+                f"training image in pixels; 0: off), got {shift!r}"
             )
         for key in ("lr_eig_mult", "lr_basis_mult", "lr_gamma_mult"):
             _positive(key, getattr(self, key))

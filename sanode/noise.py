@@ -20,6 +20,12 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
 
 
+def augment_generator(seed: int, epoch: int) -> torch.Generator:
+    """The generator of the random shifts of one training epoch (``augment_shift``): its own,
+    so the epoch's shuffle and noise are the same with and without the shifts."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch + 15_485_863)
+
+
 def validation_generator(seed: int) -> torch.Generator:
     """Generator of the validation noise of a trial trained with ``seed``."""
     return torch.Generator().manual_seed(10_007 + seed)

@@ -215,6 +215,8 @@ def levers(root: Path, args: list[str]) -> str:
         if cfg.get("t_train_jitter"):
             jitter, t = cfg["t_train_jitter"], cfg["t_train"]
             on.append(f"random T_train in [{t - jitter:g}, {t + jitter:g}]")
+        if cfg.get("augment_shift"):
+            on.append(f"random shift ≤ {cfg['augment_shift']} px")
         if cfg.get("t_train_final"):
             last = cfg["t_train_final_epochs"]
             on.append(f"last {last} epoch(s) at T = {cfg['t_train_final']:g}")

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .augment import image_side, shift_images
 from .checkpoint import load_checkpoint, model_from_config, save_checkpoint
 from .config import EXECUTION_KEYS, TrainConfig, matmul_precision, resolve_device
 from .data import balanced_subset
@@ -23,7 +24,7 @@ from .evaluate import evaluate
 from .losses import final_state_loss
 from .memory import keep_freed_memory
 from .model import SANode
-from .noise import add_pixel_noise, epoch_generator
+from .noise import add_pixel_noise, augment_generator, epoch_generator
 
 EpochCallback = Callable[[int, dict[str, float], SANode], Any]
 BatchCallback = Callable[[int, int, dict[str, float]], Any]
@@ -85,7 +86,8 @@ def train(
     checkpoint is written; a truthy return stops training.
 
     The levers of ``cfg``: the loss on x(T) (``loss``, :mod:`sanode.losses`), the horizon
-    schedule (``t_train_final`` for the last ``t_train_final_epochs``), weight averaging
+    schedule (``t_train_final`` for the last ``t_train_final_epochs``), random shifts of the
+    training images (``augment_shift``, :mod:`sanode.augment`), weight averaging
     (``ema_decay``: the raw and the averaged weights are validated, the better is the model
     returned and loaded from the checkpoint), the final fit (``train_on_validation``) and the
     collapse check (``collapse_*``: validation H far under its best restores the best epoch
@@ -188,9 +190,16 @@ def parameters_sane(model: SANode, limit: float = 1e8) -> str | None:
     return None
 
 
-def _check_inputs(x: torch.Tensor, y: torch.Tensor, patterns: torch.Tensor) -> None:
+def _check_inputs(
+    x: torch.Tensor, y: torch.Tensor, patterns: torch.Tensor, augment_shift: int = 0
+) -> None:
     if x.ndim != 2 or len(x) != len(y):
         raise ValueError(f"x must be (M, N) and y (M,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    if augment_shift and augment_shift >= image_side(x.shape[1]):
+        raise ValueError(
+            f"augment_shift {augment_shift} must be below the image side "
+            f"{image_side(x.shape[1])}; set a smaller augment_shift"
+        )
     if int(y.max()) >= patterns.shape[0] or int(y.min()) < 0:
         raise ValueError(f"labels must lie in [0, {patterns.shape[0]}), got [{y.min()}, {y.max()}]")
 
@@ -310,7 +319,10 @@ class _Run:
         cfg, model, device = self.cfg, self.model, self.device
         gen = epoch_generator(cfg.seed, epoch)
         order = torch.randperm(len(self.x), generator=gen)
-        x_epoch = add_pixel_noise(self.x[order], cfg.eps_train, gen)
+        x_epoch = self.x[order]
+        if cfg.augment_shift:
+            x_epoch = shift_images(x_epoch, cfg.augment_shift, augment_generator(cfg.seed, epoch))
+        x_epoch = add_pixel_noise(x_epoch, cfg.eps_train, gen)
         y_epoch = self.y[order]
         t_train = cfg.horizon(epoch)
         horizons = cfg.batch_horizons(epoch, len(self.batches))
@@ -526,7 +538,7 @@ def _copy(state: Any) -> Any:
 
 def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress,
            batch_callback=None) -> TrainResult:  # fmt: skip
-    _check_inputs(x, y, patterns)
+    _check_inputs(x, y, patterns, cfg.augment_shift)
     run = _Run(cfg, x, y, patterns, val, checkpoint_path, batch_callback)
     if resume:
         run.resume()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sanode import block_patterns
+from sanode.augment import shift_images
 from sanode.checkpoint import load_checkpoint, load_model
 from sanode.config import ConfigError, TrainConfig
 from sanode.datasets import load_split
@@ -272,3 +273,64 @@ def test_random_horizon_training_resumes_exactly_across_a_kill(tmp_path):
     a, b = load_checkpoint(tmp_path / "a.pt"), load_checkpoint(tmp_path / "b.pt")
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+
+
+# -- random shifts of the training images ---------------------------------------------------------
+def test_shift_moves_each_image_by_its_own_offset_and_fills_the_background():
+    side, s = 6, 2
+    x = torch.rand(300, side * side, generator=torch.Generator().manual_seed(1)) + 1.0
+    out = shift_images(x, s, torch.Generator().manual_seed(0), fill=0.0)
+    assert out.shape == x.shape and not torch.equal(out, x)
+    seen = set()
+    for image, moved in zip(x.reshape(-1, side, side), out.reshape(-1, side, side), strict=True):
+        # the offset is the one that reproduces the moved image from the original
+        matches = []
+        for dy in range(-s, s + 1):
+            for dx in range(-s, s + 1):
+                want = torch.zeros(side, side)
+                for i in range(side):
+                    for j in range(side):
+                        if 0 <= i - dy < side and 0 <= j - dx < side:
+                            want[i, j] = image[i - dy, j - dx]
+                if torch.equal(want, moved):
+                    matches.append((dy, dx))
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) == (2 * s + 1) ** 2  # every offset occurs in 300 draws
+    again = shift_images(x, s, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # deterministic given the generator
+    assert torch.equal(shift_images(x, 0, torch.Generator()), x)
+    with pytest.raises(ValueError, match="square"):
+        shift_images(torch.zeros(2, 10), 1, torch.Generator())
+    with pytest.raises(ValueError, match="below the image side"):
+        shift_images(x, 6, torch.Generator())
+
+
+def test_shifted_training_differs_resumes_exactly_and_is_validated(tmp_path):
+    cfg = TrainConfig(**FAST, augment_shift=1)
+    x, y, patterns, val = _data(cfg)
+    straight = train(cfg, x, y, patterns, val=val, checkpoint_path=tmp_path / "a.pt",
+                     progress=False)  # fmt: skip
+    fixed = train(TrainConfig(**FAST), x, y, patterns, val=val, progress=False)
+    assert straight.history[0]["train_loss"] != fixed.history[0]["train_loss"]
+
+    def kill(epoch, record, model):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, x, y, patterns, val=val, checkpoint_path=tmp_path / "b.pt", callback=kill,
+              progress=False)  # fmt: skip
+    resumed = train(cfg, x, y, patterns, val=val, checkpoint_path=tmp_path / "b.pt",
+                    progress=False)  # fmt: skip
+    assert straight.history == resumed.history
+    for key in (-1, 5, 1.5, True):
+        with pytest.raises(ConfigError, match="augment_shift must be an integer"):
+            TrainConfig(**FAST, augment_shift=key)
+    one = TrainConfig(**{**FAST, "epochs": 1}, augment_shift=4)
+    small = block_patterns(16, 2, 0.5)  # 4 x 4 images: a shift of 4 leaves nothing
+    with pytest.raises(ValueError, match="below the image side 4"):
+        train(one, torch.rand(8, 16), torch.arange(8) % 2, small, progress=False)
+    with pytest.raises(ValueError, match="square"):
+        train(one, torch.rand(8, 10), torch.arange(8) % 2, block_patterns(10, 2, 0.5),
+              progress=False)  # fmt: skip
