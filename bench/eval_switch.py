@@ -20,13 +20,13 @@ import time
 
 import torch
 
-from sanode import metrics
-from sanode.checkpoint import load_model
-from sanode.converge import integrate_until_converged
+from sanode.core import metrics
+from sanode.core.converge import integrate_until_converged
+from sanode.core.integrate import Dynamics, integrate, num_steps
+from sanode.core.products import Products
+from sanode.data.prepare import load_prepared
 from sanode.files import write_json
-from sanode.integrate import Dynamics, integrate, num_steps
-from sanode.prepare import load_prepared
-from sanode.products import Products
+from sanode.training.checkpoint import load_model
 
 
 class StateRounded(Dynamics):

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 import yaml
 
-from sanode import pipeline
+from sanode.pipeline import stages as pipeline
 
 
 def _config(base: dict, study: str, args, cpus_per_trial: int, concurrent: int, root: Path):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import products
+from .core import products
 from .typecheck import ConfigError, convert
 
 if TYPE_CHECKING:
@@ -25,18 +25,18 @@ if TYPE_CHECKING:
 DATASETS = ("letters", "mnist", "fashion")
 MIRROR_ENV = "SANODE_DATA_MIRROR"  # the mirror folder of the MNIST/Fashion-MNIST IDX files
 DTYPES = ("float32", "float64")
-# the (B, N) @ (N, N) products of the loop (sanode.products); None: the loop dtype itself.
+# the (B, N) @ (N, N) products of the loop (sanode.core.products); None: the loop dtype itself.
 # Evaluation may also split A into two bfloat16 parts: two products, A's rounding error gone
 MATMUL_DTYPES = products.TRAINING_NAMES
 EVAL_MATMUL_DTYPES = products.NAMES
 LR_SCHEDULES = ("constant", "cosine", "onecycle")
-# the loss on the final state x(T) (sanode.losses)
+# the loss on the final state x(T) (sanode.training.losses)
 LOSSES = ("mse", "overlap_ce", "sign_margin")
 # what a detected collapse does: restore the best epoch and lower the lr, or stop
 COLLAPSE_ACTIONS = ("rollback", "stop")
 # torch.set_float32_matmul_precision: full float32, TF32 (or bf16x3 on CPU), bfloat16
 MATMUL_PRECISIONS = ("highest", "high", "medium")
-METHODS = ("euler", "rk4")  # the fixed-step solvers (sanode.integrate.SOLVERS)
+METHODS = ("euler", "rk4")  # the fixed-step solvers (sanode.core.integrate.SOLVERS)
 # the dtype each training step builds A in (float32: with a float32 loop only)
 COUPLING_DTYPES = ("float64", "float32")
 # the TrainConfig settings that take one of a few words: validated here, and the choices of
@@ -92,7 +92,7 @@ class TrainConfig:
     batch_size: int = 200
     epochs: int = 10
     ortho_penalty: float = 0.0
-    # the loss on x(T) (sanode.losses): the paper's MSE, cross-entropy over the K pattern
+    # the loss on x(T) (sanode.training.losses): the paper's MSE, cross-entropy over the K pattern
     # overlaps at a temperature, or a per-pixel squared sign hinge at a margin (units of a^2);
     # loss_mse_weight adds the MSE to the other two
     loss: str = "mse"
@@ -106,7 +106,7 @@ class TrainConfig:
     # random end time (STEER, Ghosh et al. 2020): each batch trains at a horizon drawn
     # uniformly from [T - t_train_jitter, T + t_train_jitter] in whole steps dt (0: fixed T)
     t_train_jitter: float = 0.0
-    # random translation of the training images (sanode.augment): each image of an epoch moves
+    # random translation of the training images (sanode.data.augment): each image of an epoch moves
     # by its own offset, up to augment_shift pixels along each axis (0: off)
     augment_shift: int = 0
     # weight averaging: an exponential moving average of the parameters over optimiser steps

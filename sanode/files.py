@@ -16,7 +16,10 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 # errors that mean "the disk (or the quota) is full"
 _FULL = {errno.ENOSPC, errno.EDQUOT}
@@ -97,6 +100,36 @@ def write_torch(path: str | os.PathLike, value: Any, *, what: str = "file") -> N
             torch.save(value, f)
 
     write_atomic(path, write, what=what)
+
+
+# the version of the payloads of save_checkpoint (checkpoints, prepared data sets)
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Write ``payload`` atomically (temp file + rename): a crash never leaves a torn file,
+    and a full disk raises :class:`sanode.files.DiskFullError` with the previous checkpoint
+    intact."""
+    write_torch(path, {"format": FORMAT_VERSION, **payload}, what="checkpoint")
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read a checkpoint with ``weights_only=True``; clear errors for missing or foreign files."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist; train a model first")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable sanode checkpoint ({err})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} is not a sanode checkpoint of format {FORMAT_VERSION}; "
+            "was it written by another program or version?"
+        )
+    return payload
 
 
 def _is_full(err: BaseException) -> bool:

@@ -4,7 +4,7 @@
 mappings) against a type annotation and names the key when it does not fit; a quoted number
 such as ``"-5"`` is a string, not a number. Both the training settings
 (:class:`sanode.config.TrainConfig`) and the pipeline's settings blocks
-(:class:`sanode.settings.Settings`) use it.
+(:class:`sanode.pipeline.settings.Settings`) use it.
 """
 
 from __future__ import annotations

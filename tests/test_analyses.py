@@ -14,11 +14,11 @@ import pytest
 import torch
 import yaml
 
-from sanode import analyses, layout, selection, tracking
-from sanode.analyses.inversion import InversionSettings
-from sanode.analyses.sensitivity import sensitivity
 from sanode.config import ConfigError
-from sanode.study import EvaluateSettings, PrepareSettings
+from sanode.pipeline import analyses, layout, selection, tracking
+from sanode.pipeline.analyses.inversion import InversionSettings
+from sanode.pipeline.analyses.sensitivity import sensitivity
+from sanode.pipeline.study import EvaluateSettings, PrepareSettings
 
 from .workflow_helpers import ROOT, load_config
 
@@ -255,7 +255,8 @@ def store(tmp_path, monkeypatch):
 def test_analysis_stage_writes_checked_tables_in_one_mlflow_run(tmp_path, store, monkeypatch):
     from mlflow import MlflowClient
 
-    from sanode import pipeline, plots
+    from sanode.pipeline import plots
+    from sanode.pipeline import stages as pipeline
 
     monkeypatch.chdir(tmp_path)
     config = load_config("smoke")
@@ -304,7 +305,7 @@ def test_analysis_stage_writes_checked_tables_in_one_mlflow_run(tmp_path, store,
 def test_analysis_run_fails_in_mlflow_and_a_rerun_resumes_it(tmp_path, store, monkeypatch):
     from mlflow import MlflowClient
 
-    from sanode import pipeline
+    from sanode.pipeline import stages as pipeline
 
     monkeypatch.chdir(tmp_path)
     config = load_config("smoke")
@@ -355,10 +356,10 @@ def test_tracking_run_lifecycle(store):
 
 # -- one evaluation path -----------------------------------------------------------------------
 def test_cli_evaluate_reproduces_the_pipeline_evaluation(tmp_path, capsys):
-    from sanode.checkpoint import load_model
     from sanode.cli import main
-    from sanode.datasets import load_split
-    from sanode.robustness import score
+    from sanode.data.datasets import load_split
+    from sanode.pipeline.robustness import score
+    from sanode.training.checkpoint import load_model
 
     ckpt = tmp_path / "m.pt"
     assert (
@@ -398,7 +399,7 @@ def test_cli_evaluate_reproduces_the_pipeline_evaluation(tmp_path, capsys):
 
 # -- the study figures ---------------------------------------------------------------------------
 def test_tuning_figure_shows_best_so_far_and_the_setting_heatmap(tmp_path, monkeypatch):
-    from sanode import plots
+    from sanode.pipeline import plots
 
     trials = _trials(
         [

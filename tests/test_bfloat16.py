@@ -8,11 +8,11 @@ import torch
 from sanode import block_patterns
 from sanode.cli import main
 from sanode.config import ConfigError, TrainConfig
-from sanode.datasets import load_split
-from sanode.evaluate import evaluate
-from sanode.model import SANode
-from sanode.products import Products
-from sanode.train import train
+from sanode.core.model import SANode
+from sanode.core.products import Products
+from sanode.data.datasets import load_split
+from sanode.training.evaluate import evaluate
+from sanode.training.train import train
 
 # relative; bfloat16 keeps 8 mantissa bits (~0.4 % per rounding). With the clip active a
 # rounding can move an item onto or off the clip, where the gradient jumps: a looser bound.
@@ -138,7 +138,7 @@ def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
 def test_evaluation_products_follow_eval_matmul_dtype(tmp_path):
     """A bfloat16-trained model is evaluated with float32 products unless eval_matmul_dtype
     says bfloat16 (bfloat16 rounding keeps states from settling below an early-exit tol)."""
-    from sanode.checkpoint import load_model
+    from sanode.training.checkpoint import load_model
 
     cfg = TrainConfig(dataset="letters", letters_copies=5, batch_size=25, lr=3e-2, epochs=1,
                       matmul_dtype="bfloat16")  # fmt: skip
@@ -179,7 +179,7 @@ def test_split_bfloat16_products_remove_the_rounding_of_a():
     assert two.dtype == torch.float32 and err_one > 0
     assert err_two < err_one / 5
     # backward integration negates both parts: forward then backward returns near x
-    from sanode.integrate import integrate
+    from sanode.core.integrate import integrate
 
     dyn = model.dynamics()
     back = integrate(dyn, integrate(dyn, x, 0.5, 0.05), 0.5, 0.05, reverse=True)
@@ -187,7 +187,7 @@ def test_split_bfloat16_products_remove_the_rounding_of_a():
 
 
 def test_bfloat16x2_is_an_evaluation_mode(tmp_path, capsys):
-    from sanode.checkpoint import load_model
+    from sanode.training.checkpoint import load_model
 
     two = TrainConfig(eval_matmul_dtype="bfloat16x2").eval_products
     assert two.two_parts and two.dtype == torch.bfloat16

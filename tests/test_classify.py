@@ -10,17 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
-from sanode import tracking
-from sanode.checkpoint import load_model
-from sanode.classify import (
+from sanode.cli import main
+from sanode.data.letters import letter_images
+from sanode.pipeline import tracking
+from sanode.pipeline.classify import (
     AttractorClassifier,
     ClassifyError,
     classify,
     load_classifier,
     read_images,
 )
-from sanode.cli import main
-from sanode.letters import letter_images
+from sanode.training.checkpoint import load_model
 
 
 @pytest.fixture(scope="module")

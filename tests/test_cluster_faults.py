@@ -20,15 +20,15 @@ import torch
 from mlflow import MlflowClient
 
 from sanode import files
-from sanode.checkpoint import load_checkpoint, save_checkpoint
 from sanode.config import TrainConfig
-from sanode.datasets import load_split
+from sanode.data.datasets import load_split
+from sanode.data.prepare import prepare_dataset
 from sanode.files import DiskFullError
-from sanode.prepare import prepare_dataset
-from sanode.study import StudySettings
-from sanode.tracking import TrackingStoreError
-from sanode.train import train
-from sanode.tune import run_study
+from sanode.pipeline.study import StudySettings
+from sanode.pipeline.tracking import TrackingStoreError
+from sanode.pipeline.tune import run_study
+from sanode.training.checkpoint import load_checkpoint, save_checkpoint
+from sanode.training.train import train
 
 from .ray_helpers import trial_workers
 
@@ -119,7 +119,7 @@ def test_training_on_a_full_disk_stops_with_the_last_epoch_kept_and_resumes(tmp_
 _ON_TINY_DISK = """
 import sys, torch, pandas as pd
 from sanode import files
-from sanode.checkpoint import load_checkpoint, save_checkpoint
+from sanode.training.checkpoint import load_checkpoint, save_checkpoint
 from sanode.files import DiskFullError
 root = sys.argv[1]
 save_checkpoint(f"{root}/model.pt", {"epoch": 1, "w": torch.ones(1000)})
@@ -167,7 +167,7 @@ def test_a_real_full_filesystem_keeps_the_previous_files(tmp_path):
 # -- two writers on one store ----------------------------------------------------------------
 _WRITER = """
 import sys
-from sanode import tracking
+from sanode.pipeline import tracking
 uri, who = sys.argv[1], sys.argv[2]
 meta = {"dataset": "letters", "raw_md5": {"letters": "x"}, "cache_sha256": "y",
         "sizes": {"train": 40, "val": 10}}
@@ -411,7 +411,7 @@ class _Server:
             start_new_session=True,
         )
         log.close()  # the server holds its own copy
-        from sanode.tracking import wait_for_store
+        from sanode.pipeline.tracking import wait_for_store
 
         wait_for_store(self.uri, 120, every=0.5)
 

@@ -2,13 +2,13 @@ import pytest
 import torch
 
 from sanode.config import TrainConfig
-from sanode.converge import integrate_until_converged
-from sanode.datasets import load_split
-from sanode.evaluate import evaluate
-from sanode.integrate import integrate, num_steps
-from sanode.noise import add_pixel_noise
-from sanode.products import Products
-from sanode.train import train
+from sanode.core.converge import integrate_until_converged
+from sanode.core.integrate import integrate, num_steps
+from sanode.core.noise import add_pixel_noise
+from sanode.core.products import Products
+from sanode.data.datasets import load_split
+from sanode.training.evaluate import evaluate
+from sanode.training.train import train
 
 
 @pytest.fixture(scope="module")

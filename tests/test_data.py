@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sanode import data
-from sanode.data import DataError, load_images, prepare_raw
+from sanode.data.raw import DataError, load_images, prepare_raw
 
 from .idx import write_mirror
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from sanode.cli import main
-from sanode.report import RENDERERS, ReportError, doc_files, render, render_text
+from sanode.pipeline.report import RENDERERS, ReportError, doc_files, render, render_text
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,9 +5,9 @@ import torch
 
 from sanode import SANode, block_patterns
 from sanode.config import TrainConfig
-from sanode.datasets import load_split
-from sanode.evaluate import evaluate
-from sanode.train import train
+from sanode.data.datasets import load_split
+from sanode.training.evaluate import evaluate
+from sanode.training.train import train
 
 pytestmark = [
     pytest.mark.gpu,

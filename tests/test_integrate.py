@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from sanode.integrate import SOLVERS, Dynamics, integrate, num_steps
+from sanode.core.integrate import SOLVERS, Dynamics, integrate, num_steps
 
 
 def _logistic(c1=0.8, c2=2.0):

@@ -1,32 +1,25 @@
 """The import graph of the package: no cycles (function-level imports included, so none can
-dodge one), and the maths core imports nothing from the layers above it."""
+dodge one), and each layer folder imports only from itself and the layers below it."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "sanode"
 
-# the maths: the model, its integrators and backward pass, the patterns, fixed points, metrics
-CORE = {"model", "integrate", "euler_grad", "patterns", "converge", "metrics", "noise", "products"}
-# what sits above training: the pipeline, its analyses and probes, the commands
-PIPELINE = {
-    "study",
-    "validate",
-    "tune",
-    "tracking",
-    "selection",
-    "layout",
-    "tables",
-    "plots",
-    "pipeline",
-    "report",
-    "cli",
-    "analyses",
-    "probes",
-    "settings",
-}
+# the layers, lowest first: a module imports only from its own layer and those below it
+LAYERS = [
+    ("core",),  # the maths: the model, integrators, backward pass, patterns, metrics, noise
+    ("config", "typecheck", "files"),  # the settings, their type check, the file formats
+    ("data",),
+    ("training",),
+    ("probes",),  # the paper's measurements on one model
+    ("pipeline",),  # the study: settings, Ray Tune, MLflow, stages, analyses, tables, figures
+    ("cli",),
+]
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 
 def _modules() -> dict[str, Path]:
@@ -102,16 +95,63 @@ def test_the_cycle_check_sees_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
 
 
-def test_the_maths_core_imports_nothing_from_the_layers_above():
+def _layer(module: str) -> int | None:
+    """The rank of ``sanode.<top>...`` in :data:`LAYERS` (None: the package's own
+    ``__init__``: ``__version__`` and the lazy public API, importable from any layer)."""
+    parts = module.split(".")
+    return RANK[parts[1]] if len(parts) > 1 else None
+
+
+def test_every_module_sits_in_a_layer():
+    assert {m.split(".")[1] for m in _graph() if "." in m} <= set(RANK)
+
+
+def test_each_layer_imports_only_from_itself_and_the_layers_below():
     graph = _graph()
-    for module in CORE:
-        above = {d for d in graph[f"sanode.{module}"] if d.split(".")[1] in PIPELINE}
-        assert not above, f"sanode.{module} imports {sorted(above)}"
-        assert graph[f"sanode.{module}"] <= {f"sanode.{m}" for m in CORE} | {"sanode.config"}
+    wrong = [
+        f"{module} ({LAYERS[_layer(module)][0]}) imports {dep} ({LAYERS[_layer(dep)][0]})"
+        for module, deps in graph.items()
+        if _layer(module) is not None
+        for dep in deps
+        if _layer(dep) is not None and _layer(dep) > _layer(module)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_maths_core_imports_only_the_core():
+    graph = _graph()
+    for module, deps in graph.items():
+        if module.startswith("sanode.core"):
+            assert all(d.startswith("sanode.core") for d in deps), (module, deps)
+
+
+def test_the_old_flat_module_paths_import_the_moved_modules():
+    """Models pickled before the layer folders name ``sanode.model.SANode``; those paths
+    resolve to the moved modules themselves (not second copies)."""
+    import pickle
+
+    import sanode
+    import sanode.core.model
+    import sanode.pipeline.analyses.base
+
+    for old, new in sanode.MOVED.items():
+        assert importlib.import_module(f"sanode.{old}") is importlib.import_module(
+            f"sanode.{new}"
+        ), old
+    assert importlib.import_module("sanode.analyses.base") is sanode.pipeline.analyses.base
+    assert sanode.core.model.__spec__.name == "sanode.core.model"
+    # protocol 0 names a class as text lines, so the module path can be edited in place
+    old_pickle = pickle.dumps(sanode.core.model.SANode, protocol=0).replace(
+        b"sanode.core.model", b"sanode.model"
+    )
+    assert b"sanode.model" in old_pickle
+    assert pickle.loads(old_pickle) is sanode.core.model.SANode
 
 
 def test_config_validation_sits_above_the_study_settings_and_the_analyses():
     graph = _graph()
-    assert {"sanode.study", "sanode.analyses"} <= graph["sanode.validate"]
-    assert "sanode.validate" not in graph["sanode.study"]
-    assert not any(d.startswith("sanode.analyses") for d in graph["sanode.study"])
+    assert {"sanode.pipeline.study", "sanode.pipeline.analyses"} <= graph[
+        "sanode.pipeline.validate"
+    ]
+    assert "sanode.pipeline.validate" not in graph["sanode.pipeline.study"]
+    assert not any(d.startswith("sanode.pipeline.analyses") for d in graph["sanode.pipeline.study"])

@@ -7,14 +7,15 @@ import pytest
 import torch
 
 from sanode import block_patterns
-from sanode.augment import shift_images
-from sanode.checkpoint import load_checkpoint, load_model
 from sanode.config import ConfigError, TrainConfig
-from sanode.datasets import load_split
-from sanode.losses import LOSSES, final_state_loss, overlaps
-from sanode.model import SANode
-from sanode.train import CollapseError, train
+from sanode.core.model import SANode
+from sanode.data.augment import shift_images
+from sanode.data.datasets import load_split
+from sanode.training.checkpoint import load_checkpoint, load_model
+from sanode.training.losses import LOSSES, final_state_loss, overlaps
+from sanode.training.train import CollapseError, train
 
+TRAIN_EVALUATE = "sanode.training.train.evaluate"
 FAST = dict(dataset="letters", letters_copies=10, batch_size=25, lr=3e-2, t_train=3.0,
             t_eval=10.0, epochs=4, seed=0, eig_mean=-2.0)  # fmt: skip
 
@@ -162,7 +163,8 @@ def test_batch_diagnostics_describe_every_batch():
 
 # -- collapse -------------------------------------------------------------------------------------
 class _Scripted:
-    """Stands in for sanode.train.evaluate: validation H follows a script, one value a call."""
+    """Stands in for sanode.training.train.evaluate: validation H follows a script, one value
+    a call."""
 
     def __init__(self, values):
         self.values = list(values)
@@ -189,7 +191,9 @@ def _weights_by_epoch():
 
 
 def test_a_collapse_rolls_back_to_the_best_epoch_and_lowers_the_lr(tmp_path, monkeypatch):
-    monkeypatch.setattr("sanode.train.evaluate", _Scripted([0.8, 0.9, 0.1, 0.2, 0.85, 0.9]))
+    monkeypatch.setattr(
+        "sanode.training.train.evaluate", _Scripted([0.8, 0.9, 0.1, 0.2, 0.85, 0.9])
+    )
     cfg = TrainConfig(**{**FAST, "epochs": 6}, lr_schedule="onecycle", lr_warmup=0.3)
     x, y, patterns, val = _data(cfg)
     seen, cb = _weights_by_epoch()
@@ -210,7 +214,7 @@ def test_a_collapse_rolls_back_to_the_best_epoch_and_lowers_the_lr(tmp_path, mon
 
 
 def test_a_collapse_with_no_rollback_left_stops_with_the_best_epoch_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr("sanode.train.evaluate", _Scripted([0.7, 0.9, 0.2, 0.1, 0.9]))
+    monkeypatch.setattr(TRAIN_EVALUATE, _Scripted([0.7, 0.9, 0.2, 0.1, 0.9]))
     cfg = TrainConfig(**{**FAST, "epochs": 5}, collapse_action="stop")
     x, y, patterns, val = _data(cfg)
     seen, cb = _weights_by_epoch()
@@ -225,7 +229,7 @@ def test_a_collapse_with_no_rollback_left_stops_with_the_best_epoch_kept(tmp_pat
 
 def test_a_low_start_is_not_a_collapse(monkeypatch):
     """Below collapse_min_best (a model that never trained well) nothing is rolled back."""
-    monkeypatch.setattr("sanode.train.evaluate", _Scripted([0.4, 0.1, 0.1, 0.1]))
+    monkeypatch.setattr(TRAIN_EVALUATE, _Scripted([0.4, 0.1, 0.1, 0.1]))
     cfg = TrainConfig(**FAST)
     x, y, patterns, val = _data(cfg)
     result = train(cfg, x, y, patterns, val=val, progress=False)

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from sanode import block_patterns, metrics
+from sanode import block_patterns
+from sanode.core import metrics
 
 
 @pytest.fixture

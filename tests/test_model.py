@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sanode import SANode, block_patterns
-from sanode.products import Products
+from sanode.core.products import Products
 
 
 def _model(patterns, dtype=torch.float64, **kw):
@@ -102,7 +102,7 @@ def test_checkpointed_segments_give_the_same_gradients(small_patterns, clip, seg
 
 
 def test_checkpointed_segments_save_fewer_states(small_patterns):
-    from sanode.bench import _saved_bytes
+    from sanode.training.bench import _saved_bytes
 
     model = _model(small_patterns, dtype=torch.float32)
     x0 = torch.rand(8, 20, generator=torch.Generator().manual_seed(5))

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from sanode.letters import LETTER_NAMES, letter_images, letters_dataset
-from sanode.noise import add_pixel_noise, noisy_pixel_count
+from sanode.core.noise import add_pixel_noise, noisy_pixel_count
+from sanode.data.letters import LETTER_NAMES, letter_images, letters_dataset
 
 
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.3, 0.5, 1.0])

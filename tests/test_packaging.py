@@ -33,7 +33,8 @@ def test_config_checks_need_no_heavy_imports():
 
     code = (
         "import sys, yaml\n"
-        "from sanode.study import eps_train_grid\nfrom sanode.validate import validate_config\n"
+        "from sanode.pipeline.study import eps_train_grid\n"
+        "from sanode.pipeline.validate import validate_config\n"
         "c = yaml.safe_load(open('workflow/config/default.yaml'))\n"
         "validate_config(c)\n"
         "assert eps_train_grid(c, 'letters')[-1] == 1.0\n"

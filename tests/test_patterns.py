@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from sanode import block_patterns
-from sanode.patterns import check_patterns
+from sanode.core.patterns import check_patterns
 
 
 def test_letters_targets_are_grid_rows():

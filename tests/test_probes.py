@@ -7,11 +7,11 @@ import torch
 
 from sanode import SANode, block_patterns
 from sanode.config import TrainConfig
-from sanode.datasets import load_split
-from sanode.evaluate import evaluate
-from sanode.letters import letter_images
+from sanode.data.datasets import load_split
+from sanode.data.letters import letter_images
 from sanode.probes import baselines, cases, census, inversion, mse_time, perturbation, timestep
-from sanode.train import train
+from sanode.training.evaluate import evaluate
+from sanode.training.train import train
 
 
 @pytest.fixture(scope="module")

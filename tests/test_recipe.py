@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from sanode.checkpoint import load_checkpoint
 from sanode.config import ConfigError, TrainConfig
-from sanode.datasets import load_split
-from sanode.model import SANode
-from sanode.patterns import block_patterns
-from sanode.train import DivergenceError, make_optimizer, make_scheduler, train
+from sanode.core.model import SANode
+from sanode.core.patterns import block_patterns
+from sanode.data.datasets import load_split
+from sanode.training.checkpoint import load_checkpoint
+from sanode.training.train import DivergenceError, make_optimizer, make_scheduler, train
 
 FAST = dict(dataset="letters", letters_copies=20, batch_size=25, lr=3e-2, t_train=5.5,
             t_eval=20.0, epochs=4, seed=0)  # fmt: skip

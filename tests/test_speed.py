@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from sanode import block_patterns
-from sanode.checkpoint import load_checkpoint, load_model, model_from_config
 from sanode.config import ConfigError, TrainConfig
-from sanode.datasets import load_split
-from sanode.euler_grad import euler_loop
-from sanode.memory import keep_freed_memory, track_live_memory
-from sanode.model import SANode
-from sanode.train import train
+from sanode.core.euler_grad import euler_loop
+from sanode.core.model import SANode
+from sanode.data.datasets import load_split
+from sanode.training.checkpoint import load_checkpoint, load_model, model_from_config
+from sanode.training.memory import keep_freed_memory, track_live_memory
+from sanode.training.train import train
 
 FAST = dict(dataset="letters", letters_copies=10, batch_size=25, lr=3e-2, t_train=3.0,
             t_eval=10.0, epochs=3, seed=0, eig_mean=-2.0)  # fmt: skip
@@ -102,7 +102,7 @@ def test_coupling_dtype_is_validated_and_travels_with_the_checkpoint(tmp_path):
 
 
 def test_validation_subset_is_balanced_and_seeded(monkeypatch):
-    import sanode.train as train_module
+    import sanode.training.train as train_module
 
     seen = []
     real = train_module.evaluate

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from sanode import tables
-from sanode.tracking import flatten, log_datasets, resolve_tracking_uri
+from sanode.pipeline import tables
+from sanode.pipeline.tracking import flatten, log_datasets, resolve_tracking_uri
 
 
 def _accuracy_row(**changes):

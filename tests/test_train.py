@@ -3,11 +3,11 @@ import itertools
 import pytest
 import torch
 
-from sanode.checkpoint import load_checkpoint, load_model
 from sanode.config import ConfigError, TrainConfig
-from sanode.datasets import load_split
-from sanode.evaluate import evaluate
-from sanode.train import DivergenceError, epoch_batches, train
+from sanode.data.datasets import load_split
+from sanode.training.checkpoint import load_checkpoint, load_model
+from sanode.training.evaluate import evaluate
+from sanode.training.train import DivergenceError, epoch_batches, train
 
 FAST = dict(
     dataset="letters",
@@ -157,7 +157,7 @@ def test_epoch_batches_are_nearly_equal_and_cover_every_item(n, bs):
 
 def test_training_never_takes_a_step_on_a_remainder_batch(monkeypatch):
     """26 items in batches of 25 used to end every epoch with a one-item batch."""
-    from sanode.model import SANode
+    from sanode.core.model import SANode
 
     sizes = []
     forward = SANode.forward
@@ -175,7 +175,7 @@ def test_training_never_takes_a_step_on_a_remainder_batch(monkeypatch):
 
 
 def test_one_bucket_summary_feeds_logs_tables_and_results():
-    from sanode.evaluate import RECORD_KEYS, SUMMARY_KEYS
+    from sanode.training.evaluate import RECORD_KEYS, SUMMARY_KEYS
 
     cfg = TrainConfig(**{**FAST, "epochs": 1})
     x, y, patterns = _data(cfg)

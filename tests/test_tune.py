@@ -16,9 +16,9 @@ import torch
 from mlflow import MlflowClient
 
 from sanode.config import TrainConfig
-from sanode.prepare import prepare_dataset
-from sanode.study import StudySettings
-from sanode.tune import run_study
+from sanode.data.prepare import prepare_dataset
+from sanode.pipeline.study import StudySettings
+from sanode.pipeline.tune import run_study
 
 from .ray_helpers import stop_ray
 
@@ -132,7 +132,7 @@ def test_study_on_a_ray_cluster(tmp_path, ray_env):
 
 
 def test_study_settings_and_search_space_are_checked():
-    from sanode.tune import _param_space, _trial_id_from_path
+    from sanode.pipeline.tune import _param_space, _trial_id_from_path
 
     with pytest.raises(ValueError, match=r"search_space.learning_rate: unknown setting"):
         StudySettings(name="x", base=BASE, search_space={"learning_rate": [1.0]})
@@ -152,7 +152,7 @@ def test_local_ray_refuses_clients_without_the_runs_token(tmp_path, ray_env):
     127.0.0.1); every request must carry the run's random token, so no one else can use it."""
     import ray
 
-    from sanode.tune import ray_session
+    from sanode.pipeline.tune import ray_session
 
     with ray_session(None, 1, tmp_path):
         address = ray.get_runtime_context().gcs_address
@@ -193,7 +193,7 @@ def test_asha_stopped_trials_keep_their_last_epoch(tmp_path, ray_env):
     assert last.min() < 4, "ASHA stopped no trial early; the test needs a stopped one"
     client = MlflowClient(tracking_uri=uri)
     for trial_id, rows in table.groupby("trial_id"):
-        from sanode.checkpoint import load_checkpoint
+        from sanode.training.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(rows["checkpoint"].iloc[0])
         assert ckpt["epoch"] == last[trial_id]  # the stopping epoch is in the checkpoint
@@ -219,7 +219,7 @@ def test_asha_stopped_trials_keep_their_last_epoch(tmp_path, ray_env):
 
 
 def test_optuna_searcher_refuses_grids_and_the_noise_axis():
-    from sanode.study import searcher_problems
+    from sanode.pipeline.study import searcher_problems
 
     space = {"lr": [0.01, 0.03], "eps_train": [0.0, 0.3], "dt": {"uniform": [0.05, 0.1]}}
     lines = searcher_problems({"name": "optuna"}, space)
@@ -240,7 +240,7 @@ def test_optuna_asha_search_resumes_after_ctrl_c_and_logs_every_trial(tmp_path, 
     import threading
     import time
 
-    from sanode.tune import StudyInterrupted
+    from sanode.pipeline.tune import StudyInterrupted
 
     data = _prepare(tmp_path)
     settings = StudySettings(

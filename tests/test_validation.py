@@ -9,9 +9,9 @@ import pytest
 
 from sanode.cli import main
 from sanode.config import ConfigError, TrainConfig
-from sanode.study import PipelineConfigError
-from sanode.tracking import TrackingStoreError, check_store
-from sanode.validate import config_problems, validate_config
+from sanode.pipeline.study import PipelineConfigError
+from sanode.pipeline.tracking import TrackingStoreError, check_store
+from sanode.pipeline.validate import config_problems, validate_config
 
 from .workflow_helpers import ROOT, load_config
 
@@ -126,9 +126,9 @@ def test_cli_user_errors_are_one_line(tmp_path, capsys):
 def test_evaluate_refuses_bad_options_and_diverged_checkpoints(tmp_path, capsys):
     import torch
 
-    from sanode.checkpoint import save_checkpoint
-    from sanode.model import SANode
-    from sanode.patterns import block_patterns
+    from sanode.core.model import SANode
+    from sanode.core.patterns import block_patterns
+    from sanode.training.checkpoint import save_checkpoint
 
     model = SANode(block_patterns(49, 5, 0.5))
     cfg = TrainConfig(letters_copies=2, epochs=1)
@@ -233,7 +233,7 @@ def test_a_retrain_of_a_retrain_is_refused():
 
 
 def test_a_retrain_takes_the_winners_searched_settings_but_noise_and_seed():
-    from sanode.study import study_digest, winner_settings
+    from sanode.pipeline.study import study_digest, winner_settings
 
     best = {"models": {"0": {"params": {"lr": 0.01, "seed": 3, "eps_train": 0.3, "loss": "mse"}}}}
     assert winner_settings(best) == {"lr": 0.01, "loss": "mse"}
@@ -243,7 +243,7 @@ def test_a_retrain_takes_the_winners_searched_settings_but_noise_and_seed():
     # and None again in best.json, so that the retrain's TrainConfig takes it
     import pandas as pd
 
-    from sanode.selection import _plain
+    from sanode.pipeline.selection import _plain
 
     column = pd.Series([None, 0.999], dtype="float64")
     assert _plain(column[0]) is None and _plain(column[1]) == 0.999

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from sanode import analyses, tables
-from sanode.checkpoint import load_model
 from sanode.config import TrainConfig
+from sanode.pipeline import analyses, tables
+from sanode.training.checkpoint import load_model
 
 from .idx import write_mirror
 from .workflow_helpers import ROOT, load_config, snakemake, workflow_env, write_config
@@ -284,8 +284,8 @@ def test_smoke_study_end_to_end(tmp_path, mlflow_server, monkeypatch):
         assert client.list_artifacts(run.info.run_id, "figures"), name
 
     # the registered model classifies a test image as the checkpoint does
-    from sanode.classify import AttractorClassifier, classify, load_classifier
-    from sanode.prepare import load_prepared
+    from sanode.data.prepare import load_prepared
+    from sanode.pipeline.classify import AttractorClassifier, classify, load_classifier
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     registered = load_classifier("models:/sanode-mnist/latest")
@@ -313,7 +313,7 @@ def test_smoke_study_end_to_end(tmp_path, mlflow_server, monkeypatch):
 def test_config_changes_rerun_what_they_determine(tmp_path):
     """Raising letters `epochs` used to leave "Nothing to be done": every rule's params carry
     a digest of the settings that determine its output."""
-    from sanode.study import data_digest, evaluation_digest, study_digest
+    from sanode.pipeline.study import data_digest, evaluation_digest, study_digest
 
     config = load_config("smoke")
     env = workflow_env(tmp_path)

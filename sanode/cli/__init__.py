@@ -27,9 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..data import DataError
+    from ..data.raw import DataError
     from ..files import DiskFullError
-    from ..train import DivergenceError
+    from ..training.train import DivergenceError
 
     parser = build_parser()
     args = parser.parse_args(argv)

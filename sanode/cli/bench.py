@@ -59,8 +59,8 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..bench import run_benchmark
     from ..config import resolve_device
+    from ..training.bench import run_benchmark
 
     run_benchmark(
         n=args.n,

@@ -22,8 +22,8 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..study import PipelineConfigError
-    from ..validate import validate_config
+    from ..pipeline.study import PipelineConfigError
+    from ..pipeline.validate import validate_config
 
     schema = Path(args.schema)
     for path in map(Path, args.configs):

@@ -35,7 +35,7 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..classify import classify, load_classifier, plot_trajectories, read_images
+    from ..pipeline.classify import classify, load_classifier, plot_trajectories, read_images
 
     if not args.images and not args.test_images:
         parser.error("give image files / .npy arrays, or --test-images N")
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         xs.append(x)
         labels += [None] * len(names)
     if args.test_images:
-        from ..datasets import load_split
+        from ..data.datasets import load_split
 
         settings = {"dataset": classifier.dataset, "mirror": args.mirror}
         if args.data_root:

@@ -122,10 +122,10 @@ def _fmt(v) -> str:
 
 
 def eval_rows(model, cfg, split, eps_values, seed, tol=None) -> list[dict]:
-    """The pipeline's evaluation (:func:`sanode.robustness.score`: same noise draws for the
+    """The pipeline's evaluation (:func:`sanode.pipeline.robustness.score`: same noise draws for the
     same seed, same columns as the evaluate stage's accuracy table), without MSE curves."""
-    from ..robustness import score
-    from ..settings import EvaluateSettings
+    from ..pipeline.robustness import score
+    from ..pipeline.settings import EvaluateSettings
 
     settings = EvaluateSettings(eps_test=tuple(eps_values), seed=seed, tol=tol, mse_items=0)
     accuracy = score(model, cfg, split.x, split.y, settings).accuracy

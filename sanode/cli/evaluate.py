@@ -49,8 +49,8 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..checkpoint import load_model
-    from ..datasets import load_split
+    from ..data.datasets import load_split
+    from ..training.checkpoint import load_model
 
     try:
         model, cfg, _ = load_model(args.checkpoint)

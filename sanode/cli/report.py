@@ -22,7 +22,7 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..report import doc_files, render
+    from ..pipeline.report import doc_files, render
 
     root = Path(args.root)
     changed = render(root, write=not args.check)

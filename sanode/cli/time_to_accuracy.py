@@ -37,7 +37,7 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..time_to_accuracy import time_to_accuracy
+    from ..training.time_to_accuracy import time_to_accuracy
 
     cfg = config_from_args(args, parser)
     out_dir = Path(args.out or f"runs/tta/{cfg.dataset}-{cfg.matmul_dtype or cfg.dtype}")

@@ -38,8 +38,8 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..datasets import load_split
-    from ..train import train
+    from ..data.datasets import load_split
+    from ..training.train import train
 
     cfg = config_from_args(args, parser)
     out = Path(args.out or f"runs/{cfg.dataset}/model.pt")

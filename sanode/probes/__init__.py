@@ -1,6 +1,7 @@
 """The paper's analyses (and two beyond it) as functions of trained models, returning tidy tables.
 
-One module per analysis (its pipeline wrapper, of the same name, is in :mod:`sanode.analyses`);
+One module per analysis (its pipeline wrapper, of the same name, is in
+:mod:`sanode.pipeline.analyses`);
 each returns ``pandas.DataFrame`` rows that the pipeline writes to ``results/tables/`` and the
 figures are drawn from:
 

@@ -2,7 +2,7 @@
 
 They train on the same prepared data with the same per-epoch training noise (``eps_train``)
 and are scored on exactly the noisy test sets the SA-nODE sees (same noise generator per
-level, :func:`sanode.noise.noise_generator`), so their accuracy sits beside H.
+level, :func:`sanode.core.noise.noise_generator`), so their accuracy sits beside H.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..noise import add_pixel_noise, epoch_generator, noise_generator
+from ..core.noise import add_pixel_noise, epoch_generator, noise_generator
 
 KINDS = ("logistic", "mlp")
 

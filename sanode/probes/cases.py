@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from ..metrics import bucket_of
+from ..core.metrics import bucket_of
 
 CASES = ("exact", "partial", "wrong")  # the buckets of metrics.bucket_of, in its order
 

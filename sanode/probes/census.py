@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from ..converge import integrate_until_converged
-from ..model import SANode
+from ..core.converge import integrate_until_converged
+from ..core.model import SANode
 
 
 @torch.no_grad()

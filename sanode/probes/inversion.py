@@ -11,8 +11,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from ..integrate import integrate
-from ..model import SANode
+from ..core.integrate import integrate
+from ..core.model import SANode
 
 
 @torch.no_grad()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from .. import metrics
-from ..model import SANode
-from ..noise import add_pixel_noise, noise_generator
+from ..core import metrics
+from ..core.model import SANode
+from ..core.noise import add_pixel_noise, noise_generator
 
 
 @torch.no_grad()

@@ -18,8 +18,8 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from ..integrate import integrate
-from ..model import SANode
+from ..core.integrate import integrate
+from ..core.model import SANode
 
 
 def _steady_mse(model: SANode, x: torch.Tensor, label: int, t_end: float, dt: float, method: str):

@@ -12,8 +12,8 @@ import math
 import pandas as pd
 import torch
 
-from ..integrate import integrate
-from ..model import SANode
+from ..core.integrate import integrate
+from ..core.model import SANode
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-# The analyses of the trained models (sanode.analyses: paper Figs. 4-12 and three beyond the
+# The analyses of the trained models (sanode.pipeline.analyses: paper Figs. 4-12 and three beyond the
 # paper): one rule per configured analysis writes its tables, one more draws its figures.
 # Inputs, outputs, captions and digests all come from the analysis' own file.
 for _name, _files in ANALYSES.items():

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir).resolve()))  # import sanode from this checkout
 
 from sanode import analyses, layout
-from sanode.study import (
+from sanode.pipeline.study import (
     PipelineConfigError,
     data_digest,
     eps_train_grid,
@@ -17,7 +17,7 @@ from sanode.study import (
     study_digest,
     winner_of,
 )
-from sanode.validate import analysis_digest, validate_config
+from sanode.pipeline.validate import analysis_digest, validate_config
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 # one validation pass first: one line per problem (file, key path, fix), never a schema dump

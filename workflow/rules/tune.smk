@@ -12,7 +12,7 @@ rule tune:
         storage=lambda wc: layout.ray_storage(wc.study),
         out_dir=lambda wc: layout.tune_dir(wc.study),
         # the settings that determine the models: a change reruns the rule (a new Ray
-        # experiment and MLflow study run, see sanode.tune.run_study)
+        # experiment and MLflow study run, see sanode.pipeline.tune.run_study)
         settings=lambda wc: study_digest(config, wc.study),
     log:
         layout.log("tune", "{study}"),

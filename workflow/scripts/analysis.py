@@ -1,6 +1,6 @@
 import _bootstrap  # noqa: F401  (puts this checkout's sanode on sys.path)
 
-from sanode.pipeline import analysis_stage, run_stage, setup_logging
+from sanode.pipeline.stages import analysis_stage, run_stage, setup_logging
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])

@@ -1,6 +1,6 @@
 import _bootstrap  # noqa: F401  (puts this checkout's sanode on sys.path)
 
-from sanode.pipeline import run_stage, setup_logging, tune_stage
+from sanode.pipeline.stages import run_stage, setup_logging, tune_stage
 
 snakemake = globals()["snakemake"]
 setup_logging(snakemake.log[0])

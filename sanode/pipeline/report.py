@@ -1,0 +1,388 @@
+"""The numbers of README.md and docs/ rendered from the tables the project writes.
+
+A generated block in a Markdown file is
+
+    <!-- report:NAME ARG ... -->
+    (rendered Markdown, replaced on every run)
+    <!-- /report -->
+
+``NAME`` picks a renderer of :data:`RENDERERS`; ``ARG`` are paths (globs) under the project
+root of the committed tables it reads (``results/**``: Parquet tables of the pipeline, JSON of
+``sanode bench`` / ``sanode time-to-accuracy``). ``sanode report`` rewrites every block of
+:data:`DOC_FILES`; ``sanode report --check`` changes nothing and fails when a file is out of
+date, which ``make test`` runs, so a committed number cannot disagree with its table.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+DOC_FILES = ("README.md", "docs/*.md")
+BLOCK = re.compile(
+    r"(?P<open><!-- report:(?P<name>[\w-]+)(?P<args>[^>]*?) -->\n)(?P<body>.*?)"
+    r"(?P<close><!-- /report -->)",
+    re.S,
+)
+
+
+class ReportError(ValueError):
+    """A block names an unknown renderer or a table that does not exist."""
+
+
+# -- formatting -----------------------------------------------------------------------------------
+def _pct(value: float, digits: int = 2) -> str:
+    return f"{100 * value:.{digits}f} %"
+
+
+def _int(value: Any) -> str:
+    return f"{int(value):,}"
+
+
+def _buckets(row: Any) -> str:
+    return f"{_int(row['exact'])} / {_int(row['partial'])} / {_int(row['wrong'])}"
+
+
+def _table(header: list[str], rows: Iterable[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _files(root: Path, patterns: list[str]) -> list[Path]:
+    if not patterns:
+        raise ReportError("this block needs the table(s) it renders, e.g. results/...")
+    found: list[Path] = []
+    for pattern in patterns:
+        hits = sorted(root.glob(pattern))
+        if not hits:
+            raise ReportError(f"no file matches {pattern!r} under {root}")
+        found += hits
+    return found
+
+
+def _rel(root: Path, path: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+# -- renderers --------------------------------------------------------------------------------
+def secv(root: Path, args: list[str]) -> str:
+    """Sec. V: test H of each model beside the paper's; ARG: ``label=path`` pairs of
+    ``secV_accuracy.parquet`` tables (the paper's rows are taken from the first)."""
+    sources = []
+    for arg in args:
+        label, _, pattern = arg.partition("=")
+        if not pattern:
+            raise ReportError(f"secv takes label=path arguments, got {arg!r}")
+        sources += [(label, path) for path in _files(root, [pattern])]
+    rows: dict[str, list[list[str]]] = {}
+    paper_done: set[str] = set()
+    for label, path in sources:
+        frame = pd.read_parquet(path)
+        for _, r in frame.iterrows():
+            if r["source"] == "paper":
+                if r["dataset"] in paper_done:
+                    continue
+                paper_done.add(r["dataset"])
+                name = "paper (700 epochs)"
+            else:
+                name = label
+            rows.setdefault(r["dataset"], []).append(
+                [r["dataset"], name, _int(r["n"]), f"**{_pct(r['accuracy'])}**", _buckets(r)]
+            )
+    body = [row for dataset in rows for row in sorted(rows[dataset], key=_paper_first)]
+    return _table(["data set", "model", "test images", "H", "exact / partial / wrong"], body)
+
+
+def _paper_first(row: list[str]) -> int:
+    return 0 if row[1].startswith("paper") else 1
+
+
+def tta(root: Path, args: list[str]) -> str:
+    """``sanode time-to-accuracy`` results: one row per ``result.json`` (ARG: globs)."""
+    body = []
+    for path in _files(root, args):
+        r = json.loads(path.read_text())
+        cfg = r["config"]
+        timeline = r["timeline"]
+        epoch = statistics.median(t["epoch_s"] for t in timeline) if timeline else float("nan")
+
+        levels = [_level(r, key) for key in ("0.900", "0.950", "0.960", "0.970")]
+        body.append([
+            f"`{path.stem}`", cfg["matmul_dtype"] or cfg["dtype"],
+            cfg.get("coupling_dtype", "float64"), r["eval_matmul_dtype"],
+            _int(cfg["batch_size"]), f"{cfg['lr']:g}", f"{epoch:.1f} s", *levels,
+            _pct(r["best_val_accuracy"]), f"{r['epochs_run']} / {r['train_wall_s']:,.0f} s",
+            f"**{_pct(r['test']['accuracy'])}**", _buckets(r["test"]),
+        ])  # fmt: skip
+    header = ["run", "training products", "A built in", "evaluation products", "batch",
+              "peak lr", "median epoch", "val H ≥ 0.90", "≥ 0.95", "≥ 0.96", "≥ 0.97", "best val H",
+              "epochs / wall", "test H", "exact / partial / wrong"]  # fmt: skip
+    return _table(header, body)
+
+
+def _level(result: dict, key: str) -> str:
+    hit = result["levels"].get(key)
+    return "—" if hit is None else f"ep. {hit['epoch']}, {hit['wall_s']:,.0f} s"
+
+
+def tta_ratio(root: Path, args: list[str]) -> str:
+    """Two time-to-accuracy results (ARG: before, after): the after/before wall-time ratio at
+    each validation level both reached, of the median epoch, and the test H difference."""
+    if len(args) != 2:
+        raise ReportError("tta_ratio takes two results: the reference and the new run")
+    before, after = (json.loads(p.read_text()) for p in _files(root, args))
+    cells = []
+    for key in ("0.900", "0.950", "0.960", "0.970"):
+        a, b = before["levels"].get(key), after["levels"].get(key)
+        cells.append("—" if a is None or b is None else f"{b['wall_s'] / a['wall_s']:.2f}")
+    epochs = [statistics.median(t["epoch_s"] for t in r["timeline"]) for r in (before, after)]
+    diff = 100 * (after["test"]["accuracy"] - before["test"]["accuracy"])
+    header = ["", "median epoch", "val H ≥ 0.90", "≥ 0.95", "≥ 0.96", "≥ 0.97", "test H"]
+    name = f"`{Path(args[1]).stem}` / `{Path(args[0]).stem}`"
+    row = [name, f"{epochs[1] / epochs[0]:.2f}", *cells, f"{diff:+.2f} points"]
+    return _table(header, [row])
+
+
+def eval_switches(root: Path, args: list[str]) -> str:
+    """Each time-to-accuracy model scored with the other product modes (ARG: globs)."""
+    body = []
+    for path in _files(root, args):
+        r = json.loads(path.read_text())
+        own = r["eval_matmul_dtype"]
+        body.append([f"`{path.stem}`", own, "—", _pct(r["test"]["accuracy"]), "—", "—"])
+        for s in r.get("eval_switches", []):
+            body.append([f"`{path.stem}`", s["eval_matmul_dtype"], own,
+                         _pct(s["test"]["accuracy"]), _int(s["items_changing_bucket"]),
+                         _int(s["sign_flips"])])  # fmt: skip
+    header = ["model", "evaluation products", "against", "test H", "items changing bucket",
+              "flipped final signs"]  # fmt: skip
+    return _table(header, body)
+
+
+def bench(root: Path, args: list[str]) -> str:
+    """``sanode bench`` rows (ARG: one JSON): throughput, roofline share, ratios, memory."""
+    (path,) = _files(root, args[:1]) if args else _files(root, [])
+    rows = json.loads(path.read_text())
+    body = []
+    for r in rows:
+        peak = f"{r['peak_mib']:,.0f}" if "peak_mib" in r else ""
+        saved = f"{r['saved_mib']:,.0f}" if "saved_mib" in r else ""
+        work = f" (work {r['work_fraction']:.3f})" if r["variant"] == "eval-early" else ""
+        f32 = f"{r['vs_float32']:.2f}" if "vs_float32" in r else ""
+        share = f"{r['of_matmul_ratio']:.2f}" if "of_matmul_ratio" in r else ""
+        roof = "—" if r["variant"] == "eval-early" else f"{100 * r['roofline_fraction']:.0f} %"
+        body.append([
+            r["variant"], r["dtype"], _int(r["steps"]), f"{r['image_steps_per_s']:,.0f}{work}",
+            roof, f"{r['vs_reference']:.1f}", f"{r['vs_reference_normalised']:.1f}", f32,
+            share, f"{r['matmul_gflops']:,.0f}", peak, saved,
+        ])  # fmt: skip
+    header = ["variant", "dtype", "steps", "image·steps/s", "of roofline", "× ref", "× ref*",
+              "× f32", "of matmul ratio", "matmul GFLOP/s", "peak MiB", "saved MiB"]  # fmt: skip
+    return _table(header, body)
+
+
+def matmul_ratio(root: Path, args: list[str]) -> str:
+    """One line: the bfloat16 / float32 matmul speed of a bench run (medians of its rows)."""
+    from ..training.bench import matmul_speeds
+
+    (path,) = _files(root, args[:1]) if args else _files(root, [])
+    speed = matmul_speeds(json.loads(path.read_text()))
+    return (
+        f"Matmul speed in that run (medians of the measurements before each row): float32 "
+        f"{speed['float32']:,.0f} GFLOP/s, bfloat16 {speed['bfloat16']:,.0f} GFLOP/s, ratio "
+        f"**{speed['bfloat16'] / speed['float32']:.2f}**."
+    )
+
+
+def levers(root: Path, args: list[str]) -> str:
+    """Lever runs (time-to-accuracy results, ARG: globs): loss and levers, validation, test."""
+    body = []
+    for path in _files(root, args):
+        r = json.loads(path.read_text())
+        cfg = r["config"]
+        on = [f"loss {cfg['loss']}"]
+        if cfg.get("loss_mse_weight"):
+            on.append(f"+ {cfg['loss_mse_weight']:g} × MSE")
+        if cfg.get("ema_decay"):
+            on.append(f"EMA {cfg['ema_decay']:g}")
+        if cfg.get("t_train_jitter"):
+            jitter, t = cfg["t_train_jitter"], cfg["t_train"]
+            on.append(f"random T_train in [{t - jitter:g}, {t + jitter:g}]")
+        if cfg.get("augment_shift"):
+            on.append(f"random shift ≤ {cfg['augment_shift']} px")
+        if cfg.get("t_train_final"):
+            last = cfg["t_train_final_epochs"]
+            on.append(f"last {last} epoch(s) at T = {cfg['t_train_final']:g}")
+        on.append(f"batch {cfg['batch_size']}, lr {cfg['lr']:g}")
+        per = "all" if cfg.get("per_class") is None else f"{cfg['per_class']:,} per class"
+        body.append([f"`{path.stem}`", ", ".join(on), per, str(r["epochs_run"]),
+                     _pct(r["best_val_accuracy"], 1), f"**{_pct(r['test']['accuracy'])}**",
+                     _buckets(r["test"]), f"{r['train_wall_s']:,.0f} s"])  # fmt: skip
+    header = ["run", "levers", "training images", "epochs", "best val H", "test H",
+              "exact / partial / wrong", "training wall"]  # fmt: skip
+    return _table(header, body)
+
+
+def sensitivity(root: Path, args: list[str]) -> str:
+    """The search's sensitivity table (ARG: sensitivity.parquet): settings by variance share."""
+    frame = pd.concat(pd.read_parquet(p) for p in _files(root, args))
+    body = [[r["study"], str(int(r["rank"])), f"`{r['setting']}`", f"{r['variance_share']:.2f}",
+             f"{r['chance_share']:.2f}", f"{r['spearman']:+.2f}", str(r["best_value"])[:8],
+             f"{r['best_metric']:.3f}", str(int(r["trials"]))]
+            for _, r in frame.sort_values(["study", "rank"]).iterrows()]  # fmt: skip
+    header = ["study", "rank", "setting", "variance share", "chance share", "Spearman",
+              "best value", "best val H", "trials"]  # fmt: skip
+    return _table(header, body)
+
+
+def census(root: Path, args: list[str]) -> str:
+    """Where inputs that are not digits flow (ARG: census.parquet)."""
+    frame = pd.concat(pd.read_parquet(p) for p in _files(root, args))
+    body = [[r["study"], f"{r['eps_train']:g}", r["source"], _int(r["n"]), _int(r["planted"]),
+             _int(r["spurious"]),
+             _int(r["not_converged"]), _int(r["distinct_spurious"]),
+             _pct(r["planted_fraction"], 1)] for _, r in frame.iterrows()]  # fmt: skip
+    header = ["study", "ε_train", "inputs", "n", "planted attractor", "spurious fixed point",
+              "not converged", "distinct spurious", "planted share"]  # fmt: skip
+    return _table(header, body)
+
+
+def noise(root: Path, args: list[str]) -> str:
+    """A metric of each study's models over the test-noise grid, mean over the training seeds
+    and noise draws (ARG: accuracy.parquet [metric=accuracy|m_f|...] [study=NAME])."""
+    paths = [a for a in args if "=" not in a]
+    options = dict(a.partition("=")[::2] for a in args if "=" in a)
+    metric = options.get("metric", "accuracy")
+    frame = pd.concat(pd.read_parquet(p) for p in _files(root, paths))
+    if "study" in options:
+        frame = frame[frame["study"] == options["study"]]
+    grid = frame.groupby(["study", "eps_train", "eps_test"])[metric].mean().unstack("eps_test")
+    fmt = (lambda v: _pct(v, 1)) if metric.endswith("accuracy") else (lambda v: f"{v:.3f}")
+    header = ["study", "ε_train", *(f"ε_test {e:g}" for e in grid.columns)]
+    body = [[study, f"{eps:g}", *(fmt(v) for v in row)] for (study, eps), row in grid.iterrows()]
+    return _table(header, body)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value)
+    big_whole = isinstance(value, float) and value.is_integer() and abs(value) >= 1000
+    if isinstance(value, int) or big_whole:
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return "—" if value != value else f"{value:.4g}"
+    return str(value)
+
+
+def _frame(path: Path, key: str | None) -> pd.DataFrame:
+    """A Parquet table, or a JSON list of rows (``key``: the list under that key)."""
+    if path.suffix != ".json":
+        return pd.read_parquet(path)
+    rows = json.loads(path.read_text())
+    if key is not None:
+        rows = rows[key]
+    return pd.DataFrame(rows)
+
+
+def columns(root: Path, args: list[str]) -> str:
+    """Any committed table (Parquet, or a JSON list of rows), some of its columns: ARG
+    ``PATH COL,COL,...`` and, in this order when given, ``key=NAME`` (a JSON file's list under
+    that key), ``where=<pandas query>`` (no spaces; ``&`` and ``|`` combine),
+    ``group=COL,...`` (one row per group: the mean of the other listed columns) and
+    ``sort=COL,...``."""
+    if len(args) < 2:
+        raise ReportError("columns takes a table and a comma-separated column list")
+    cols = args[1].split(",")
+    options = dict(option.partition("=")[::2] for option in args[2:])
+    unknown = sorted(set(options) - {"where", "group", "sort", "key"})
+    if unknown:
+        raise ReportError(f"columns: unknown option(s) {unknown} (key=, where=, group=, sort=)")
+    frame = pd.concat(_frame(p, options.get("key")) for p in _files(root, args[:1]))
+    group = options["group"].split(",") if "group" in options else []
+    missing = [c for c in {*cols, *group} if c not in frame.columns]
+    if missing:
+        raise ReportError(
+            f"{args[0]} has no column(s) {sorted(missing)}; it has {list(frame.columns)}"
+        )
+    if "where" in options:
+        frame = frame.query(options["where"])
+    if group:
+        values = [c for c in cols if c not in group]
+        frame = frame.groupby(group, as_index=False)[values].mean()
+    if "sort" in options:
+        frame = frame.sort_values(options["sort"].split(","))
+    return _table(cols, ([_cell(v) for v in row] for row in frame[cols].itertuples(index=False)))
+
+
+def stage_times(root: Path, args: list[str]) -> str:
+    """Wall time of every benchmarked job of a run (ARG: the ``benchmarks`` folder of a run:
+    Snakemake's ``<rule>[/<wildcards>].tsv`` files) and their sum."""
+    (folder,) = _files(root, args[:1]) if args else _files(root, [])
+    body, total = [], 0.0
+    for path in sorted(folder.rglob("*.tsv")):
+        seconds = float(pd.read_csv(path, sep="\t")["s"].iloc[0])
+        total += seconds
+        job = path.relative_to(folder).with_suffix("").as_posix()
+        rule, _, wildcards = job.partition("/")
+        body.append([f"`{rule}`", wildcards.replace("/", ", ") or "—", f"{seconds:,.1f} s"])
+    body.append(["**sum**", "", f"**{total / 60:,.1f} min**"])
+    return _table(["rule", "job", "wall time"], body)
+
+
+RENDERERS: dict[str, Callable[[Path, list[str]], str]] = {
+    "stage_times": stage_times,
+    "columns": columns,
+    "secv": secv,
+    "tta": tta,
+    "tta_ratio": tta_ratio,
+    "eval_switches": eval_switches,
+    "bench": bench,
+    "matmul_ratio": matmul_ratio,
+    "levers": levers,
+    "sensitivity": sensitivity,
+    "census": census,
+    "noise": noise,
+}
+
+
+# -- files ------------------------------------------------------------------------------------
+def render_text(text: str, root: Path, *, where: str = "") -> str:
+    """``text`` with every generated block rendered afresh from the tables under ``root``."""
+
+    def one(match: re.Match) -> str:
+        name, args = match["name"], match["args"].split()
+        if name not in RENDERERS:
+            raise ReportError(f"{where}: unknown block report:{name}; known: {sorted(RENDERERS)}")
+        try:
+            body = RENDERERS[name](root, args)
+        except ReportError as err:
+            raise ReportError(f"{where}: report:{name}: {err}") from None
+        return f"{match['open']}{body.rstrip()}\n{match['close']}"
+
+    return BLOCK.sub(one, text)
+
+
+def doc_files(root: Path) -> list[Path]:
+    return [p for pattern in DOC_FILES for p in sorted(root.glob(pattern)) if p.is_file()]
+
+
+def render(root: str | Path = ".", *, write: bool = True) -> list[Path]:
+    """Render every block of :data:`DOC_FILES`; returns the files whose text changed (written
+    only with ``write``)."""
+    root = Path(root).resolve()
+    changed = []
+    for path in doc_files(root):
+        text = path.read_text()
+        new = render_text(text, root, where=_rel(root, path))
+        if new != text:
+            changed.append(path)
+            if write:
+                path.write_text(new)
+    return changed

@@ -1,0 +1,479 @@
+"""Throughput, roofline fraction and peak memory, each measured beside its reference in one run.
+
+Training (one step: forward + backward + Adam) at the same sizes:
+
+* ``sanode``     - this package: A built once per pass (float64), lean Euler backward pass.
+* ``sanode-seg`` - the same with gradient checkpointing (``grad_segment="auto"``, sqrt(T) segments).
+* ``autograd``   - A built once per pass, the Euler loop under plain autograd.
+* ``naive``      - the authors' scheme: A = Phi diag(lambda) inv(Phi) rebuilt at every step.
+* ``sanode-a32`` - (bfloat16 rows) ``sanode`` with A and its backward pass built in float32
+  (the ``coupling_dtype`` setting) instead of float64.
+
+Every variant runs in float32, float64 or ``bfloat16`` (a float32 loop with bfloat16 matrix
+products, the ``matmul_dtype`` setting; no naive row).
+
+Evaluation (no gradient) of a batch to the horizon T:
+
+* ``eval``       - fixed-step Euler to T.
+* ``eval-early`` - the same with items leaving the batch once converged (``tol``); its
+  throughput counts the image-steps of the fixed-step run it replaces.
+
+With bfloat16, the evaluation rows also run as ``bfloat16x2`` (the ``eval_matmul_dtype``
+setting): two bfloat16 products per step, A split into a high and a low part.
+
+The roofline is the matmul throughput measured in the same run, dtype and device, right before
+each row (shared machines drift): a training step costs three (B, N) @ (N, N) products per Euler
+step (6 N^2 flops per image-step), ``sanode-seg`` four, an evaluation step one (2 N^2).
+Peak memory is measured in a fresh process per row (CPU: peak RSS above the RSS after set-up,
+the peak reset through /proc/self/clear_refs; CUDA: ``torch.cuda.max_memory_allocated``).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import matmul_precision, torch_dtype
+from ..core.converge import integrate_until_converged
+from ..core.integrate import Dynamics, get_solver, integrate
+from ..core.model import SANode
+from ..core.patterns import block_patterns
+from ..core.products import Products, dtype_name
+from .memory import keep_freed_memory, track_live_memory
+
+TRAIN_VARIANTS = ("naive", "autograd", "sanode", "sanode-seg", "sanode-a32")
+BENCH_DTYPES = ("float32", "float64", "bfloat16")
+
+
+def loop_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, Products]:
+    """(loop dtype, products) of a bench row: ``bfloat16`` rows run a float32 loop whose
+    matrix products are bfloat16 (``matmul_dtype``); other rows run everything in ``dtype``."""
+    if dtype == torch.bfloat16:
+        return torch.float32, Products("bfloat16")
+    return dtype, Products(dtype_name(dtype))
+
+
+GEMMS_PER_STEP = {"naive": 3, "autograd": 3, "sanode": 3, "sanode-seg": 4, "sanode-a32": 3}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn, repeats: int, device: torch.device):
+    """(median wall seconds of ``repeats`` calls of ``fn``, the last call's result)."""
+    times, out = [], None
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _row(kind, variant, dtype, steps, batch, n, seconds) -> dict:
+    return {
+        "kind": kind,
+        "variant": variant,
+        "dtype": str(dtype).removeprefix("torch."),
+        "steps": steps,
+        "batch": batch,
+        "n": n,
+        "seconds": seconds,
+        "image_steps_per_s": batch * steps / seconds,
+    }
+
+
+def matmul_flops(
+    n: int, batch: int, dtype: torch.dtype, *, device="cpu", seconds: float = 1.0
+) -> float:
+    """Measured flop/s of (batch, n) @ (n, n) in ``dtype`` (median of timed blocks)."""
+    device = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(batch, n, generator=gen, dtype=dtype).to(device)
+    w = torch.randn(n, n, generator=gen, dtype=dtype).to(device)
+    out = torch.empty(batch, n, dtype=dtype, device=device)
+    for _ in range(5):
+        torch.mm(a, w, out=out)
+    _sync(device)
+    rates: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(rates) < 5:
+        t0 = time.perf_counter()
+        for _ in range(20):
+            torch.mm(a, w, out=out)
+        _sync(device)
+        rates.append(20 * 2 * batch * n * n / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def _naive_forward(model: SANode, x: torch.Tensor, n_steps: int, dt: float) -> torch.Tensor:
+    """The authors' loop: the coupling (with an explicit inverse) is rebuilt inside every step."""
+    solver = get_solver("euler")
+    for _ in range(n_steps):
+        phi = model.basis()
+        a_mat = phi @ torch.diag(model.eigenvalues()) @ torch.linalg.inv(phi)
+        g = model.gamma.abs()
+        dyn = Dynamics(
+            (model.beta * a_mat).T.to(x.dtype),
+            (4 * model.a**2 * g).to(x.dtype),
+            (4 * g).to(x.dtype),
+            None if model.clip is None else model.clip * model.a,
+        )
+        x = solver.step(dyn, x, dt)
+        if dyn.clip is not None:
+            x = x.clamp(-dyn.clip, dyn.clip)
+    return x
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of the tensors autograd saves for the backward pass of ``fn()`` (unique storages)."""
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    del out
+    return sum(seen.values())
+
+
+def _training_setup(variant: str, *, n, k, batch, steps, dtype, device, dt=0.1):
+    """(step, forward) closures of one training step of ``variant`` on a fixed random problem."""
+    if variant not in TRAIN_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {list(TRAIN_VARIANTS)}")
+    if variant == "naive" and dtype == torch.bfloat16:
+        raise ValueError("the naive variant has no bfloat16 form; time it in float32")
+    patterns = block_patterns(n, k, 0.5)
+    dtype, mm = loop_dtypes(dtype)
+    coupling = torch.float32 if variant == "sanode-a32" else torch.float64
+    model = SANode(patterns, dtype=dtype, products=mm, coupling_dtype=coupling,
+                   seed=0).to(device)  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(1)
+    x0 = torch.rand(batch, n, generator=gen, dtype=dtype).to(device)
+    target = patterns[torch.randint(0, k, (batch,), generator=gen)].to(device, dtype)
+    t_end = steps * dt
+
+    def forward():
+        if variant in ("sanode", "sanode-a32"):
+            return model(x0, t_end, dt)
+        if variant == "sanode-seg":
+            return model(x0, t_end, dt, grad_segment="auto")
+        if variant == "autograd":
+            return model.integrate(x0, t_end, dt)
+        return _naive_forward(model, x0, steps, dt)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.mse_loss(forward(), target)
+        loss.backward()
+        opt.step()
+
+    return step, forward
+
+
+def time_training_step(
+    variant: str,
+    *,
+    n: int,
+    k: int,
+    batch: int,
+    steps: int,
+    dtype: torch.dtype,
+    repeats: int,
+    device="cpu",
+    dt: float = 0.1,
+) -> dict:
+    """Median seconds of one training step of ``variant``; also the autograd-saved bytes."""
+    device = torch.device(device)
+    step, forward = _training_setup(
+        variant, n=n, k=k, batch=batch, steps=steps, dtype=dtype, device=device, dt=dt
+    )
+    step()  # warm-up
+    seconds, _ = median_seconds(step, repeats, device)
+    row = _row("train", variant, dtype, steps, batch, n, seconds)
+    return {**row, "saved_mib": _saved_bytes(forward) / 2**20}
+
+
+def _peak_child(conn, variant, kwargs) -> None:
+    track_live_memory()  # resident memory follows the live tensors
+    device = torch.device(kwargs["device"])
+    torch.set_num_threads(kwargs.pop("threads"))
+    step, _ = _training_setup(variant, **kwargs)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step()
+        torch.cuda.synchronize(device)
+        conn.send((torch.cuda.max_memory_allocated(device) - base) / 2**20)
+    else:
+        base = _reset_peak_rss()
+        step()
+        conn.send((_proc_status_kib("VmHWM") - base) / 1024)
+    conn.close()
+
+
+def _proc_status_kib(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {key}; the CPU memory probe needs Linux")
+
+
+def _reset_peak_rss() -> int:
+    """Reset the process's peak RSS (VmHWM) to its current RSS; returns that RSS in KiB.
+
+    Without the reset the peak would include whatever import or set-up once touched.
+    """
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _proc_status_kib("VmRSS")
+
+
+def peak_training_mib(variant: str, *, repeats: int = 3, **kwargs) -> float:
+    """Peak memory (MiB) of one training step above the set-up, measured in a fresh process;
+    the least of ``repeats`` processes (allocator and page noise only ever adds: one process
+    measured 23-27 MiB for the same step here)."""
+    kwargs.setdefault("threads", torch.get_num_threads())
+    return min(_peak_once(variant, kwargs) for _ in range(max(1, repeats)))
+
+
+def _peak_once(variant: str, kwargs: dict) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_peak_child, args=(child, variant, dict(kwargs)))
+    proc.start()
+    child.close()
+    try:
+        value = parent.recv()
+    except EOFError:
+        value = None
+    proc.join()
+    if value is None:
+        raise RuntimeError(f"the memory probe of {variant!r} died (exit code {proc.exitcode})")
+    return float(value)
+
+
+def time_evaluation(
+    *,
+    n: int,
+    k: int,
+    batch: int,
+    steps: int,
+    dtype: torch.dtype,
+    tol: float | None,
+    device="cpu",
+    dt: float = 0.1,
+    repeats: int = 1,
+    split: bool = False,
+) -> dict:
+    """Throughput of evaluating a batch to ``steps * dt`` (fixed, or early exit with ``tol``).
+
+    The model is a fresh (untrained) SA-nODE and the inputs are uniform in [0, 1]: the work
+    saved by early exit here is illustrative; the MNIST saving is measured on a trained model
+    (``sanode evaluate --early-exit``, README). ``split`` (bfloat16 only): two bfloat16
+    products per step, A split in two parts; the row's dtype reads ``bfloat16x2``.
+    """
+    device = torch.device(device)
+    if split and dtype != torch.bfloat16:
+        raise ValueError(f"split products need dtype torch.bfloat16, got {dtype}")
+    label = "bfloat16x2" if split else dtype
+    dtype, mm = loop_dtypes(dtype)
+    model = SANode(block_patterns(n, k, 0.5), dtype=dtype, products=mm, seed=0,
+                   eval_products="bfloat16x2" if split else mm).to(device)  # fmt: skip
+    x0 = torch.rand(batch, n, generator=torch.Generator().manual_seed(2), dtype=dtype).to(device)
+    t_end = steps * dt
+    with torch.no_grad():
+        dyn, finish = model.early_exit_dynamics()
+
+    def run():
+        if tol is None:
+            return integrate(dyn, x0, t_end, dt), torch.full((batch,), steps)
+        return integrate_until_converged(dyn, x0, t_end, dt, tol=tol, finish=finish)
+
+    with torch.no_grad():
+        seconds, (_, done) = median_seconds(run, repeats, device)
+    variant = "eval" if tol is None else "eval-early"
+    row = _row("eval", variant, label, steps, batch, n, seconds)
+    return {**row, "work_fraction": float(done.sum()) / (batch * steps)}
+
+
+def run_benchmark(
+    *,
+    n: int = 784,
+    k: int = 10,
+    batch: int = 200,
+    steps: tuple[int, ...] = (55, 600),
+    dtypes: tuple[str, ...] = ("float32", "float64"),
+    naive: bool = True,
+    repeats: int = 3,
+    threads: int | None = None,
+    out: str | None = None,
+    naive_steps: int = 55,
+    device: str = "cpu",
+    precision: str = "highest",
+    memory: bool = True,
+    eval_batch: int = 1000,
+    eval_steps: int = 1200,
+    eval_tol: float | None = 1e-4,
+) -> list[dict]:
+    """Print (and return) the benchmark table; every ratio is measured in this same run."""
+    keep_freed_memory()  # as training does
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    rows = []
+    print(
+        f"sanode bench: N={n}, K={k}, batch={batch}, device={dev}, threads="
+        f"{torch.get_num_threads()}, float32 matmul precision={precision}"
+    )
+    with matmul_precision(precision):
+        for name in dtypes:
+            dtype = torch_dtype(name)
+            with_naive = naive and dtype != torch.bfloat16
+            jobs = [("naive", naive_steps)] if with_naive else []
+            for s in steps:
+                jobs += [("autograd", s), ("sanode", s)]
+                if dtype == torch.bfloat16:
+                    jobs.append(("sanode-a32", s))
+                if s >= 100:
+                    jobs.append(("sanode-seg", s))
+            train_rows = []
+            for variant, s in jobs:
+                flops = matmul_flops(n, batch, dtype, device=dev)
+                size: dict[str, Any] = dict(n=n, k=k, batch=batch, steps=s, dtype=dtype)
+                reps = max(1, repeats - 1) if variant == "naive" else repeats
+                r = time_training_step(variant, **size, device=dev, repeats=reps)
+                _add_roofline(r, flops, GEMMS_PER_STEP[variant], n)
+                if memory:
+                    r["peak_mib"] = peak_training_mib(variant, **size, device=str(dev))
+                train_rows.append(r)
+            # the reference: the first naive row, or the first autograd row with --no-naive
+            ref = next(
+                r for r in train_rows if r["variant"] == ("naive" if with_naive else "autograd")
+            )
+            rows += _against(train_rows, ref)
+            if eval_steps:
+                for split in (False, True) if dtype == torch.bfloat16 else (False,):
+                    eval_rows = []
+                    for tol in (None, eval_tol) if eval_tol else (None,):
+                        flops = matmul_flops(n, eval_batch, dtype, device=dev)
+                        r = time_evaluation(
+                            n=n, k=k, batch=eval_batch, steps=eval_steps, dtype=dtype, tol=tol,
+                            device=dev, split=split,
+                        )  # fmt: skip
+                        eval_rows.append(_add_roofline(r, flops, 2 if split else 1, n))
+                    rows += _against(eval_rows, eval_rows[0])
+    _against_float32(rows)
+    _print_rows(rows, naive_steps)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(rows, indent=2))
+    return rows
+
+
+def _add_roofline(row: dict, flops: float, gemms: int, n: int) -> dict:
+    """Attach the matmul speed measured before ``row`` and the row's fraction of the roofline
+    ``flops / (2 N^2 gemms)`` image-steps/s."""
+    row["matmul_gflops"] = flops / 1e9
+    row["roofline_fraction"] = row["image_steps_per_s"] / (flops / (2 * gemms * n * n))
+    return row
+
+
+def _against(rows: list[dict], ref: dict) -> list[dict]:
+    """Ratios of every row to ``ref``: raw throughput, and of roofline fractions (each row
+    against the matmul speed measured right before it)."""
+    for r in rows:
+        r["reference"] = ref["variant"]
+        r["vs_reference"] = r["image_steps_per_s"] / ref["image_steps_per_s"]
+        r["vs_reference_normalised"] = r["roofline_fraction"] / ref["roofline_fraction"]
+    return rows
+
+
+def _against_float32(rows: list[dict]) -> None:
+    """``vs_float32``: every row's throughput over the float32 row of the same kind, variant
+    and steps (measured in this run), where there is one."""
+    f32 = {(r["kind"], r["variant"], r["steps"]): r for r in rows if r["dtype"] == "float32"}
+    speed = matmul_speeds(rows)
+    for r in rows:
+        ref = f32.get((r["kind"], r["variant"], r["steps"]))
+        if ref is None and r["variant"] == "sanode-a32":  # float32 rows build A in float64
+            ref = f32.get((r["kind"], "sanode", r["steps"]))
+        if ref is not None:
+            r["vs_float32"] = r["image_steps_per_s"] / ref["image_steps_per_s"]
+            # the products' own speed-up in this run (the medians of every matmul measurement
+            # of either dtype: one pair of them drifts), and the share of it the row reaches
+            r["matmul_vs_float32"] = speed[r["dtype"]] / speed["float32"]
+            r["of_matmul_ratio"] = r["vs_float32"] / r["matmul_vs_float32"]
+
+
+def matmul_speeds(rows: list[dict]) -> dict[str, float]:
+    """Median measured matmul GFLOP/s of each dtype over the rows (bfloat16x2 rows count as
+    bfloat16: the same products)."""
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        by.setdefault(r["dtype"].removesuffix("x2"), []).append(r["matmul_gflops"])
+    speed = {name: statistics.median(values) for name, values in by.items()}
+    speed.update({f"{name}x2": v for name, v in speed.items() if name == "bfloat16"})
+    return speed
+
+
+def _float32_columns(r: dict) -> str:
+    if "vs_float32" not in r:
+        return f"{'-':>6} {'-':>8} {'-':>6}"
+    return f"{r['vs_float32']:>6.2f} {r['matmul_vs_float32']:>8.2f} {r['of_matmul_ratio']:>6.2f}"
+
+
+def _print_rows(rows: list[dict], naive_steps: int) -> None:
+    header = (
+        f"{'variant':>10} {'dtype':>10} {'steps':>6} {'batch':>6} {'img*steps/s':>12} "
+        f"{'roofline':>9} {'x ref':>6} {'x ref*':>7} {'saved MiB':>10} {'peak MiB':>9} "
+        f"{'work':>6} {'matmul GF/s':>12} {'x f32':>6} {'mm x f32':>8} {'of mm':>6}"
+    )
+    print(header)
+    speed = matmul_speeds(rows)
+    for r in rows:
+        saved = f"{r['saved_mib']:.1f}" if "saved_mib" in r else "-"
+        peak = f"{r['peak_mib']:.0f}" if "peak_mib" in r else "-"
+        work = f"{r['work_fraction']:.3f}" if "work_fraction" in r else "-"
+        print(
+            f"{r['variant']:>10} {r['dtype']:>10} {r['steps']:>6} {r['batch']:>6} "
+            f"{r['image_steps_per_s']:>12,.0f} {r['roofline_fraction']:>9.1%} "
+            f"{r['vs_reference']:>6.1f} {r['vs_reference_normalised']:>7.1f} {saved:>10} "
+            f"{peak:>9} {work:>6} {r['matmul_gflops']:>12.1f} " + _float32_columns(r)
+        )
+    if "float32" in speed and "bfloat16" in speed:
+        print(
+            "matmul ratio bfloat16 / float32 in this run: "
+            f"{speed['bfloat16'] / speed['float32']:.2f} "
+            f"({speed['bfloat16']:.0f} / {speed['float32']:.0f} GFLOP/s, medians of the rows' "
+            "measurements)"
+        )
+    print(
+        "x ref = throughput over the reference row of the same dtype (training: naive, or "
+        "autograd with --no-naive; evaluation: fixed-step eval); x ref* = the ratio of roofline "
+        "fractions, each row against the matmul speed measured right before it.\n"
+        "roofline = measured matmul flop/s / (2 N^2 x GEMMs per step): 3 per training step, "
+        "4 with checkpointed segments, 1 per evaluation step. eval-early counts the image-steps "
+        "of the fixed run it replaces; work = the fraction of them it computed. "
+        f"naive is timed at {naive_steps} steps (its cost per step does not depend on T).\n"
+        "bfloat16 rows: float32 loop with bfloat16 matrix products (matmul_dtype), against a "
+        "bfloat16 matmul roofline and the autograd row; bfloat16x2 rows: two bfloat16 products "
+        "per evaluation step (A split in two parts; roofline counts both); x f32 = throughput "
+        "over the float32 row of the same variant and steps (sanode-a32: the float32 sanode "
+        "row); mm x f32 = the matmul ratio of the run (above); of mm = x f32 / mm x f32, the "
+        "share of the products' speed-up the row reaches."
+    )

@@ -1,0 +1,58 @@
+"""Checkpoints that carry their own config: the model they hold rebuilt and loaded.
+
+The file format (atomic writes, ``weights_only`` loads, a format version) is
+:func:`sanode.files.save_checkpoint` / :func:`sanode.files.load_checkpoint`, shared with the
+prepared data sets."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..config import TrainConfig, torch_dtype
+from ..core.model import SANode
+from ..files import load_checkpoint, save_checkpoint
+
+__all__ = ["load_checkpoint", "load_model", "model_from_config", "save_checkpoint"]
+
+
+def model_from_config(cfg: TrainConfig, patterns: torch.Tensor) -> SANode:
+    """A freshly initialised model for ``cfg`` with the given (K, N) planted patterns, its
+    training products ``cfg.matmul_dtype`` and evaluation products ``cfg.eval_matmul_dtype``."""
+    return SANode(
+        patterns,
+        a=cfg.a,
+        gamma=cfg.gamma,
+        eig_mean=cfg.eig_mean,
+        eig_std=cfg.eig_std,
+        basis_gain=cfg.basis_gain,
+        clip=cfg.clip,
+        margin=cfg.margin,
+        dtype=cfg.torch_dtype,
+        products=cfg.train_products,
+        eval_products=cfg.eval_products,
+        coupling_dtype=torch_dtype(cfg.coupling_dtype),
+        seed=cfg.seed,
+    )
+
+
+def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """``(model, config, payload)`` rebuilt from a checkpoint of
+    :func:`sanode.training.train.train`."""
+    payload = load_checkpoint(path, map_location)
+    bad = [
+        k for k, v in payload["model"].items() if v.is_floating_point() and not v.isfinite().all()
+    ]
+    if bad:
+        raise ValueError(
+            f"{path} holds non-finite parameters {bad} (a diverged run); it cannot be evaluated. "
+            "Retrain with a smaller lr."
+        )
+    cfg = TrainConfig.from_dict(payload["config"])  # keys it predates take their defaults
+    model = model_from_config(cfg, payload["model"]["patterns"])
+    # the weights the run selected: the raw ones, or their average (ema_decay) where it
+    # validated at least as well in the last epoch
+    weights = payload["ema_model"] if payload.get("weights") == "ema" else payload["model"]
+    model.load_state_dict(weights)
+    return model.to(map_location), cfg, payload

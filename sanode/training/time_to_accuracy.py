@@ -1,0 +1,172 @@
+"""Time to accuracy: wall time from a fresh model to a validation H target (as MLPerf Training).
+
+One run trains ``cfg`` from scratch on the training split (minus a stratified validation
+split), validates after every epoch, and records the wall time of every epoch (training,
+validation and checkpoint together). The time to accuracy is the cumulative wall time at the
+end of the first epoch whose validation H reaches ``target``. The run completes its schedule
+(``stop_at_target=False``) or stops there; either way the model it ends with is scored on the
+full test split with the evaluation products (``eval_matmul_dtype``), and, optionally,
+re-scored with each other product mode of a float32 loop (float32, bfloat16, bfloat16x2) to
+count the items that change bucket and the final-state signs that flip.
+
+The run is resumable: the checkpoint and the timeline (``timeline.json``) are written after
+every epoch, so a killed run continues with its time so far.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import TrainConfig, matmul_precision
+from ..core.metrics import bucket_of
+from ..core.model import SANode
+from ..core.products import TWO_PARTS, Products
+from ..data.prepare import load_prepared, prepare_dataset
+from ..files import write_json
+from .evaluate import Evaluation, evaluate
+from .train import configure_threads, train
+
+CHECKPOINT = "model.pt"
+TIMELINE = "timeline.json"
+LEVELS = (0.90, 0.95, 0.96, 0.97, 0.98)
+"""Validation H levels whose first epoch and wall time every result also reports."""
+
+
+def first_reaching(timeline: list[dict[str, float]], target: float) -> dict[str, float] | None:
+    """The first epoch record whose ``val_accuracy`` is at least ``target``, or None."""
+    return next((r for r in timeline if r.get("val_accuracy", -1.0) >= target), None)
+
+
+def level_times(
+    timeline: list[dict[str, float]], levels: tuple[float, ...]
+) -> dict[str, dict[str, float] | None]:
+    """For each level ``"0.960"``: the first epoch reaching it and its wall time, or None."""
+    out: dict[str, dict[str, float] | None] = {}
+    for level in sorted(set(levels)):
+        rec = first_reaching(timeline, level)
+        out[f"{level:.3f}"] = None if rec is None else {
+            "epoch": int(rec["epoch"]), "wall_s": rec["wall_s"]}  # fmt: skip
+    return out
+
+
+def compare_evaluations(a: Evaluation, b: Evaluation, threshold: float) -> dict[str, Any]:
+    """How two evaluations of the same items differ: bucket moves and final-sign flips."""
+    moved = int((bucket_of(a.overlap, threshold) != bucket_of(b.overlap, threshold)).sum())
+    flips = int((torch.sign(a.states) != torch.sign(b.states)).sum())
+    return {
+        "items": int(a.overlap.numel()),
+        "items_changing_bucket": moved,
+        "fraction_changing_bucket": moved / max(1, a.overlap.numel()),
+        "sign_flips": flips,
+        "signs": int(a.states.numel()),
+    }
+
+
+def _buckets(res: Evaluation) -> dict[str, Any]:
+    return res.record(
+        ("exact", "partial", "wrong", "accuracy", "nearest_accuracy", "work_fraction")
+    )
+
+
+def _score(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,
+           products: str) -> Evaluation:  # fmt: skip
+    """Evaluate with the products ``products`` (an ``eval_matmul_dtype`` name)."""
+    with matmul_precision(cfg.matmul_precision):
+        return evaluate(model, x, y, t_end=t_eval, dt=cfg.dt, method=cfg.method,
+                        batch_size=cfg.eval_batch_size, threshold=cfg.threshold, tol=tol,
+                        products=Products.parse(products, cfg.dtype))  # fmt: skip
+
+
+def time_to_accuracy(
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    target: float = 0.97,
+    val_fraction: float = 0.1,
+    stop_at_target: bool = False,
+    t_test: float = 120.0,
+    test_tol: float | None = 1e-4,
+    compare_dtypes: bool = True,
+    data_path: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train ``cfg`` from scratch in ``out_dir`` and return (and write ``result.json``) the
+    time to ``target`` validation H, the epoch it was reached, and the final test scores.
+
+    Args:
+        data_path: a prepared data cache (:func:`sanode.data.prepare.prepare_dataset`) to reuse;
+            default: prepared into ``out_dir/data.pt`` once.
+        t_test, test_tol: horizon and early-exit tolerance of the final test evaluation.
+        compare_dtypes: also score the final model (float32 loop) with each other product
+            mode (float32, bfloat16, bfloat16x2) and report the bucket moves and sign flips.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    configure_threads(cfg.threads)
+    if data_path is None:
+        data_path = out_dir / "data.pt"
+        if not Path(data_path).is_file():
+            prepare_dataset(cfg, data_path, val_fraction=val_fraction)
+    data = load_prepared(data_path)
+    x, y = data.split("train")
+    xv, yv = data.split("val")
+    timeline_path = out_dir / TIMELINE
+    timeline: list[dict[str, float]] = []
+    if (out_dir / CHECKPOINT).is_file() and timeline_path.is_file():
+        timeline = json.loads(timeline_path.read_text())
+    elapsed = timeline[-1]["wall_s"] if timeline else 0.0
+    tick = time.perf_counter()
+
+    def record(epoch: int, metrics: dict[str, float], model) -> bool:
+        nonlocal tick, elapsed
+        now = time.perf_counter()
+        elapsed += now - tick
+        tick = now
+        del timeline[epoch - 1 :]  # an epoch repeated after a kill replaces its first record
+        before = timeline[-1]["wall_s"] if timeline else 0.0
+        timeline.append({**metrics, "epoch_s": elapsed - before, "wall_s": elapsed})
+        write_json(timeline_path, timeline, what="timeline", indent=1)
+        return stop_at_target and metrics.get("val_accuracy", 0.0) >= target
+
+    result = train(cfg, x, y, data.patterns, val=(xv, yv), checkpoint_path=out_dir / CHECKPOINT,
+                   resume=True, callback=record, progress=progress)  # fmt: skip
+    model = result.model
+    xt, yt = data.split("test")
+    own = cfg.eval_matmul_dtype or cfg.dtype
+    test = _score(model, cfg, xt, yt, t_test, test_tol, own)
+    reached = first_reaching(timeline, target)
+    summary: dict[str, Any] = {
+        "dataset": cfg.dataset,
+        "matmul_dtype": cfg.train_products.name,
+        "eval_matmul_dtype": own,
+        "target_val_accuracy": target,
+        "time_to_target_s": None if reached is None else reached["wall_s"],
+        "epochs_to_target": None if reached is None else int(reached["epoch"]),
+        "epochs_run": len(timeline),
+        "train_wall_s": timeline[-1]["wall_s"] if timeline else 0.0,
+        "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in timeline), default=0.0),
+        "levels": level_times(timeline, (*LEVELS, target)),
+        "test": {"t_eval": t_test, "tol": test_tol, "n": len(yt), **_buckets(test)},
+        "threads": torch.get_num_threads(),
+        "config": cfg.to_dict(),
+        "timeline": timeline,
+    }
+    if compare_dtypes and model.dtype == torch.float32:
+        summary["eval_switches"] = []
+        for other in ("float32", "bfloat16", TWO_PARTS):
+            if other == own:
+                continue
+            switched = _score(model, cfg, xt, yt, t_test, test_tol, other)
+            summary["eval_switches"].append({
+                "eval_matmul_dtype": other,
+                "test": _buckets(switched),
+                **compare_evaluations(test, switched, cfg.threshold),
+            })  # fmt: skip
+    write_json(out_dir / "result.json", summary, what="result")
+    return summary
