@@ -27,8 +27,9 @@ MIRROR_ENV = "SANODE_DATA_MIRROR"  # the mirror folder of the MNIST/Fashion-MNIS
 DTYPES = ("float32", "float64")
 # the (B, N) @ (N, N) products of the loop (sanode.core.products); None: the loop dtype itself.
 # Evaluation may also split A into two bfloat16 parts: two products, A's rounding error gone
-MATMUL_DTYPES = products.TRAINING_NAMES
-EVAL_MATMUL_DTYPES = products.NAMES
+# (auto: bfloat16 where the device has native bfloat16 products, else the loop dtype)
+MATMUL_DTYPES = (*products.TRAINING_NAMES, products.AUTO)
+EVAL_MATMUL_DTYPES = (*products.NAMES, products.AUTO)
 LR_SCHEDULES = ("constant", "cosine", "onecycle")
 # the loss on the final state x(T) (sanode.training.losses)
 LOSSES = ("mse", "overlap_ce", "sign_margin")
@@ -176,6 +177,17 @@ class TrainConfig:
     coupling_dtype: str = "float64"
 
     def __post_init__(self) -> None:
+        """Every setting checked where it is set; a problem raises :class:`ConfigError` saying
+        what was wrong and what fits."""
+        self._check_types()
+        self._check_sizes()
+        self._check_products()
+        self._check_levers()
+        self._check_schedule()
+
+    def _check_types(self) -> None:
+        """Types against the annotations (values stay as given: the digests do not move) and the
+        words of :data:`CHOICES`."""
         hints = _field_types()
         for f in dataclasses.fields(self):  # types only: the values stay as given
             convert(f.name, getattr(self, f.name), hints[f.name], coerce=False)
@@ -183,6 +195,10 @@ class TrainConfig:
                     "lr_schedule", "loss", "collapse_action"):  # fmt: skip
             _one_of(key, getattr(self, key), CHOICES[key])
         _one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda"))
+
+    def _check_sizes(self) -> None:
+        """The model, data and execution numbers: positive, counts, fractions, the clip, the
+        gradient segments."""
         for key in ("a", "lr", "t_train", "t_eval", "dt", "basis_gain", "eig_std"):
             _positive(key, getattr(self, key))
         for key in ("batch_size", "epochs", "letters_copies", "eval_batch_size"):
@@ -215,6 +231,9 @@ class TrainConfig:
                 "grad_segment must be null (keep every state), 'auto' (sqrt of the step count) "
                 f"or a positive step count, got {seg!r}"
             )
+
+    def _check_products(self) -> None:
+        """The products (:mod:`sanode.core.products`, the one rule) and the dtype A is built in."""
         for key in ("matmul_dtype", "eval_matmul_dtype"):
             value = getattr(self, key)
             why = None if value is None else products.problem(
@@ -227,6 +246,10 @@ class TrainConfig:
                 f"coupling_dtype 'float32' needs dtype 'float32' (got {self.dtype!r}): a float64 "
                 "loop builds A in float64; set coupling_dtype: float64"
             )
+
+    def _check_levers(self) -> None:
+        """The accuracy levers: the loss, averaging, the collapse check, the horizon schedule, the
+        random end time, random shifts."""
         for key in ("loss_temperature", "loss_margin"):
             _positive(key, getattr(self, key))
         if self.loss_mse_weight < 0:
@@ -272,6 +295,10 @@ class TrainConfig:
                 f"augment_shift must be an integer in [0, 4] (the largest random shift of a "
                 f"training image in pixels; 0: off), got {shift!r}"
             )
+
+    def _check_schedule(self) -> None:
+        """The optimiser: the lr recipe, clipping, the divergence stop, the seed; the horizons fit
+        dt."""
         for key in ("lr_eig_mult", "lr_basis_mult", "lr_gamma_mult"):
             _positive(key, getattr(self, key))
         for key in ("lr_warmup", "lr_final"):
@@ -301,13 +328,26 @@ class TrainConfig:
 
     @property
     def train_products(self) -> products.Products:
-        """The training loop's matrix products (``matmul_dtype``; null: the loop dtype)."""
-        return products.Products.parse(self.matmul_dtype, self.dtype, training=True)
+        """The training loop's matrix products (``matmul_dtype``; null: the loop dtype;
+        ``auto``: bfloat16 where this run's device has native bfloat16 products)."""
+        return products.Products.parse(
+            self.matmul_dtype, self.dtype, training=True, device=self._device_for_products()
+        )
 
     @property
     def eval_products(self) -> products.Products:
-        """The matrix products of evaluation (``eval_matmul_dtype``; null: the loop dtype)."""
-        return products.Products.parse(self.eval_matmul_dtype, self.dtype)
+        """The matrix products of evaluation (``eval_matmul_dtype``; null: the loop dtype;
+        ``auto`` as for :attr:`train_products`)."""
+        return products.Products.parse(
+            self.eval_matmul_dtype, self.dtype, device=self._device_for_products()
+        )
+
+    def _device_for_products(self) -> torch.device | None:
+        """The device ``auto`` products are chosen for (None where no setting says auto:
+        the other names need no device, and torch is not imported)."""
+        if products.AUTO not in (self.matmul_dtype, self.eval_matmul_dtype):
+            return None
+        return resolve_device(self.device)
 
     def batch_horizons(self, epoch: int, batches: int) -> list[float]:
         """The horizon of each of the ``batches`` mini-batches of 0-based ``epoch``: the

@@ -217,3 +217,41 @@ def test_bfloat16x2_is_an_evaluation_mode(tmp_path, capsys):
         assert main([*argv, "--matmul-dtype", mode]) == 0
         rows[mode] = json.loads(capsys.readouterr().out)
     assert rows["float32"][0]["exact"] == rows["bfloat16x2"][0]["exact"]  # the same attractors
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_products_are_bfloat16_only_where_the_device_multiplies_it_natively(
+    native, monkeypatch, tmp_path
+):
+    """``auto`` (the shipped configs): bfloat16 products where the device has native bfloat16
+    GEMMs, the loop dtype where torch would fall back to a scalar bfloat16 GEMM (about 70x
+    slower than float32 on an AVX2-only CPU); the checkpoint records what it resolved to."""
+    from sanode.core import products
+    from sanode.training.checkpoint import load_checkpoint
+
+    monkeypatch.setattr(products, "native_bfloat16", lambda device=None: native)
+    want = "bfloat16" if native else "float32"
+    cfg = TrainConfig(dataset="letters", letters_copies=5, batch_size=25, lr=3e-2, epochs=1,
+                      matmul_dtype="auto", eval_matmul_dtype="auto")  # fmt: skip
+    assert cfg.train_products == cfg.eval_products == Products(want)
+    wide = TrainConfig(dtype="float64", matmul_dtype="auto", coupling_dtype="float64")
+    assert wide.train_products == Products("float64")  # a float64 loop keeps float64
+    assert SANode(block_patterns(20, 3, 0.5), products="auto").products == Products(want)
+    split = load_split(cfg, "train")
+    result = train(cfg, split.x, split.y, split.patterns, checkpoint_path=tmp_path / "m.pt",
+                   progress=False)  # fmt: skip
+    assert result.model.products == Products(want)
+    assert load_checkpoint(tmp_path / "m.pt")["products"] == {"train": want, "eval": want}
+    assert load_checkpoint(tmp_path / "m.pt")["config"]["matmul_dtype"] == "auto"
+
+
+def test_native_bfloat16_answers_for_this_machine():
+    """The capability check itself: a bool on the CPU, False for a device kind without
+    bfloat16 kernels; on a CPU it answers what oneDNN says."""
+    from sanode.core.products import native_bfloat16
+
+    assert native_bfloat16() == bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert native_bfloat16("cpu") == native_bfloat16()
+    assert native_bfloat16("meta") is False
+    with pytest.raises(ConfigError, match="must be one of"):
+        TrainConfig(matmul_dtype="fastest")

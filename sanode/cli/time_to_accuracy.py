@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..training.time_to_accuracy import time_to_accuracy
 
     cfg = config_from_args(args, parser)
-    out_dir = Path(args.out or f"runs/tta/{cfg.dataset}-{cfg.matmul_dtype or cfg.dtype}")
+    out_dir = Path(args.out or f"runs/tta/{cfg.dataset}-{cfg.train_products.name}")
     summary = time_to_accuracy(
         cfg,
         out_dir,

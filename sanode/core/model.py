@@ -154,8 +154,8 @@ class SANode(nn.Module):
 
     @products.setter
     def products(self, value: Products | str | None) -> None:
-        self._products = Products.parse(str(value) if value is not None else None,
-                                        dtype_name(self.dtype), training=True)  # fmt: skip
+        self._products = Products.parse(value, dtype_name(self.dtype), training=True,
+                                        device=self._where())  # fmt: skip
 
     @property
     def eval_products(self) -> Products:
@@ -164,8 +164,14 @@ class SANode(nn.Module):
 
     @eval_products.setter
     def eval_products(self, value: Products | str | None) -> None:
-        self._eval_products = Products.parse(str(value) if value is not None else None,
-                                             dtype_name(self.dtype))  # fmt: skip
+        self._eval_products = Products.parse(value, dtype_name(self.dtype),
+                                             device=self._where())  # fmt: skip
+
+    def _where(self) -> torch.device | None:
+        """The device ``auto`` products are chosen for: the model's (the CPU while it is
+        built; set the products again after moving it, or pass resolved ones)."""
+        patterns = self._buffers.get("patterns") if "_buffers" in self.__dict__ else None
+        return None if patterns is None else patterns.device
 
     @staticmethod
     def _product_dtype(products: Products, loop: torch.dtype) -> torch.dtype:

@@ -115,7 +115,7 @@ def tta(root: Path, args: list[str]) -> str:
 
         levels = [_level(r, key) for key in ("0.900", "0.950", "0.960", "0.970")]
         body.append([
-            f"`{path.stem}`", cfg["matmul_dtype"] or cfg["dtype"],
+            f"`{path.stem}`", r["matmul_dtype"],
             cfg.get("coupling_dtype", "float64"), r["eval_matmul_dtype"],
             _int(cfg["batch_size"]), f"{cfg['lr']:g}", f"{epoch:.1f} s", *levels,
             _pct(r["best_val_accuracy"]), f"{r['epochs_run']} / {r['train_wall_s']:,.0f} s",

@@ -155,6 +155,7 @@ def evaluate_stage(
             {
                 "checkpoint": checkpoint,
                 "t_eval": t_eval,
+                "eval_products": model.eval_products.name,  # auto: resolved here
                 "eps_test": json.dumps(list(settings.eps_test)),
             }
         )

@@ -138,7 +138,7 @@ def time_to_accuracy(
                    resume=True, callback=record, progress=progress)  # fmt: skip
     model = result.model
     xt, yt = data.split("test")
-    own = cfg.eval_matmul_dtype or cfg.dtype
+    own = cfg.eval_products.name  # auto: what it resolved to on this device
     test = _score(model, cfg, xt, yt, t_test, test_tol, own)
     reached = first_reaching(timeline, target)
     summary: dict[str, Any] = {

@@ -294,6 +294,8 @@ class _Run:
             "rollbacks": self.rollbacks,
             "low_epochs": self.low_epochs,
             "weights": self.selected_weights(),
+            # what the products settings meant on the machine that trained (auto resolved)
+            "products": {"train": self.model.products.name, "eval": self.model.eval_products.name},
         }
         if self.ema is not None:
             payload["ema_model"] = self.ema.module.state_dict()
