@@ -223,8 +223,9 @@ def levers(root: Path, args: list[str]) -> str:
         on.append(f"batch {cfg['batch_size']}, lr {cfg['lr']:g}")
         per = "all" if cfg.get("per_class") is None else f"{cfg['per_class']:,} per class"
         body.append([f"`{path.stem}`", ", ".join(on), per, str(r["epochs_run"]),
-                     r["matmul_dtype"], _pct(r["best_val_accuracy"], 1), f"**{_pct(r['test']['accuracy'])}**",
-                     _buckets(r["test"]), f"{r['train_wall_s']:,.0f} s"])  # fmt: skip
+                     r["matmul_dtype"], _pct(r["best_val_accuracy"], 1),
+                     f"**{_pct(r['test']['accuracy'])}**", _buckets(r["test"]),
+                     f"{r['train_wall_s']:,.0f} s"])  # fmt: skip
     header = ["run", "levers", "training images", "epochs", "products", "best val H",
               "test H", "exact / partial / wrong", "training wall"]  # fmt: skip
     return _table(header, body)
