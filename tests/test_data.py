@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sanode import data
+from sanode.data import raw as data
 from sanode.data.raw import DataError, load_images, prepare_raw
 
 from .idx import write_mirror
