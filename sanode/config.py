@@ -7,17 +7,14 @@ Snakemake process that has only Snakemake installed (``--use-conda``).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import functools
 import math
 import random
-import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .core import products
-from .typecheck import ConfigError, convert
+from .typecheck import ConfigError, Settings
 
 if TYPE_CHECKING:
     import torch
@@ -74,8 +71,15 @@ def settings_digest(values: Any) -> str:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run (model, data, optimiser, integration)."""
+class TrainConfig(Settings):
+    """Everything that determines a training run (model, data, optimiser, integration).
+
+    A :class:`~sanode.typecheck.Settings` block whose values stay as given (an integer for a
+    number is not turned into a float: the settings digests do not move)."""
+
+    where: ClassVar[str] = ""  # messages name the key alone
+    coerce: ClassVar[bool] = False
+    unknown_words: ClassVar[str] = "unknown training setting(s)"
 
     dataset: str = "letters"
     # model
@@ -186,11 +190,9 @@ class TrainConfig:
         self._check_schedule()
 
     def _check_types(self) -> None:
-        """Types against the annotations (values stay as given: the digests do not move) and the
-        words of :data:`CHOICES`."""
-        hints = _field_types()
-        for f in dataclasses.fields(self):  # types only: the values stay as given
-            convert(f.name, getattr(self, f.name), hints[f.name], coerce=False)
+        """Types against the annotations (:meth:`Settings.check_types`) and the words of
+        :data:`CHOICES`."""
+        self.check_types(self.where)
         for key in ("dataset", "dtype", "method", "matmul_precision", "coupling_dtype",
                     "lr_schedule", "loss", "collapse_action"):  # fmt: skip
             _one_of(key, getattr(self, key), CHOICES[key])
@@ -368,28 +370,14 @@ class TrainConfig:
             return self.t_train_final
         return self.t_train
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping; an unknown key raises ``ConfigError`` naming the allowed keys."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown training setting(s) {unknown}; allowed keys: {sorted(known)}"
-            )
-        return cls(**values)
+        """:meth:`Settings.from_mapping`: an unknown key raises ``ConfigError`` naming the
+        allowed keys."""
+        return cls.from_mapping(values)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return self.from_dict({**self.to_dict(), **changes})
-
-
-@functools.cache
-def _field_types() -> dict[str, Any]:
-    """The resolved annotation of every :class:`TrainConfig` field."""
-    return typing.get_type_hints(TrainConfig)
 
 
 def check_horizon(key: str, t: float, dt: float) -> None:

@@ -37,6 +37,23 @@ def test_training_settings_fail_early_naming_the_key(key, value, message):
     assert message in str(err.value)
 
 
+def test_training_settings_are_a_settings_block_of_one_type_check():
+    """TrainConfig derives from the pipeline blocks' base: the same check and messages, but
+    its values stay as given (an integer lr stays an integer, so no digest moves)."""
+    from sanode.pipeline.settings import EvaluateSettings
+    from sanode.typecheck import Settings
+
+    assert issubclass(TrainConfig, Settings) and issubclass(EvaluateSettings, Settings)
+    cfg = TrainConfig.from_mapping({"lr": 1, "epochs": 3})
+    assert cfg.lr == 1 and type(cfg.lr) is int and cfg == TrainConfig(lr=1, epochs=3)
+    assert cfg.to_dict() == {**TrainConfig().to_dict(), "lr": 1, "epochs": 3}
+    assert EvaluateSettings.from_mapping({"t_eval": 2}).t_eval == 2.0  # blocks convert
+    with pytest.raises(ConfigError, match=r"^epochs must be an integer, got 1.5 \(float\)$"):
+        TrainConfig.from_mapping({"epochs": 1.5})
+    with pytest.raises(ConfigError, match=r"^evaluate.mse_items must be an integer, got 'a'"):
+        EvaluateSettings(mse_items="a")  # direct construction is checked too
+
+
 def _config():
     return load_config("smoke")
 
