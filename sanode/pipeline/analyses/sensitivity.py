@@ -131,50 +131,27 @@ def sensitivity(
     import numpy as np
     import pandas as pd
 
-    from ..selection import finished
-
     columns = ["setting", "metric", "epoch", "variance_share", "chance_share", "spearman",
                "rank", "levels", "trials", "best_value", "best_metric"]  # fmt: skip
     point_columns = ["trial_id", "setting", "value", "numeric_value", "metric", "metric_value"]
     if metric not in trials:
         raise ValueError(f"the trials table has no column {metric!r} (the study's metric)")
-    last = finished(trials, metric)
-    epoch = int(last["epoch"].min()) if len(last) else 0
-    if len(last) and (last["epoch"] > epoch).any():  # some trials were stopped early
-        at = trials[trials["trial_id"].isin(last["trial_id"]) & (trials["epoch"] == epoch)]
-        last = at.drop_duplicates("trial_id", keep="last").dropna(subset=[metric])
-    last = last.sort_values("trial_id").reset_index(drop=True)
+    last, epoch = _at_common_epoch(trials, metric)
+    y = last[metric].astype(float)
     rows, pts = [], []
-    if len(last):
-        y = last[metric].astype(float)
-        total = float(((y - y.mean()) ** 2).mean())
-        best = last.loc[y.idxmax() if mode == "max" else y.idxmin()]
     for key in settings:
         column = f"param_{key}"
         if column not in last or last[column].nunique(dropna=False) < 2:
             continue
         values = last[column]
-        numeric = pd.to_numeric(values, errors="coerce")
-        is_numeric = (
-            bool(numeric.notna().all())
-            and values.map(lambda v: not isinstance(v, (bool, np.bool_))).all()
-        )
-        groups = values.astype(str)
-        if is_numeric and numeric.nunique() > bins:
-            groups = pd.qcut(numeric.rank(method="first"), q=bins, labels=False).astype(str)
-        means = y.groupby(groups).transform("mean")
-        share = float(((means - y.mean()) ** 2).mean() / total) if total > 0 else 0.0
-        # what a setting unrelated to the metric explains on average: (groups - 1) / (n - 1)
-        chance = (groups.nunique() - 1) / (len(last) - 1)
-        rho = float(numeric.corr(y, method="spearman")) if is_numeric else float("nan")
+        effect, numeric = _effect(values, y, bins)
+        best = last.loc[y.idxmax() if mode == "max" else y.idxmin()]
         rows.append(
             {
                 "setting": key,
                 "metric": metric,
                 "epoch": epoch,
-                "variance_share": share,
-                "chance_share": chance,
-                "spearman": rho,
+                **effect,
                 "levels": int(values.nunique()),
                 "trials": len(last),
                 "best_value": str(best[column]),
@@ -187,7 +164,7 @@ def sensitivity(
                     "trial_id": last["trial_id"].astype(str),
                     "setting": key,
                     "value": values.astype(str),
-                    "numeric_value": numeric.astype(float) if is_numeric else np.nan,
+                    "numeric_value": numeric if numeric is not None else np.nan,
                     "metric": metric,
                     "metric_value": y,
                 }
@@ -205,6 +182,46 @@ def sensitivity(
     points = pd.concat(pts, ignore_index=True) if pts else pd.DataFrame(columns=point_columns)
     points = points.astype({"numeric_value": "float64", "metric_value": "float64"})
     return ranking[columns], points[point_columns]
+
+
+def _at_common_epoch(trials: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, int]:
+    """One row per finished trial with ``metric`` at the last epoch all of them reached
+    (trials stopped early by the scheduler set it), sorted by trial; and that epoch."""
+    from ..selection import finished
+
+    last = finished(trials, metric)
+    epoch = int(last["epoch"].min()) if len(last) else 0
+    if len(last) and (last["epoch"] > epoch).any():  # some trials were stopped early
+        at = trials[trials["trial_id"].isin(last["trial_id"]) & (trials["epoch"] == epoch)]
+        last = at.drop_duplicates("trial_id", keep="last").dropna(subset=[metric])
+    return last.sort_values("trial_id").reset_index(drop=True), epoch
+
+
+def _effect(
+    values: pd.Series, y: pd.Series, bins: int
+) -> tuple[dict[str, float], pd.Series | None]:
+    """How much of the metric ``y`` one setting's ``values`` (one per trial) explain:
+    ``variance_share``, ``chance_share`` and ``spearman`` (see :func:`sensitivity`); and the
+    values as floats where the setting is numeric (else None)."""
+    import numpy as np
+    import pandas as pd
+
+    numeric = pd.to_numeric(values, errors="coerce")
+    is_numeric = (
+        bool(numeric.notna().all())
+        and values.map(lambda v: not isinstance(v, (bool, np.bool_))).all()
+    )
+    groups = values.astype(str)
+    if is_numeric and numeric.nunique() > bins:
+        groups = pd.qcut(numeric.rank(method="first"), q=bins, labels=False).astype(str)
+    total = float(((y - y.mean()) ** 2).mean())
+    means = y.groupby(groups).transform("mean")
+    share = float(((means - y.mean()) ** 2).mean() / total) if total > 0 else 0.0
+    # what a setting unrelated to the metric explains on average: (groups - 1) / (n - 1)
+    chance = (groups.nunique() - 1) / (len(values) - 1)
+    rho = float(numeric.corr(y, method="spearman")) if is_numeric else float("nan")
+    effect = {"variance_share": share, "chance_share": chance, "spearman": rho}
+    return effect, numeric.astype(float) if is_numeric else None
 
 
 def _figure(ranking, points, study: str, path: str, *, top: int) -> None:
