@@ -83,6 +83,43 @@ def _score(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | No
                         products=Products.parse(products, cfg.dtype))  # fmt: skip
 
 
+class Timeline:
+    """The per-epoch records of a run (``timeline.json``): the epoch's metrics, its wall time
+    ``epoch_s`` (training, validation and checkpoint) and the cumulative ``wall_s``. Written
+    after every epoch; with ``resume`` (a checkpoint exists) the records so far are read
+    back, so a killed run continues with its time so far."""
+
+    def __init__(self, path: Path, *, resume: bool) -> None:
+        self.path = path
+        self.rows: list[dict[str, float]] = []
+        if resume and path.is_file():
+            self.rows = json.loads(path.read_text())
+        self.elapsed = self.rows[-1]["wall_s"] if self.rows else 0.0
+        self.tick = time.perf_counter()
+
+    def record(self, epoch: int, metrics: dict[str, float]) -> None:
+        """Add 1-based ``epoch``'s record; an epoch repeated after a kill replaces its first."""
+        now = time.perf_counter()
+        self.elapsed += now - self.tick
+        self.tick = now
+        del self.rows[epoch - 1 :]
+        before = self.rows[-1]["wall_s"] if self.rows else 0.0
+        self.rows.append({**metrics, "epoch_s": self.elapsed - before, "wall_s": self.elapsed})
+        write_json(self.path, self.rows, what="timeline", indent=1)
+
+
+def _switch(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,
+            own: Evaluation, products: str) -> dict[str, Any]:  # fmt: skip
+    """The test scores with the products ``products`` instead, and what moved against
+    ``own`` (the evaluation with the run's own products)."""
+    switched = _score(model, cfg, x, y, t_eval, tol, products)
+    return {
+        "eval_matmul_dtype": products,
+        "test": _buckets(switched),
+        **compare_evaluations(own, switched, cfg.threshold),
+    }
+
+
 def time_to_accuracy(
     cfg: TrainConfig,
     out_dir: str | os.PathLike,
@@ -116,22 +153,10 @@ def time_to_accuracy(
     data = load_prepared(data_path)
     x, y = data.split("train")
     xv, yv = data.split("val")
-    timeline_path = out_dir / TIMELINE
-    timeline: list[dict[str, float]] = []
-    if (out_dir / CHECKPOINT).is_file() and timeline_path.is_file():
-        timeline = json.loads(timeline_path.read_text())
-    elapsed = timeline[-1]["wall_s"] if timeline else 0.0
-    tick = time.perf_counter()
+    timeline = Timeline(out_dir / TIMELINE, resume=(out_dir / CHECKPOINT).is_file())
 
     def record(epoch: int, metrics: dict[str, float], model) -> bool:
-        nonlocal tick, elapsed
-        now = time.perf_counter()
-        elapsed += now - tick
-        tick = now
-        del timeline[epoch - 1 :]  # an epoch repeated after a kill replaces its first record
-        before = timeline[-1]["wall_s"] if timeline else 0.0
-        timeline.append({**metrics, "epoch_s": elapsed - before, "wall_s": elapsed})
-        write_json(timeline_path, timeline, what="timeline", indent=1)
+        timeline.record(epoch, metrics)
         return stop_at_target and metrics.get("val_accuracy", 0.0) >= target
 
     result = train(cfg, x, y, data.patterns, val=(xv, yv), checkpoint_path=out_dir / CHECKPOINT,
@@ -140,7 +165,8 @@ def time_to_accuracy(
     xt, yt = data.split("test")
     own = cfg.eval_products.name  # auto: what it resolved to on this device
     test = _score(model, cfg, xt, yt, t_test, test_tol, own)
-    reached = first_reaching(timeline, target)
+    rows = timeline.rows
+    reached = first_reaching(rows, target)
     summary: dict[str, Any] = {
         "dataset": cfg.dataset,
         "matmul_dtype": cfg.train_products.name,
@@ -148,25 +174,20 @@ def time_to_accuracy(
         "target_val_accuracy": target,
         "time_to_target_s": None if reached is None else reached["wall_s"],
         "epochs_to_target": None if reached is None else int(reached["epoch"]),
-        "epochs_run": len(timeline),
-        "train_wall_s": timeline[-1]["wall_s"] if timeline else 0.0,
-        "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in timeline), default=0.0),
-        "levels": level_times(timeline, (*LEVELS, target)),
+        "epochs_run": len(rows),
+        "train_wall_s": rows[-1]["wall_s"] if rows else 0.0,
+        "best_val_accuracy": max((r.get("val_accuracy", 0.0) for r in rows), default=0.0),
+        "levels": level_times(rows, (*LEVELS, target)),
         "test": {"t_eval": t_test, "tol": test_tol, "n": len(yt), **_buckets(test)},
         "threads": torch.get_num_threads(),
         "config": cfg.to_dict(),
-        "timeline": timeline,
+        "timeline": rows,
     }
     if compare_dtypes and model.dtype == torch.float32:
-        summary["eval_switches"] = []
-        for other in ("float32", "bfloat16", TWO_PARTS):
-            if other == own:
-                continue
-            switched = _score(model, cfg, xt, yt, t_test, test_tol, other)
-            summary["eval_switches"].append({
-                "eval_matmul_dtype": other,
-                "test": _buckets(switched),
-                **compare_evaluations(test, switched, cfg.threshold),
-            })  # fmt: skip
+        summary["eval_switches"] = [
+            _switch(model, cfg, xt, yt, t_test, test_tol, test, other)
+            for other in ("float32", "bfloat16", TWO_PARTS)
+            if other != own
+        ]
     write_json(out_dir / "result.json", summary, what="result")
     return summary
