@@ -141,15 +141,7 @@ def evaluate_stage(
         run.log_datasets(prepared.meta, str(Path(data).resolve()), splits)
         res = score(model, cfg, x, y, settings)
         rows = [res.accuracy.assign(train_seed=cfg.seed, is_best=True, trial_id=best["trial_id"])]
-        # the same settings trained from the other seeds (seed in the search space): the
-        # spread over training seeds; MSE curves and states stay those of the best model
-        for seed, sibling in best.get("seeds", {}).items():
-            if sibling["trial_id"] == best["trial_id"]:
-                continue
-            other, other_cfg, _ = load_model(layout.model_path(models, eps_train, int(seed)))
-            extra_res = score(other, other_cfg, x, y, settings, mse_items=1)
-            rows.append(extra_res.accuracy.assign(train_seed=int(seed), is_best=False,
-                                                  trial_id=sibling["trial_id"]))  # fmt: skip
+        rows += _other_seeds(best, models, eps_train, x, y, settings)
         t_eval = settings.horizon(cfg)
         run.log_params(
             {
@@ -177,6 +169,22 @@ def evaluate_stage(
         run.log_artifact(outputs["accuracy"], "tables")
         if float(eps_train) == eps_train_grid(config, study)[0]:  # the study's Sec. V model
             _register(run, study, model, cfg, t_eval, res.accuracy, best)
+
+
+def _other_seeds(best: dict, models: str, eps_train: str, x, y, settings) -> list[pd.DataFrame]:
+    """The accuracy rows of the selected settings trained from the other seeds (``seed`` in
+    the search space): the spread over training seeds. The MSE curves and states stay those
+    of the best model."""
+    rows = []
+    for seed, sibling in best.get("seeds", {}).items():
+        if sibling["trial_id"] == best["trial_id"]:
+            continue
+        other, other_cfg, _ = load_model(layout.model_path(models, eps_train, int(seed)))
+        res = score(other, other_cfg, x, y, settings, mse_items=1)
+        rows.append(
+            res.accuracy.assign(train_seed=int(seed), is_best=False, trial_id=sibling["trial_id"])
+        )
+    return rows
 
 
 def _register(run, study: str, model, cfg, t_eval: float, accuracy: pd.DataFrame, best) -> None:
