@@ -108,13 +108,16 @@ def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
             "--batch-size", "25", "--epochs", "4", "--lr", "0.03", "--lr-schedule", "onecycle",
             "--lr-warmup", "0.25", "--t-train", "5.5", "--t-eval", "20", "--t-test", "20",
             "--target", "0.3", "--matmul-dtype", "bfloat16", "--out", str(tmp_path / "r"),
-            "--quiet"]  # fmt: skip
+            "--quiet", "--trace-batches"]  # fmt: skip
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "validation H >= 0.300 after" in text and "evaluated with bfloat16 products" in text
     assert "validation H levels: 0.300 epoch" in text
     result = json.loads((tmp_path / "r" / "result.json").read_text())
     assert result["matmul_dtype"] == "bfloat16" and result["epochs_run"] == 4
+    lines = (tmp_path / "r" / "batches.jsonl").read_text().splitlines()
+    assert len(lines) == 4 * 4  # 100 letters in batches of 25, 4 epochs
+    assert json.loads(lines[-1])["epoch"] == 4 and "grad_gamma" in json.loads(lines[0])
     assert result["eval_matmul_dtype"] == "float32"  # evaluation keeps early exit
     walls = [r["wall_s"] for r in result["timeline"]]
     assert walls == sorted(walls) and result["time_to_target_s"] in walls

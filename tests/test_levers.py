@@ -161,6 +161,25 @@ def test_batch_diagnostics_describe_every_batch():
     assert all(0 <= s["eig_on_clip"] <= 1 and s["grad_basis"] > 0 for s in seen)
 
 
+def test_batch_trace_replaces_the_lines_of_a_repeated_epoch(tmp_path):
+    """sanode time-to-accuracy --trace-batches: a resumed run drops the lines of the epoch
+    the kill interrupted (it is trained again), keeps those of the finished epochs."""
+    import json
+
+    from sanode.training.time_to_accuracy import BatchTrace
+
+    path = tmp_path / "batches.jsonl"
+    trace = BatchTrace(path, done=0)
+    for epoch, batch in ((1, 1), (1, 2), (2, 1)):  # killed in epoch 2
+        trace(epoch, batch, {"loss": 0.1 * batch, "gamma": 0.4})
+    resumed = BatchTrace(path, done=1)
+    resumed(2, 1, {"loss": 0.5, "gamma": 0.4})
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["epoch"], r["batch"]) for r in rows] == [(1, 1), (1, 2), (2, 1)]
+    assert rows[-1]["loss"] == 0.5 and rows[0] == {"epoch": 1, "batch": 1, "loss": 0.1,
+                                                   "gamma": 0.4}  # fmt: skip
+
+
 # -- collapse -------------------------------------------------------------------------------------
 class _Scripted:
     """Stands in for sanode.training.train.evaluate: validation H follows a script, one value

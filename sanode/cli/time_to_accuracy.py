@@ -32,6 +32,12 @@ def add(sub) -> None:
         default=True,
         help="also score the final model with the other product modes (bucket moves)",
     )
+    p.add_argument(
+        "--trace-batches",
+        action="store_true",
+        help="also write every batch's diagnostics (gamma, clip shares, gradient norms) to "
+        "<out>/batches.jsonl",
+    )
     add_training_arguments(p)
     p.set_defaults(func=run)
 
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         test_tol=args.test_tol,
         compare_dtypes=args.compare_dtypes,
         progress=not args.quiet,
+        trace_batches=args.trace_batches,
     )
     reached = summary["time_to_target_s"]
     test = summary["test"]

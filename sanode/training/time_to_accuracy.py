@@ -10,7 +10,10 @@ re-scored with each other product mode of a float32 loop (float32, bfloat16, bfl
 count the items that change bucket and the final-state signs that flip.
 
 The run is resumable: the checkpoint and the timeline (``timeline.json``) are written after
-every epoch, so a killed run continues with its time so far.
+every epoch, so a killed run continues with its time so far. With ``trace_batches`` every
+training batch's diagnostics (loss, gamma, shares of eigenvalues and states on their clips,
+gradient norm per block) go to ``batches.jsonl`` as well: what a collapse looks like batch by
+batch.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from .train import configure_threads, train
 
 CHECKPOINT = "model.pt"
 TIMELINE = "timeline.json"
+BATCHES = "batches.jsonl"
+"""With ``trace_batches``: one JSON line per training batch (:func:`batch_diagnostics`)."""
 LEVELS = (0.90, 0.95, 0.96, 0.97, 0.98)
 """Validation H levels whose first epoch and wall time every result also reports."""
 
@@ -108,6 +113,25 @@ class Timeline:
         write_json(self.path, self.rows, what="timeline", indent=1)
 
 
+class BatchTrace:
+    """Appends one JSON line per training batch (``epoch``, ``batch`` and the batch's
+    :func:`~sanode.training.train.batch_diagnostics`) to ``path``; the lines of epochs after
+    the ``done`` ones (an epoch a killed run repeats) are dropped first."""
+
+    def __init__(self, path: Path, *, done: int) -> None:
+        self.path = path
+        kept = []
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip() and json.loads(line)["epoch"] <= done:
+                    kept.append(line + "\n")
+        path.write_text("".join(kept))
+
+    def __call__(self, epoch: int, batch: int, stats: dict[str, float]) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps({"epoch": epoch, "batch": batch, **stats}) + "\n")
+
+
 def _switch(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,
             own: Evaluation, products: str) -> dict[str, Any]:  # fmt: skip
     """The test scores with the products ``products`` instead, and what moved against
@@ -132,6 +156,7 @@ def time_to_accuracy(
     compare_dtypes: bool = True,
     data_path: str | os.PathLike | None = None,
     progress: bool = True,
+    trace_batches: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` from scratch in ``out_dir`` and return (and write ``result.json``) the
     time to ``target`` validation H, the epoch it was reached, and the final test scores.
@@ -142,6 +167,8 @@ def time_to_accuracy(
         t_test, test_tol: horizon and early-exit tolerance of the final test evaluation.
         compare_dtypes: also score the final model (float32 loop) with each other product
             mode (float32, bfloat16, bfloat16x2) and report the bucket moves and sign flips.
+        trace_batches: write every batch's diagnostics to ``out_dir/batches.jsonl`` (the
+            lines of epochs a killed run repeats are replaced).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,8 +186,10 @@ def time_to_accuracy(
         timeline.record(epoch, metrics)
         return stop_at_target and metrics.get("val_accuracy", 0.0) >= target
 
+    trace = BatchTrace(out_dir / BATCHES, done=len(timeline.rows)) if trace_batches else None
     result = train(cfg, x, y, data.patterns, val=(xv, yv), checkpoint_path=out_dir / CHECKPOINT,
-                   resume=True, callback=record, progress=progress)  # fmt: skip
+                   resume=True, callback=record, progress=progress,
+                   batch_callback=trace)  # fmt: skip
     model = result.model
     xt, yt = data.split("test")
     own = cfg.eval_products.name  # auto: what it resolved to on this device
