@@ -180,6 +180,24 @@ def test_batch_trace_replaces_the_lines_of_a_repeated_epoch(tmp_path):
                                                    "gamma": 0.4}  # fmt: skip
 
 
+def test_trace_summary_is_one_row_per_epoch(tmp_path):
+    from sanode.training.time_to_accuracy import BatchTrace, trace_summary
+
+    path = tmp_path / "batches.jsonl"
+    trace = BatchTrace(path, done=0)
+    stats = {"loss": 0.0, "gamma": 0.4, "eig_on_clip": 0.0, "states_on_clip": 0.0,
+             "grad_basis": 1.0, "grad_eig": 0.1, "grad_gamma": 0.01}  # fmt: skip
+    for epoch, batch, gamma, grad in ((1, 1, 0.4, 1.0), (1, 2, 0.3, 3.0), (1, 3, 0.35, 2.0),
+                                      (2, 1, 0.2, 0.0)):  # fmt: skip
+        trace(epoch, batch, {**stats, "loss": batch / 10, "gamma": gamma, "grad_basis": grad})
+    one, two = trace_summary(path)
+    assert one["epoch"] == 1 and one["batches"] == 3 and two["batches"] == 1
+    assert one["gamma_first"] == 0.4 and one["gamma_min"] == 0.3 and one["gamma_max"] == 0.4
+    assert one["grad_basis_median"] == 2.0 and one["grad_basis_max"] == 3.0
+    assert one["loss_max"] == 0.3 and abs(one["loss_mean"] - 0.2) < 1e-12
+    assert two["grad_basis_max"] == 0.0 and two["gamma_first"] == 0.2
+
+
 # -- collapse -------------------------------------------------------------------------------------
 class _Scripted:
     """Stands in for sanode.training.train.evaluate: validation H follows a script, one value

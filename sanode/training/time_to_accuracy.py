@@ -132,6 +132,39 @@ class BatchTrace:
             fh.write(json.dumps({"epoch": epoch, "batch": batch, **stats}) + "\n")
 
 
+def trace_summary(path: str | os.PathLike) -> list[dict[str, float]]:
+    """One row per epoch of a batch trace (``batches.jsonl``): the batches, the loss (mean and
+    max), gamma (first, min, max), the largest shares of eigenvalues and states on their clips,
+    and each block's gradient norm (median and max over the epoch's batches)."""
+    import statistics
+
+    epochs: dict[int, list[dict[str, float]]] = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            epochs.setdefault(int(row["epoch"]), []).append(row)
+    out = []
+    for epoch, rows in sorted(epochs.items()):
+        col = {key: [r[key] for r in rows] for key in rows[0]}
+        summary = {
+            "epoch": epoch,
+            "batches": len(rows),
+            "loss_mean": statistics.fmean(col["loss"]),
+            "loss_max": max(col["loss"]),
+            "gamma_first": col["gamma"][0],
+            "gamma_min": min(col["gamma"]),
+            "gamma_max": max(col["gamma"]),
+            "eig_on_clip_max": max(col["eig_on_clip"]),
+            "states_on_clip_max": max(col["states_on_clip"]),
+        }
+        for block in ("basis", "eig", "gamma"):
+            norms = col[f"grad_{block}"]
+            summary[f"grad_{block}_median"] = statistics.median(norms)
+            summary[f"grad_{block}_max"] = max(norms)
+        out.append(summary)
+    return out
+
+
 def _switch(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,
             own: Evaluation, products: str) -> dict[str, Any]:  # fmt: skip
     """The test scores with the products ``products`` instead, and what moved against
