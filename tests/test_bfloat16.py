@@ -118,6 +118,7 @@ def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
     lines = (tmp_path / "r" / "batches.jsonl").read_text().splitlines()
     assert len(lines) == 4 * 4  # 100 letters in batches of 25, 4 epochs
     assert json.loads(lines[-1])["epoch"] == 4 and "grad_gamma" in json.loads(lines[0])
+    assert [r["epoch"] for r in result["batch_trace"]] == [1, 2, 3, 4]
     assert result["eval_matmul_dtype"] == "float32"  # evaluation keeps early exit
     walls = [r["wall_s"] for r in result["timeline"]]
     assert walls == sorted(walls) and result["time_to_target_s"] in walls

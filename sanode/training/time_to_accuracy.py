@@ -245,6 +245,8 @@ def time_to_accuracy(
         "config": cfg.to_dict(),
         "timeline": rows,
     }
+    if trace_batches:  # the trace per epoch (the batch lines stay in batches.jsonl)
+        summary["batch_trace"] = trace_summary(out_dir / BATCHES)
     if compare_dtypes and model.dtype == torch.float32:
         summary["eval_switches"] = [
             _switch(model, cfg, xt, yt, t_test, test_tol, test, other)
