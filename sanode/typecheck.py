@@ -25,7 +25,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import types
 import typing
@@ -102,10 +101,14 @@ def _key(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    """The resolved annotation of every field of a settings class."""
-    return typing.get_type_hints(cls)
+    """The resolved annotation of every field of a settings class (resolved once a class)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 @dataclasses.dataclass(frozen=True)
