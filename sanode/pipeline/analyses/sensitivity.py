@@ -138,6 +138,7 @@ def sensitivity(
         raise ValueError(f"the trials table has no column {metric!r} (the study's metric)")
     last, epoch = _at_common_epoch(trials, metric)
     y = last[metric].astype(float)
+    best = last.loc[y.idxmax() if mode == "max" else y.idxmin()] if len(last) else None
     rows, pts = [], []
     for key in settings:
         column = f"param_{key}"
@@ -145,7 +146,6 @@ def sensitivity(
             continue
         values = last[column]
         effect, numeric = _effect(values, y, bins)
-        best = last.loc[y.idxmax() if mode == "max" else y.idxmin()]
         rows.append(
             {
                 "setting": key,
