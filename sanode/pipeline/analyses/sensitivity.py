@@ -138,12 +138,15 @@ def sensitivity(
         raise ValueError(f"the trials table has no column {metric!r} (the study's metric)")
     last, epoch = _at_common_epoch(trials, metric)
     y = last[metric].astype(float)
-    best = last.loc[y.idxmax() if mode == "max" else y.idxmin()] if len(last) else None
+    # a setting with one value over the trials has nothing to rank
+    ranked = [
+        k for k in settings if f"param_{k}" in last and last[f"param_{k}"].nunique(dropna=False) > 1
+    ]
+    if ranked:  # then there are trials
+        best = last.loc[y.idxmax() if mode == "max" else y.idxmin()]
     rows, pts = [], []
-    for key in settings:
+    for key in ranked:
         column = f"param_{key}"
-        if column not in last or last[column].nunique(dropna=False) < 2:
-            continue
         values = last[column]
         effect, numeric = _effect(values, y, bins)
         rows.append(
