@@ -151,6 +151,43 @@ def test_lean_loop_reuses_buffers_without_changing_values(segment, clip):
         assert torch.allclose(got, want, rtol=2e-2, atol=2e-2 * float(want.abs().max()))
 
 
+def test_backward_skips_the_clip_mask_only_where_no_state_is_on_the_clip(monkeypatch):
+    """Chunks whose states are all inside the clip take the mask-free steps; the gradients are
+    autograd's (float64) and bit-identical to masking every chunk."""
+    import sanode.core.euler_grad as eg
+
+    gen = torch.Generator().manual_seed(4)
+    x0 = (0.3 * torch.rand(6, 20, generator=gen, dtype=torch.float64)).requires_grad_()
+    w = (0.02 * torch.randn(20, 20, generator=gen, dtype=torch.float64)).requires_grad_()
+    p = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+    q = torch.tensor(0.05, dtype=torch.float64, requires_grad=True)
+    answers = []
+    real = eg._on_clip
+
+    def spy(states, clip):
+        answers.append(real(states, clip))
+        return answers[-1]
+
+    def grads(segment):
+        out = euler_loop(x0, w, p, q, 12, clip=1.0, chunk=3, segment=segment)
+        return (out, *torch.autograd.grad((out**3).sum(), (x0, w, p, q)))
+
+    x = x0
+    for _ in range(12):
+        x = (x * (p - q * x * x) + x @ w).clamp(-1.0, 1.0)
+    ref = (x, *torch.autograd.grad((x**3).sum(), (x0, w, p, q)))
+    for segment in (None, 4):
+        monkeypatch.setattr(eg, "_on_clip", spy)
+        answers.clear()
+        free = grads(segment)
+        assert True in answers and False in answers  # both kinds of chunk
+        monkeypatch.setattr(eg, "_on_clip", lambda states, clip: True)
+        masked = grads(segment)
+        for a, b, want in zip(free, masked, ref, strict=True):
+            assert torch.equal(a, b)
+            assert torch.allclose(a, want, rtol=1e-10, atol=1e-12)
+
+
 def test_memory_settings_apply_on_glibc():
     import platform
 

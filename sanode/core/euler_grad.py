@@ -176,29 +176,15 @@ class _Backward:
         n_steps = states.shape[0] - 1
         b, n = g.shape
         chunk = self.buf.shape[0]
-        qf, clip, tmp = self.qf, self.clip, self.tmp
+        clip = self.clip
         k = n_steps - 1
         while k >= 0:
             lo = max(0, k - chunk + 1)
             rows = k - lo + 1
-            for j in range(rows - 1, -1, -1):
-                kk = lo + j
-                x = states[kk]
-                gy = self.buf[j]
-                if clip is not None:
-                    # the clamp's derivative 1[|x_{k+1}| < clip] as -sign(|x_{k+1}| - clip):
-                    # the stored states are clamped, so it is 1 or 0; float ops only (a bool
-                    # mask costs twice as much)
-                    torch.abs(states[kk + 1], out=tmp)
-                    tmp.sub_(clip).sign_()
-                    torch.mul(g, tmp, out=gy).neg_()
-                else:
-                    gy.copy_(g)
-                torch.addcmul(self.p, x, x, value=-3.0 * qf, out=tmp)
-                tmp.mul_(gy)
-                nxt = self.spare[0] if g is not self.spare[0] else self.spare[1]
-                self.product.add(tmp, gy, nxt, None if self.buf_lo is None else self.buf_lo[j])
-                g = nxt
+            if clip is not None and _on_clip(states[lo + 1 : lo + rows + 1], clip):
+                g = self._steps_masked(states, g, lo, rows)
+            else:
+                g = self._steps_free(states, g, lo, rows)
             xs = states[lo : lo + rows].reshape(rows * b, n)
             gs = self.buf[:rows].reshape(rows * b, n)
             if self.buf_lo is None:
@@ -215,6 +201,52 @@ class _Backward:
             self.grads_pq[1] -= prod.sum()
             k = lo - 1
         return g.clone() if any(g is t for t in self.spare) else g
+
+    def _spare(self, g: torch.Tensor) -> torch.Tensor:
+        return self.spare[0] if g is not self.spare[0] else self.spare[1]
+
+    def _steps_masked(self, states, g, lo: int, rows: int) -> torch.Tensor:
+        """Steps ``lo + rows - 1`` down to ``lo`` where some state after them is on the clip:
+        ``buf[j]`` = dL/dy of step lo + j (dL/dx_{k+1} times the clamp's derivative)."""
+        qf, clip, tmp = self.qf, self.clip, self.tmp
+        for j in range(rows - 1, -1, -1):
+            kk = lo + j
+            x, gy = states[kk], self.buf[j]
+            # the clamp's derivative 1[|x_{k+1}| < clip] as -sign(|x_{k+1}| - clip): the
+            # stored states are clamped, so it is 1 or 0; float ops only (a bool mask costs
+            # twice as much)
+            torch.abs(states[kk + 1], out=tmp)
+            tmp.sub_(clip).sign_()
+            torch.mul(g, tmp, out=gy).neg_()
+            torch.addcmul(self.p, x, x, value=-3.0 * qf, out=tmp)
+            tmp.mul_(gy)
+            nxt = self._spare(g)
+            self.product.add(tmp, gy, nxt, None if self.buf_lo is None else self.buf_lo[j])
+            g = nxt
+        return g
+
+    def _steps_free(self, states, g, lo: int, rows: int) -> torch.Tensor:
+        """:meth:`_steps_masked` where no state after the steps is on the clip (or there is no
+        clip): the clamp's derivative is 1, so dL/dy_k = dL/dx_{k+1} and each step's product
+        writes straight into the row of the step before; no mask and no copy, the same bits."""
+        qf, tmp = self.qf, self.tmp
+        self.buf[rows - 1].copy_(g)
+        for j in range(rows - 1, -1, -1):
+            x, gy = states[lo + j], self.buf[j]
+            torch.addcmul(self.p, x, x, value=-3.0 * qf, out=tmp)
+            tmp.mul_(gy)
+            nxt = self.buf[j - 1] if j > 0 else self._spare(g)
+            self.product.add(tmp, gy, nxt, None if self.buf_lo is None else self.buf_lo[j])
+            g = nxt
+        return g
+
+
+def _on_clip(states: torch.Tensor, clip: float) -> bool:
+    """Whether any of ``states`` (clamped to [-clip, clip]) sits on the clip: one read of a
+    chunk instead of a mask per step (states reach the clip only where explicit Euler runs
+    away, rarely in training)."""
+    lo, hi = torch.aminmax(states)
+    return bool(hi >= clip) or bool(lo <= -clip)
 
 
 def euler_loop(
