@@ -101,6 +101,42 @@ def test_bench_has_bfloat16_rows_against_float32(tmp_path, capsys):
     assert "x f32" in text and "matmul ratio bfloat16 / float32 in this run" in text
 
 
+def test_bench_paired_rounds_interleave_float32_and_bfloat16(tmp_path, capsys, monkeypatch):
+    import statistics
+
+    import sanode.training.bench_paired as bp
+
+    out = tmp_path / "p.json"
+    argv = ["bench", "--paired", "3", "--n", "49", "--k", "5", "--batch", "8", "--steps", "4",
+            "6", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["steps"], r["rounds"]) for r in rows] == [(4, 3), (6, 3)]
+    for r in rows:
+        assert r["float32_step_s"] > 0 and r["bfloat16_step_s"] > 0
+        assert r["of_matmul_ratio_min"] <= r["of_matmul_ratio"] <= r["of_matmul_ratio_max"]
+    assert "of mm" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["bench", "--paired", "2", "--device", "cuda"])
+
+    # each round's share is its own step ratio over its own matmul ratio: a fake clock that
+    # only the fake steps advance (the first call of each is the warm-up)
+    now = [0.0]
+    steps = {"sanode": iter([9.0, 2.0, 4.0]), "sanode-a32": iter([9.0, 1.0, 1.0])}
+
+    def setup(variant, **kw):
+        return (lambda: now.__setitem__(0, now[0] + next(steps[variant]))), None
+
+    mm = iter([0.0, 0.0, 3.0, 1.0, 2.0, 1.0])  # two warm-ups, then f32 / bf16 per round
+    monkeypatch.setattr(bp, "_training_setup", setup)
+    monkeypatch.setattr(bp, "_mm_seconds", lambda *a: next(mm))
+    monkeypatch.setattr(bp, "_clock", lambda: now[0])
+    row = bp.paired_speedup(n=20, k=2, batch=4, steps=3, rounds=2)
+    assert row["step_ratio"] == 3.0 and row["matmul_ratio"] == 2.5
+    assert row["of_matmul_ratio"] == statistics.median([2.0 / 3.0, 4.0 / 2.0])
+    assert (row["of_matmul_ratio_min"], row["of_matmul_ratio_max"]) == (2.0 / 3.0, 2.0)
+
+
 def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
     # target 0.3: bfloat16 GEMMs round differently with and without oneDNN's bfloat16
     # kernels, and this 4-epoch run validates at 0.4 on an AVX2-only CPU (0.5+ with them)

@@ -54,6 +54,15 @@ def add(sub) -> None:
     p.add_argument(
         "--eval-tol", type=optional_float, default=1e-4, help="early-exit tolerance, or 'none'"
     )
+    p.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="instead of the table: ROUNDS interleaved rounds per step count of the float32 "
+        "and the bfloat16 training step and matmul blocks, the bfloat16 speed-up as a share of "
+        "the matmul ratio (median over rounds; CPU)",
+    )
     p.add_argument("--out", help="also write the table as JSON here")
     p.set_defaults(func=run)
 
@@ -62,6 +71,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..config import resolve_device
     from ..training.bench import run_benchmark
 
+    if args.paired:
+        return _paired(args, parser)
     run_benchmark(
         n=args.n,
         k=args.k,
@@ -79,4 +90,29 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         eval_steps=args.eval_steps,
         eval_tol=args.eval_tol,
     )
+    return 0
+
+
+def _paired(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from ..training.bench_paired import paired_speedup, print_paired
+    from ..training.memory import keep_freed_memory
+
+    if args.paired < 1 or args.device != "cpu":
+        parser.error("--paired needs a positive round count and --device cpu")
+    keep_freed_memory()  # as training does
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = [
+        paired_speedup(n=args.n, k=args.k, batch=args.batch, steps=s, rounds=args.paired)
+        for s in args.steps
+    ]
+    print_paired(rows)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(rows, indent=2))
     return 0
