@@ -55,7 +55,10 @@ def paired_speedup(
         w = torch.randn(n, n, generator=gen).to(getattr(torch, dtype))
         mats[dtype] = (a, w, torch.empty(batch, n, dtype=a.dtype))
         _mm_seconds(*mats[dtype], 5)
-    step_ratio, mm_ratio, share, seconds = [], [], [], {"float32": [], "bfloat16": []}
+    step_ratio: list[float] = []
+    mm_ratio: list[float] = []
+    share: list[float] = []
+    seconds: dict[str, list[float]] = {"float32": [], "bfloat16": []}
     for _ in range(rounds):
         t = {}
         for dtype, step in runs.items():
