@@ -208,7 +208,7 @@ class _Backward:
     def _steps_masked(self, states, g, lo: int, rows: int) -> torch.Tensor:
         """Steps ``lo + rows - 1`` down to ``lo`` where some state after them is on the clip:
         ``buf[j]`` = dL/dy of step lo + j (dL/dx_{k+1} times the clamp's derivative)."""
-        qf, clip, tmp = self.qf, self.clip, self.tmp
+        clip, tmp = self.clip, self.tmp
         for j in range(rows - 1, -1, -1):
             kk = lo + j
             x, gy = states[kk], self.buf[j]
@@ -218,27 +218,26 @@ class _Backward:
             torch.abs(states[kk + 1], out=tmp)
             tmp.sub_(clip).sign_()
             torch.mul(g, tmp, out=gy).neg_()
-            torch.addcmul(self.p, x, x, value=-3.0 * qf, out=tmp)
-            tmp.mul_(gy)
-            nxt = self._spare(g)
-            self.product.add(tmp, gy, nxt, None if self.buf_lo is None else self.buf_lo[j])
-            g = nxt
+            g = self._through(x, j, self._spare(g))
         return g
 
     def _steps_free(self, states, g, lo: int, rows: int) -> torch.Tensor:
         """:meth:`_steps_masked` where no state after the steps is on the clip (or there is no
         clip): the clamp's derivative is 1, so dL/dy_k = dL/dx_{k+1} and each step's product
         writes straight into the row of the step before; no mask and no copy, the same bits."""
-        qf, tmp = self.qf, self.tmp
         self.buf[rows - 1].copy_(g)
         for j in range(rows - 1, -1, -1):
-            x, gy = states[lo + j], self.buf[j]
-            torch.addcmul(self.p, x, x, value=-3.0 * qf, out=tmp)
-            tmp.mul_(gy)
-            nxt = self.buf[j - 1] if j > 0 else self._spare(g)
-            self.product.add(tmp, gy, nxt, None if self.buf_lo is None else self.buf_lo[j])
-            g = nxt
+            g = self._through(states[lo + j], j, self.buf[j - 1] if j > 0 else self._spare(g))
         return g
+
+    def _through(self, x: torch.Tensor, j: int, out: torch.Tensor) -> torch.Tensor:
+        """dL/dx_k = gy * (p - 3 q x_k^2) + gy @ W^T into ``out`` (the step's derivative,
+        y_k = x_k (p - q x_k^2) + x_k @ W), from gy = dL/dy_k in ``buf[j]``; returns ``out``."""
+        gy, tmp = self.buf[j], self.tmp
+        torch.addcmul(self.p, x, x, value=-3.0 * self.qf, out=tmp)
+        tmp.mul_(gy)
+        self.product.add(tmp, gy, out, None if self.buf_lo is None else self.buf_lo[j])
+        return out
 
 
 def _on_clip(states: torch.Tensor, clip: float) -> bool:
