@@ -20,7 +20,13 @@ differ by rounding only (the weight-gradient sums are split at other step bounda
 With ``mm_dtype=torch.bfloat16`` (a float32 loop) the three products of every step run in
 bfloat16: W is cast once per pass, each (B, N) operand is cast as it enters its product, and the
 product is added to the float32 state. States, the cubic term, dL/dW's accumulation and every
-returned gradient stay float32.
+returned gradient stay float32. The forward pass keeps each state's bfloat16 cast (another
+n*B*N/2 floats' worth of memory) for the dL/dW products; with ``segment`` the recomputed
+spans keep theirs.
+
+dL/dp and dL/dq (sums over every step of gy * x and gy * x^3) are taken step by step while
+the step's state and gradient are in cache, not over whole chunks afterwards (five more
+passes over chunk*B*N floats in memory, about a tenth of a bfloat16 step).
 """
 
 from __future__ import annotations
@@ -31,12 +37,13 @@ import torch
 
 
 class _Product:
-    """``out = base + x @ w`` for (B, N) states ``x`` and a fixed (N, N) ``w``.
+    """``out = scale * factor + x @ w`` for (B, N) states ``x`` and a fixed (N, N) ``w``.
 
-    With ``w`` in the states' dtype this is one ``addmm``. With bfloat16 ``w`` (a float32 loop)
-    ``x`` is cast into a reused bfloat16 buffer, the product written into a reused buffer and
-    added to ``base``: fresh operands and results for every product cost about a quarter of
-    the product itself on a CPU.
+    With ``w`` in the states' dtype this is a multiply and one ``addmm``. With bfloat16 ``w``
+    (a float32 loop) ``x`` is cast into a reused bfloat16 buffer, the product written into a
+    reused buffer, copied into ``out`` and ``scale * factor`` added in one ``addcmul_``: fresh
+    operands and results for every product cost about a quarter of the product itself on a
+    CPU, and a mixed-dtype add (float32 + bfloat16) twice the plain passes.
     """
 
     def __init__(self, w: torch.Tensor, like: torch.Tensor) -> None:
@@ -47,24 +54,28 @@ class _Product:
             self.result = torch.empty((like.shape[0], w.shape[1]), dtype=w.dtype,
                                       device=like.device)  # fmt: skip
 
-    def add(self, base: torch.Tensor, x: torch.Tensor, out: torch.Tensor, operand=None) -> None:
-        """out = base + x @ w; ``operand`` (mixed only): where to cast x (default: the reused
-        buffer), e.g. a row of a chunk that a later product reads again."""
+    def add(
+        self, scale: torch.Tensor, factor: torch.Tensor, x: torch.Tensor, out: torch.Tensor,
+        operand: torch.Tensor | None = None,
+    ) -> None:  # fmt: skip
+        """out = scale * factor + x @ w (``scale`` is overwritten); ``operand`` (mixed only):
+        where to cast x (default: the reused buffer), e.g. a row that a later product reads
+        again."""
         if not self.mixed:
-            torch.addmm(base, x, self.w, out=out)
+            torch.addmm(scale.mul_(factor), x, self.w, out=out)
             return
         operand = self.operand if operand is None else operand
         operand.copy_(x)
         torch.mm(operand, self.w, out=self.result)
-        torch.add(base, self.result, out=out)
+        out.copy_(self.result)
+        out.addcmul_(scale, factor)
 
 
-def _step(x: torch.Tensor, product: _Product, p, qf: float, clip, out, tmp) -> None:
+def _step(x: torch.Tensor, product: _Product, p, qf: float, clip, out, tmp, operand=None) -> None:
     """out = clamp(x * (p - q x^2) + x @ w); ``p`` a 0-dim tensor in x's dtype, ``tmp``
-    scratch of x's shape."""
+    scratch of x's shape; ``operand`` (mixed products): where x's cast is kept."""
     torch.addcmul(p, x, x, value=-qf, out=tmp)
-    tmp.mul_(x)
-    product.add(tmp, x, out)
+    product.add(tmp, x, x, out, operand)
     if clip is not None:
         out.clamp_(-clip, clip)
 
@@ -99,9 +110,13 @@ class EulerLoop(torch.autograd.Function):
         pt = torch.tensor(pf, dtype=x0.dtype, device=x0.device)
         if segment is None or segment >= n_steps:
             states = x0.new_empty((n_steps + 1, *x0.shape))
+            # mixed products: each state's cast is kept for the backward pass's dL/dW products
+            lows = (x0.new_empty((n_steps, *x0.shape), dtype=w.dtype) if product.mixed
+                    else None)  # fmt: skip
             states[0].copy_(x0)
             for k in range(n_steps):
-                _step(states[k], product, pt, qf, clip, states[k + 1], tmp)
+                _step(states[k], product, pt, qf, clip, states[k + 1], tmp,
+                      None if lows is None else lows[k])  # fmt: skip
             out = states[n_steps].clone()
             segment = None
         else:
@@ -115,7 +130,8 @@ class EulerLoop(torch.autograd.Function):
                 if (k + 1) % segment == 0 and (k + 1) < n_steps:
                     states[(k + 1) // segment].copy_(x)
             out = x
-        ctx.save_for_backward(states, w)
+            lows = None
+        ctx.save_for_backward(states, w, lows)
         ctx.grad_dtype = grad_dtype
         ctx.pq = (pf, qf)
         ctx.clip = clip
@@ -126,7 +142,7 @@ class EulerLoop(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        states, w = ctx.saved_tensors
+        states, w, lows = ctx.saved_tensors
         pf, qf = ctx.pq
         n_steps, segment = ctx.n_steps, ctx.segment
         g = grad_out.contiguous().clone()
@@ -135,17 +151,20 @@ class EulerLoop(torch.autograd.Function):
         chunk = min(ctx.chunk, max(n_steps, 1), segment or n_steps or 1)
         back = _Backward(states, g, w, pf, qf, ctx.clip, chunk, grad_w, grads_pq)
         if segment is None:
-            g = back.span(states, g)
+            g = back.span(states, g, lows)
         else:
             span = states.new_empty((segment + 1, *g.shape))
             tmp = torch.empty_like(g)
             product = _Product(w, g)
+            span_lows = (g.new_empty((segment, *g.shape), dtype=w.dtype) if product.mixed
+                         else None)  # fmt: skip
             for j in range(states.shape[0] - 1, -1, -1):
                 lo, hi = j * segment, min(n_steps, (j + 1) * segment)
                 span[0].copy_(states[j])
                 for k in range(hi - lo):
-                    _step(span[k], product, back.p, qf, ctx.clip, span[k + 1], tmp)
-                g = back.span(span[: hi - lo + 1], g)
+                    _step(span[k], product, back.p, qf, ctx.clip, span[k + 1], tmp,
+                          None if span_lows is None else span_lows[k])  # fmt: skip
+                g = back.span(span[: hi - lo + 1], g, span_lows)
         grads_pq = grads_pq.to(ctx.grad_dtype)
         return g, grad_w, grads_pq[0], grads_pq[1], None, None, None, None, None
 
@@ -163,16 +182,24 @@ class _Backward:
         self.w, self.qf, self.clip = w, qf, clip
         self.p = torch.tensor(pf, dtype=g.dtype, device=g.device)
         self.grad_w, self.grads_pq = grad_w, grads_pq
-        self.product = _Product(w.t(), g)
+        # W^T laid out once: a product with the transposed view is slower on oneDNN's kernels
+        self.product = _Product(w.t().contiguous(), g)
         self.buf = states.new_empty((chunk, *g.shape))
         self.buf_lo = (torch.empty_like(self.buf, dtype=w.dtype) if self.product.mixed
                        else None)  # fmt: skip
         self.tmp = torch.empty_like(g)
         self.spare = [torch.empty_like(g), torch.empty_like(g)]
+        # each step's dL/dp, dL/dq terms, sum(gy x) and sum(gy x^3), while x and gy are in cache
+        self.sq, self.gx = torch.empty_like(g), torch.empty_like(g)
+        self.pq_rows = g.new_empty((chunk, 2))
 
-    def span(self, states: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    def span(
+        self, states: torch.Tensor, g: torch.Tensor, lows: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Backpropagate g = dL/dx_n through the steps between ``states[0]`` and ``states[-1]``;
-        returns dL/dx_0 (products in w's dtype, bfloat16 operands cast from float32)."""
+        returns dL/dx_0 (products in w's dtype, bfloat16 operands cast from float32).
+        ``lows`` (mixed products only): the states' casts to w's dtype, as the forward pass
+        (or the span's recomputation) cast them for its products."""
         n_steps = states.shape[0] - 1
         b, n = g.shape
         chunk = self.buf.shape[0]
@@ -191,14 +218,11 @@ class _Backward:
                 self.grad_w.addmm_(xs.t(), gs)
             else:
                 gs_lo = self.buf_lo[:rows].reshape(rows * b, n)
-                self.grad_w.add_(torch.mm(xs.t().to(self.w.dtype), gs_lo))
-            # each chunk's sums in the loop dtype (torch's cascade sum; a float64 sum would
-            # first copy the whole chunk to float64, a third of a bfloat16 step), accumulated
-            # in float64
-            prod = gs * xs
-            self.grads_pq[0] += prod.sum()
-            prod.mul_(xs).mul_(xs)
-            self.grads_pq[1] -= prod.sum()
+                assert lows is not None  # the forward pass's casts of these states
+                xs_lo = lows[lo : lo + rows].reshape(rows * b, n)
+                self.grad_w.add_(torch.mm(xs_lo.t(), gs_lo))
+            # the steps' sums (loop dtype) accumulated in float64
+            self.grads_pq.add_(self.pq_rows[:rows].sum(0, dtype=torch.float64))
             k = lo - 1
         return g.clone() if any(g is t for t in self.spare) else g
 
@@ -232,11 +256,15 @@ class _Backward:
 
     def _through(self, x: torch.Tensor, j: int, out: torch.Tensor) -> torch.Tensor:
         """dL/dx_k = gy * (p - 3 q x_k^2) + gy @ W^T into ``out`` (the step's derivative,
-        y_k = x_k (p - q x_k^2) + x_k @ W), from gy = dL/dy_k in ``buf[j]``; returns ``out``."""
-        gy, tmp = self.buf[j], self.tmp
+        y_k = x_k (p - q x_k^2) + x_k @ W), from gy = dL/dy_k in ``buf[j]``; returns ``out``.
+        Also ``pq_rows[j]`` = (dL/dp, dL/dq) of the step: (sum(gy x_k), -sum(gy x_k^3))."""
+        gy, tmp, sq, gx = self.buf[j], self.tmp, self.sq, self.gx
+        torch.mul(x, x, out=sq)
+        torch.mul(gy, x, out=gx)
+        torch.sum(gx, dim=(0, 1), out=self.pq_rows[j, 0])
+        torch.dot(gx.view(-1), sq.view(-1), out=self.pq_rows[j, 1]).neg_()
         torch.addcmul(self.p, x, x, value=-3.0 * self.qf, out=tmp)
-        tmp.mul_(gy)
-        self.product.add(tmp, gy, out, None if self.buf_lo is None else self.buf_lo[j])
+        self.product.add(tmp, gy, gy, out, None if self.buf_lo is None else self.buf_lo[j])
         return out
 
 
