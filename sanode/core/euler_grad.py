@@ -58,9 +58,9 @@ class _Product:
         self, scale: torch.Tensor, factor: torch.Tensor, x: torch.Tensor, out: torch.Tensor,
         operand: torch.Tensor | None = None,
     ) -> None:  # fmt: skip
-        """out = scale * factor + x @ w (``scale`` is overwritten); ``operand`` (mixed only):
-        where to cast x (default: the reused buffer), e.g. a row that a later product reads
-        again."""
+        """out = scale * factor + x @ w (``scale`` is scratch: it may be overwritten);
+        ``operand`` (mixed only): where to cast x (default: the reused buffer), e.g. a row that
+        a later product reads again."""
         if not self.mixed:
             torch.addmm(scale.mul_(factor), x, self.w, out=out)
             return
