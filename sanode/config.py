@@ -57,7 +57,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # with other values, and they are left out of the settings digests that decide reruns.
 EXECUTION_KEYS = frozenset(
     {"device", "threads", "eval_batch_size", "data_root", "mirror", "verify_checksums",
-     "grad_segment"}
+     "grad_segment", "fuse_steps"}
 )  # fmt: skip
 
 
@@ -168,6 +168,9 @@ class TrainConfig(Settings):
     val_per_class: int | None = None
     # memory / speed trade-offs (none changes which attractor an item reaches, see README)
     grad_segment: int | str | None = None
+    # bfloat16 products only: each Euler step's elementwise work as one compiled kernel
+    # (torch.compile; float32 rounding apart the same results; compiles 10-30 s per batch shape)
+    fuse_steps: bool = False
     matmul_precision: str = "highest"
     # products of the training loop (None: the loop dtype; "bfloat16" with a float32 loop)
     matmul_dtype: str | None = None

@@ -87,7 +87,8 @@ def test_bench_has_bfloat16_rows_against_float32(tmp_path, capsys):
     rows = json.loads(out.read_text())
     bf = [r for r in rows if r["dtype"] == "bfloat16"]
     assert {(r["variant"], r["steps"]) for r in bf} == {
-        ("autograd", 5), ("sanode", 5), ("sanode-a32", 5), ("eval", 50), ("eval-early", 50)
+        ("autograd", 5), ("sanode", 5), ("sanode-a32", 5), ("sanode-fused", 5), ("eval", 50),
+        ("eval-early", 50),
     }  # fmt: skip
     assert all(r["vs_float32"] > 0 and r["reference"] != "naive" for r in bf)
     # each row's share of the run's bfloat16 / float32 matmul ratio (one ratio for the run)
@@ -113,8 +114,10 @@ def test_bench_paired_rounds_interleave_float32_and_bfloat16(tmp_path, capsys, m
     rows = json.loads(out.read_text())
     assert [(r["steps"], r["rounds"]) for r in rows] == [(4, 3), (6, 3)]
     for r in rows:
-        assert r["float32_step_s"] > 0 and r["bfloat16_step_s"] > 0
-        assert r["of_matmul_ratio_min"] <= r["of_matmul_ratio"] <= r["of_matmul_ratio_max"]
+        assert r["float32_step_s"] > 0 and r["bfloat16_step_s"] > 0 and r["fused_step_s"] > 0
+        for pre in ("", "fused_"):
+            assert (r[f"{pre}of_matmul_ratio_min"] <= r[f"{pre}of_matmul_ratio"]
+                    <= r[f"{pre}of_matmul_ratio_max"])  # fmt: skip
     assert "of mm" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["bench", "--paired", "2", "--device", "cuda"])
@@ -122,7 +125,11 @@ def test_bench_paired_rounds_interleave_float32_and_bfloat16(tmp_path, capsys, m
     # each round's share is its own step ratio over its own matmul ratio: a fake clock that
     # only the fake steps advance (the first call of each is the warm-up)
     now = [0.0]
-    steps = {"sanode": iter([9.0, 2.0, 4.0]), "sanode-a32": iter([9.0, 1.0, 1.0])}
+    steps = {
+        "sanode": iter([9.0, 2.0, 4.0]),
+        "sanode-a32": iter([9.0, 1.0, 1.0]),
+        "sanode-fused": iter([9.0, 1.0, 0.5]),
+    }
 
     def setup(variant, **kw):
         return (lambda: now.__setitem__(0, now[0] + next(steps[variant]))), None
@@ -135,6 +142,8 @@ def test_bench_paired_rounds_interleave_float32_and_bfloat16(tmp_path, capsys, m
     assert row["step_ratio"] == 3.0 and row["matmul_ratio"] == 2.5
     assert row["of_matmul_ratio"] == statistics.median([2.0 / 3.0, 4.0 / 2.0])
     assert (row["of_matmul_ratio_min"], row["of_matmul_ratio_max"]) == (2.0 / 3.0, 2.0)
+    assert row["fused_step_ratio"] == 5.0  # median of 2 / 1 and 4 / 0.5
+    assert row["fused_of_matmul_ratio"] == statistics.median([2.0 / 3.0, 8.0 / 2.0])
 
 
 def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):

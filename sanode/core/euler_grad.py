@@ -24,6 +24,10 @@ returned gradient stay float32. The forward pass keeps each state's bfloat16 cas
 n*B*N/2 floats' worth of memory) for the dL/dW products; with ``segment`` the recomputed
 spans keep theirs.
 
+With ``fused=True`` (bfloat16 products only) the elementwise passes between two products,
+forward and backward, run as one compiled kernel each (:mod:`sanode.core.fused`); the masked
+backward steps (a state on the clip, rare) stay eager.
+
 dL/dp and dL/dq (sums over every step of gy * x and gy * x^3) are taken step by step while
 the step's state and gradient are in cache, not over whole chunks afterwards (five more
 passes over chunk*B*N floats in memory, about a tenth of a bfloat16 step).
@@ -80,6 +84,55 @@ def _step(x: torch.Tensor, product: _Product, p, qf: float, clip, out, tmp, oper
         out.clamp_(-clip, clip)
 
 
+class _Stepper:
+    """The forward steps of one pass: eager passes (:func:`_step`) or, with ``fused`` and
+    bfloat16 products, one product and one compiled kernel a step (:mod:`sanode.core.fused`).
+
+    ``step(x, out, lo, lo_next)``: out = x_{k+1} from x = x_k; ``lo`` (mixed products) holds
+    x_k's bfloat16 cast after the call (the fused kernel wrote it a step earlier, see
+    :meth:`begin`), ``lo_next`` gets x_{k+1}'s (fused only).
+    """
+
+    def __init__(self, w, like, pf: float, qf: float, clip, fused: bool) -> None:
+        self.product = _Product(w, like)
+        self.fused = fused and self.product.mixed
+        self.qf, self.clip = qf, clip
+        self.p = torch.tensor(pf, dtype=like.dtype, device=like.device)
+        self.q = torch.tensor(qf, dtype=like.dtype, device=like.device)
+        self.tmp = torch.empty_like(like)
+        # where the casts go when the caller keeps none (two: this step's and the next one's)
+        self.lo = ([torch.empty_like(like, dtype=w.dtype) for _ in range(2)]
+                   if self.product.mixed else [None, None])  # fmt: skip
+        if self.fused:
+            from .fused import kernel
+
+            self.kernel = kernel("forward")
+
+    def begin(self, x: torch.Tensor, lo: torch.Tensor | None) -> None:
+        """Before the first step from ``x``: its cast into ``lo`` (fused only)."""
+        if self.fused:
+            assert lo is not None
+            lo.copy_(x)
+
+    def step(self, x, out, lo=None, lo_next=None) -> None:
+        if not self.fused:
+            _step(x, self.product, self.p, self.qf, self.clip, out, self.tmp, lo)
+            return
+        torch.mm(lo, self.product.w, out=self.product.result)
+        self.kernel(x, self.product.result, out, lo_next, self.p, self.q, self.clip)
+
+    def run(self, span: torch.Tensor, lows: torch.Tensor | None) -> None:
+        """Fill span[1:] from span[0] (S+1 states); ``lows`` (mixed): span[k]'s casts, k < S."""
+        n = span.shape[0] - 1
+        if lows is None:  # products in the loop dtype
+            for k in range(n):
+                self.step(span[k], span[k + 1])
+            return
+        self.begin(span[0], lows[0])
+        for k in range(n):
+            self.step(span[k], span[k + 1], lows[k], lows[k + 1] if k + 1 < n else self.lo[0])
+
+
 def resolve_segment(segment: int | str | None, n_steps: int) -> int | None:
     """``None``/0 -> no checkpointing; ``"auto"`` -> ceil(sqrt(n_steps)); else the int itself."""
     if segment is None or segment == 0:
@@ -92,31 +145,30 @@ def resolve_segment(segment: int | str | None, n_steps: int) -> int | None:
 
 
 class EulerLoop(torch.autograd.Function):
-    """``x_n = EulerLoop.apply(x0, W, p, q, n_steps, clip, chunk, segment, mm_dtype)``.
+    """``x_n = EulerLoop.apply(x0, W, p, q, n_steps, clip, chunk, segment, mm_dtype, fused)``.
 
     Shapes: x0 (B, N); W (N, N) in x0's dtype; p, q 0-dim tensors. Returns x_n of shape (B, N).
     ``segment``: None keeps every state; S keeps every S-th and recomputes the rest.
     ``mm_dtype``: dtype of the products (None: x0's dtype; or torch.bfloat16).
+    ``fused``: with bfloat16 products, each step's elementwise work as one compiled kernel.
     """
 
     @staticmethod
-    def forward(ctx, x0, w, p, q, n_steps: int, clip, chunk: int, segment, mm_dtype=None):
+    def forward(
+        ctx, x0, w, p, q, n_steps: int, clip, chunk: int, segment, mm_dtype=None, fused=False
+    ):
         pf, qf = float(p), float(q)
         grad_dtype = w.dtype
         if mm_dtype is not None and mm_dtype != w.dtype:
             w = w.to(mm_dtype)
-        tmp = torch.empty_like(x0)
-        product = _Product(w, x0)
-        pt = torch.tensor(pf, dtype=x0.dtype, device=x0.device)
+        stepper = _Stepper(w, x0, pf, qf, clip, fused)
         if segment is None or segment >= n_steps:
             states = x0.new_empty((n_steps + 1, *x0.shape))
             # mixed products: each state's cast is kept for the backward pass's dL/dW products
-            lows = (x0.new_empty((n_steps, *x0.shape), dtype=w.dtype) if product.mixed
+            lows = (x0.new_empty((n_steps, *x0.shape), dtype=w.dtype) if stepper.product.mixed
                     else None)  # fmt: skip
             states[0].copy_(x0)
-            for k in range(n_steps):
-                _step(states[k], product, pt, qf, clip, states[k + 1], tmp,
-                      None if lows is None else lows[k])  # fmt: skip
+            stepper.run(states, lows)
             out = states[n_steps].clone()
             segment = None
         else:
@@ -124,9 +176,12 @@ class EulerLoop(torch.autograd.Function):
             states = x0.new_empty((-(-n_steps // segment), *x0.shape))
             states[0].copy_(x0)
             x, nxt = x0.clone(), torch.empty_like(x0)
+            lo, lo_next = stepper.lo
+            stepper.begin(x, lo)
             for k in range(n_steps):
-                _step(x, product, pt, qf, clip, nxt, tmp)
+                stepper.step(x, nxt, lo, lo_next)
                 x, nxt = nxt, x
+                lo, lo_next = lo_next, lo
                 if (k + 1) % segment == 0 and (k + 1) < n_steps:
                     states[(k + 1) // segment].copy_(x)
             out = x
@@ -138,6 +193,7 @@ class EulerLoop(torch.autograd.Function):
         ctx.chunk = max(1, int(chunk))
         ctx.n_steps = n_steps
         ctx.segment = segment
+        ctx.fused = stepper.fused
         return out
 
     @staticmethod
@@ -149,24 +205,21 @@ class EulerLoop(torch.autograd.Function):
         grad_w = torch.zeros_like(w, dtype=ctx.grad_dtype)
         grads_pq = torch.zeros(2, dtype=torch.float64, device=w.device)
         chunk = min(ctx.chunk, max(n_steps, 1), segment or n_steps or 1)
-        back = _Backward(states, g, w, pf, qf, ctx.clip, chunk, grad_w, grads_pq)
+        back = _Backward(states, g, w, pf, qf, ctx.clip, chunk, grad_w, grads_pq, ctx.fused)
         if segment is None:
             g = back.span(states, g, lows)
         else:
             span = states.new_empty((segment + 1, *g.shape))
-            tmp = torch.empty_like(g)
-            product = _Product(w, g)
-            span_lows = (g.new_empty((segment, *g.shape), dtype=w.dtype) if product.mixed
-                         else None)  # fmt: skip
+            stepper = _Stepper(w, g, pf, qf, ctx.clip, ctx.fused)
+            span_lows = (g.new_empty((segment, *g.shape), dtype=w.dtype)
+                         if stepper.product.mixed else None)  # fmt: skip
             for j in range(states.shape[0] - 1, -1, -1):
                 lo, hi = j * segment, min(n_steps, (j + 1) * segment)
                 span[0].copy_(states[j])
-                for k in range(hi - lo):
-                    _step(span[k], product, back.p, qf, ctx.clip, span[k + 1], tmp,
-                          None if span_lows is None else span_lows[k])  # fmt: skip
+                stepper.run(span[: hi - lo + 1], span_lows)
                 g = back.span(span[: hi - lo + 1], g, span_lows)
         grads_pq = grads_pq.to(ctx.grad_dtype)
-        return g, grad_w, grads_pq[0], grads_pq[1], None, None, None, None, None
+        return g, grad_w, grads_pq[0], grads_pq[1], None, None, None, None, None, None
 
 
 class _Backward:
@@ -178,9 +231,10 @@ class _Backward:
     the states.
     """
 
-    def __init__(self, states, g, w, pf, qf, clip, chunk, grad_w, grads_pq) -> None:
+    def __init__(self, states, g, w, pf, qf, clip, chunk, grad_w, grads_pq, fused=False) -> None:
         self.w, self.qf, self.clip = w, qf, clip
         self.p = torch.tensor(pf, dtype=g.dtype, device=g.device)
+        self.q3 = torch.tensor(3.0 * qf, dtype=g.dtype, device=g.device)
         self.grad_w, self.grads_pq = grad_w, grads_pq
         # W^T laid out once: a product with the transposed view is slower on oneDNN's kernels
         self.product = _Product(w.t().contiguous(), g)
@@ -192,6 +246,13 @@ class _Backward:
         # each step's dL/dp, dL/dq terms, sum(gy x) and sum(gy x^3), while x and gy are in cache
         self.sq, self.gx = torch.empty_like(g), torch.empty_like(g)
         self.pq_rows = g.new_empty((chunk, 2))
+        # fused (mixed products only): one compiled kernel a step between the products
+        self.fused = fused and self.product.mixed
+        if self.fused:
+            from .fused import kernel
+
+            self.kernel = kernel("backward")
+            self.spare_lo = torch.empty_like(g, dtype=w.dtype)
 
     def span(
         self, states: torch.Tensor, g: torch.Tensor, lows: torch.Tensor | None = None
@@ -250,9 +311,26 @@ class _Backward:
         clip): the clamp's derivative is 1, so dL/dy_k = dL/dx_{k+1} and each step's product
         writes straight into the row of the step before; no mask and no copy, the same bits."""
         self.buf[rows - 1].copy_(g)
+        if self.fused:
+            return self._steps_fused(states, g, lo, rows)
         for j in range(rows - 1, -1, -1):
             g = self._through(states[lo + j], j, self.buf[j - 1] if j > 0 else self._spare(g))
         return g
+
+    def _steps_fused(self, states, g, lo: int, rows: int) -> torch.Tensor:
+        """:meth:`_steps_free` with one product and one compiled kernel a step (which also
+        writes the next row's bfloat16 cast and the step's dL/dp, dL/dq terms); ``buf[rows-1]``
+        holds g already."""
+        assert self.buf_lo is not None
+        self.buf_lo[rows - 1].copy_(g)
+        last = self._spare(g)
+        result = self.product.result
+        for j in range(rows - 1, -1, -1):
+            torch.mm(self.buf_lo[j], self.product.w, out=result)
+            out, out_lo = (self.buf[j - 1], self.buf_lo[j - 1]) if j > 0 else (last, self.spare_lo)
+            self.kernel(states[lo + j], self.buf[j], result, out, out_lo, self.pq_rows[j],
+                        self.p, self.q3)  # fmt: skip
+        return last
 
     def _through(self, x: torch.Tensor, j: int, out: torch.Tensor) -> torch.Tensor:
         """dL/dx_k = gy * (p - 3 q x_k^2) + gy @ W^T into ``out`` (the step's derivative,
@@ -287,12 +365,16 @@ def euler_loop(
     chunk: int = 32,
     segment: int | str | None = None,
     mm_dtype: torch.dtype | None = None,
+    fused: bool = False,
 ) -> torch.Tensor:
     """Run ``n_steps`` Euler steps with the lean backward pass; returns x_n (B, N).
 
     ``segment``: keep every state (None, default), or only every ``segment``-th one and
     recompute the rest in the backward pass (``"auto"`` = ceil(sqrt(n_steps))).
     ``mm_dtype``: run the products in this dtype (``torch.bfloat16``), W cast once here.
+    ``fused`` (bfloat16 products of a float32 loop; ignored otherwise): each step's
+    elementwise work in one compiled kernel (:mod:`sanode.core.fused`); float32 rounding apart,
+    the same results.
     """
     segment = resolve_segment(segment, n_steps)
-    return EulerLoop.apply(x0, w, p, q, n_steps, clip, chunk, segment, mm_dtype)
+    return EulerLoop.apply(x0, w, p, q, n_steps, clip, chunk, segment, mm_dtype, fused)

@@ -243,12 +243,15 @@ class SANode(nn.Module):
         method: str = "euler",
         *,
         grad_segment: int | str | None = None,
+        fuse_steps: bool = False,
     ) -> torch.Tensor:
         """x(t_end) from x(0) = x0 (B, N); differentiable. Euler uses the lean backward pass.
 
         ``grad_segment`` (Euler only): keep one state in every ``grad_segment`` steps for the
         backward pass and recompute the others (``"auto"``: sqrt of the step count); trades a
-        fourth matrix product per step for memory; gradients are unchanged. Products: the
+        fourth matrix product per step for memory; gradients are unchanged. ``fuse_steps``
+        (Euler with bfloat16 products only): each step's elementwise work in one compiled
+        kernel (:mod:`sanode.core.fused`), float32 rounding apart the same. Products: the
         training ones (:attr:`products`) where gradients are recorded, else
         :attr:`eval_products`.
         """
@@ -261,7 +264,8 @@ class SANode(nn.Module):
             q = dt * dyn.c2
             n = num_steps(t_end, dt)
             return euler_loop(x0, w, p, q, n, clip=dyn.clip, segment=grad_segment,
-                              mm_dtype=self._product_dtype(self.products, self.dtype))  # fmt: skip
+                              mm_dtype=self._product_dtype(self.products, self.dtype),
+                              fused=fuse_steps)  # fmt: skip
         training = self.products if torch.is_grad_enabled() else None  # else eval_products
         return integrate(self.dynamics(products=training), x0, t_end, dt, method=method)
 

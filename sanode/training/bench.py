@@ -8,6 +8,8 @@ Training (one step: forward + backward + Adam) at the same sizes:
 * ``naive``      - the authors' scheme: A = Phi diag(lambda) inv(Phi) rebuilt at every step.
 * ``sanode-a32`` - (bfloat16 rows) ``sanode`` with A and its backward pass built in float32
   (the ``coupling_dtype`` setting) instead of float64.
+* ``sanode-fused`` - (bfloat16 rows) ``sanode-a32`` with each Euler step's elementwise work as
+  one compiled kernel (the ``fuse_steps`` setting, :mod:`sanode.core.fused`).
 
 Every variant runs in float32, float64 or ``bfloat16`` (a float32 loop with bfloat16 matrix
 products, the ``matmul_dtype`` setting; no naive row).
@@ -47,7 +49,7 @@ from ..core.patterns import block_patterns
 from ..core.products import Products, dtype_name
 from .memory import keep_freed_memory, track_live_memory
 
-TRAIN_VARIANTS = ("naive", "autograd", "sanode", "sanode-seg", "sanode-a32")
+TRAIN_VARIANTS = ("naive", "autograd", "sanode", "sanode-seg", "sanode-a32", "sanode-fused")
 BENCH_DTYPES = ("float32", "float64", "bfloat16")
 
 
@@ -59,7 +61,14 @@ def loop_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, Products]:
     return dtype, Products(dtype_name(dtype))
 
 
-GEMMS_PER_STEP = {"naive": 3, "autograd": 3, "sanode": 3, "sanode-seg": 4, "sanode-a32": 3}
+GEMMS_PER_STEP = {
+    "naive": 3,
+    "autograd": 3,
+    "sanode": 3,
+    "sanode-seg": 4,
+    "sanode-a32": 3,
+    "sanode-fused": 3,
+}
 
 
 def _sync(device: torch.device) -> None:
@@ -156,7 +165,7 @@ def _training_setup(variant: str, *, n, k, batch, steps, dtype, device, dt=0.1):
         raise ValueError("the naive variant has no bfloat16 form; time it in float32")
     patterns = block_patterns(n, k, 0.5)
     dtype, mm = loop_dtypes(dtype)
-    coupling = torch.float32 if variant == "sanode-a32" else torch.float64
+    coupling = torch.float32 if variant in ("sanode-a32", "sanode-fused") else torch.float64
     model = SANode(patterns, dtype=dtype, products=mm, coupling_dtype=coupling,
                    seed=0).to(device)  # fmt: skip
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -168,6 +177,8 @@ def _training_setup(variant: str, *, n, k, batch, steps, dtype, device, dt=0.1):
     def forward():
         if variant in ("sanode", "sanode-a32"):
             return model(x0, t_end, dt)
+        if variant == "sanode-fused":
+            return model(x0, t_end, dt, fuse_steps=True)
         if variant == "sanode-seg":
             return model(x0, t_end, dt, grad_segment="auto")
         if variant == "autograd":
@@ -348,7 +359,7 @@ def run_benchmark(
             for s in steps:
                 jobs += [("autograd", s), ("sanode", s)]
                 if dtype == torch.bfloat16:
-                    jobs.append(("sanode-a32", s))
+                    jobs += [("sanode-a32", s), ("sanode-fused", s)]
                 if s >= 100:
                     jobs.append(("sanode-seg", s))
             train_rows = []
@@ -410,7 +421,7 @@ def _against_float32(rows: list[dict]) -> None:
     speed = matmul_speeds(rows)
     for r in rows:
         ref = f32.get((r["kind"], r["variant"], r["steps"]))
-        if ref is None and r["variant"] == "sanode-a32":  # float32 rows build A in float64
+        if ref is None and r["variant"] in ("sanode-a32", "sanode-fused"):  # A in float64
             ref = f32.get((r["kind"], "sanode", r["steps"]))
         if ref is not None:
             r["vs_float32"] = r["image_steps_per_s"] / ref["image_steps_per_s"]
@@ -473,7 +484,7 @@ def _print_rows(rows: list[dict], naive_steps: int) -> None:
         "bfloat16 rows: float32 loop with bfloat16 matrix products (matmul_dtype), against a "
         "bfloat16 matmul roofline and the autograd row; bfloat16x2 rows: two bfloat16 products "
         "per evaluation step (A split in two parts; roofline counts both); x f32 = throughput "
-        "over the float32 row of the same variant and steps (sanode-a32: the float32 sanode "
-        "row); mm x f32 = the matmul ratio of the run (above); of mm = x f32 / mm x f32, the "
-        "share of the products' speed-up the row reaches."
+        "over the float32 row of the same variant and steps (sanode-a32, sanode-fused: the "
+        "float32 sanode row); mm x f32 = the matmul ratio of the run (above); of mm = x f32 / "
+        "mm x f32, the share of the products' speed-up the row reaches."
     )

@@ -10,7 +10,8 @@ drift slower than a round cancels.
 
 The float32 reference is the float32 training step as a float32 run trains (A built in
 float64); the bfloat16 step is the ``sanode-a32`` row (bfloat16 products, A in float32), the
-recommended bfloat16 settings.
+recommended bfloat16 settings; the fused step is ``sanode-fused`` (the same with each Euler
+step's elementwise work as one compiled kernel, ``fuse_steps``), timed in the same rounds.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ import torch
 
 from .bench import _training_setup
 
-PAIRS = (("sanode", "float32"), ("sanode-a32", "bfloat16"))
+# (label, bench variant, product dtype): the float32 reference and the two bfloat16 steps
+STEPS = (("float32", "sanode", "float32"), ("bfloat16", "sanode-a32", "bfloat16"),
+         ("fused", "sanode-fused", "bfloat16"))  # fmt: skip
 _clock = time.perf_counter
 
 
@@ -38,16 +41,17 @@ def paired_speedup(
     mm_reps: int = 40,
 ) -> dict:  # fmt: skip
     """One row: medians (and ranges) over ``rounds`` interleaved rounds of the float32/bfloat16
-    step time ratio, the matmul ratio and their quotient ``of_matmul_ratio`` (CPU)."""
+    step time ratio, the matmul ratio and their quotient ``of_matmul_ratio`` (CPU); the same
+    for the fused bfloat16 step (``fused_*``)."""
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     device = torch.device("cpu")
     runs = {}
-    for variant, dtype in PAIRS:
+    for label, variant, dtype in STEPS:
         step, _ = _training_setup(variant, n=n, k=k, batch=batch, steps=steps,
                                   dtype=getattr(torch, dtype), device=device)  # fmt: skip
-        step()  # warm-up
-        runs[dtype] = step
+        step()  # warm-up (the fused step: its compilation)
+        runs[label] = step
     gen = torch.Generator().manual_seed(0)
     mats = {}
     for dtype in ("float32", "bfloat16"):
@@ -55,46 +59,42 @@ def paired_speedup(
         w = torch.randn(n, n, generator=gen).to(getattr(torch, dtype))
         mats[dtype] = (a, w, torch.empty(batch, n, dtype=a.dtype))
         _mm_seconds(*mats[dtype], 5)
-    step_ratio: list[float] = []
     mm_ratio: list[float] = []
-    share: list[float] = []
-    seconds: dict[str, list[float]] = {"float32": [], "bfloat16": []}
+    seconds: dict[str, list[float]] = {label: [] for label in runs}
     for _ in range(rounds):
-        t = {}
-        for dtype, step in runs.items():
+        for label, step in runs.items():
             t0 = _clock()
             step()
-            t[dtype] = _clock() - t0
-            seconds[dtype].append(t[dtype])
+            seconds[label].append(_clock() - t0)
         mm = {dtype: _mm_seconds(*mats[dtype], mm_reps) for dtype in mats}
-        step_ratio.append(t["float32"] / t["bfloat16"])
         mm_ratio.append(mm["float32"] / mm["bfloat16"])
-        share.append(step_ratio[-1] / mm_ratio[-1])
-    return {
-        "steps": steps,
-        "batch": batch,
-        "rounds": rounds,
-        "float32_step_s": statistics.median(seconds["float32"]),
-        "bfloat16_step_s": statistics.median(seconds["bfloat16"]),
-        "step_ratio": statistics.median(step_ratio),
-        "matmul_ratio": statistics.median(mm_ratio),
-        "of_matmul_ratio": statistics.median(share),
-        "of_matmul_ratio_min": min(share),
-        "of_matmul_ratio_max": max(share),
-    }
+    row: dict = {"steps": steps, "batch": batch, "rounds": rounds}
+    row.update({f"{label}_step_s": statistics.median(seconds[label]) for label in runs})
+    row["matmul_ratio"] = statistics.median(mm_ratio)
+    for prefix, label in (("", "bfloat16"), ("fused_", "fused")):
+        # each round's own step ratio over its own matmul ratio
+        ratio = [f / b for f, b in zip(seconds["float32"], seconds[label], strict=True)]
+        share = [r / m for r, m in zip(ratio, mm_ratio, strict=True)]
+        row[f"{prefix}step_ratio"] = statistics.median(ratio)
+        row[f"{prefix}of_matmul_ratio"] = statistics.median(share)
+        row[f"{prefix}of_matmul_ratio_min"] = min(share)
+        row[f"{prefix}of_matmul_ratio_max"] = max(share)
+    return row
 
 
 def print_paired(rows: list[dict]) -> None:
     print(
         "paired rounds (float32 step with A in float64 | bfloat16 products with A in float32 | "
-        "matmul blocks, back to back each round; medians over rounds):"
+        "the same, fused steps | matmul blocks, back to back each round; medians over rounds):"
     )
-    print(f"{'steps':>6} {'rounds':>6} {'f32 s':>7} {'bf16 s':>7} {'x f32':>6} {'mm x f32':>8} "
-          f"{'of mm':>6} {'range':>11}")  # fmt: skip
+    print(f"{'steps':>6} {'rounds':>6} {'f32 s':>7} {'mm x f32':>8} {'step':>6} {'s':>7} "
+          f"{'x f32':>6} {'of mm':>6} {'range':>11}")  # fmt: skip
     for r in rows:
-        print(
-            f"{r['steps']:>6} {r['rounds']:>6} {r['float32_step_s']:>7.3f} "
-            f"{r['bfloat16_step_s']:>7.3f} {r['step_ratio']:>6.2f} {r['matmul_ratio']:>8.2f} "
-            f"{r['of_matmul_ratio']:>6.2f} "
-            f"{r['of_matmul_ratio_min']:>5.2f}-{r['of_matmul_ratio_max']:<5.2f}"
-        )
+        for prefix, label in (("", "bfloat16"), ("fused_", "fused")):
+            print(
+                f"{r['steps']:>6} {r['rounds']:>6} {r['float32_step_s']:>7.3f} "
+                f"{r['matmul_ratio']:>8.2f} {label:>6} {r[f'{label}_step_s']:>7.3f} "
+                f"{r[f'{prefix}step_ratio']:>6.2f} {r[f'{prefix}of_matmul_ratio']:>6.2f} "
+                f"{r[f'{prefix}of_matmul_ratio_min']:>5.2f}-"
+                f"{r[f'{prefix}of_matmul_ratio_max']:<5.2f}"
+            )

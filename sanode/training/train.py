@@ -336,7 +336,8 @@ class _Run:
             yb = y_epoch[start:stop].to(device)
             self.optimizer.zero_grad(set_to_none=True)
             t_batch = horizons[index]
-            out = model(xb, t_batch, cfg.dt, method=cfg.method, grad_segment=cfg.grad_segment)
+            out = model(xb, t_batch, cfg.dt, method=cfg.method, grad_segment=cfg.grad_segment,
+                        fuse_steps=cfg.fuse_steps)  # fmt: skip
             loss = final_state_loss(
                 out, self.targets, yb, a=cfg.a, kind=cfg.loss,
                 temperature=cfg.loss_temperature, margin=cfg.loss_margin,
