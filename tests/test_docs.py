@@ -61,9 +61,9 @@ def test_every_test_named_in_the_docs_exists():
 def _tree(tmp_path: Path) -> Path:
     (tmp_path / "results" / "x").mkdir(parents=True)
     frame = pd.DataFrame({
-        "study": ["mnist", "mnist"], "dataset": ["mnist", "mnist"], "source": ["sanode", "paper"],
-        "n": [10000, 10000], "exact": [9000, 9776], "partial": [10, 30], "wrong": [990, 194],
-        "accuracy": [0.901, 0.9806],
+        "study": ["mnist", "mnist", "mnist_winner"], "dataset": ["mnist"] * 3,
+        "source": ["sanode", "paper", "sanode"], "n": [10000] * 3, "exact": [9000, 9776, 9800],
+        "partial": [10, 30, 20], "wrong": [990, 194, 180], "accuracy": [0.901, 0.9806, 0.982],
     })  # fmt: skip
     frame.to_parquet(tmp_path / "results" / "x" / "secV_accuracy.parquet")
     (tmp_path / "docs").mkdir()
@@ -83,6 +83,7 @@ def test_report_renders_between_markers_and_check_fails_on_stale_text(tmp_path, 
     assert "stale" not in text and text.endswith("<!-- /report -->\nafter\n")
     assert "| mnist | paper (700 epochs) | 10,000 | **98.06 %** | 9,776 / 30 / 194 |" in text
     assert "| mnist | mine | 10,000 | **90.10 %** | 9,000 / 10 / 990 |" in text
+    assert "| mnist | mine, mnist_winner | 10,000 | **98.20 %** | 9,800 / 20 / 180 |" in text
     assert main(["report", "--root", str(root), "--check"]) == 0
     # a rerun of the study changes the table: the committed text is stale again
     frame = pd.read_parquet(root / "results/x/secV_accuracy.parquet")

@@ -74,7 +74,9 @@ def _rel(root: Path, path: Path) -> str:
 # -- renderers --------------------------------------------------------------------------------
 def secv(root: Path, args: list[str]) -> str:
     """Sec. V: test H of each model beside the paper's; ARG: ``label=path`` pairs of
-    ``secV_accuracy.parquet`` tables (the paper's rows are taken from the first)."""
+    ``secV_accuracy.parquet`` tables (the paper's rows are taken from the first). A study not
+    named after its data set (a search's retrained winner, ``mnist_winner``) is labelled
+    ``label, study``."""
     sources = []
     for arg in args:
         label, _, pattern = arg.partition("=")
@@ -92,7 +94,7 @@ def secv(root: Path, args: list[str]) -> str:
                 paper_done.add(r["dataset"])
                 name = "paper (700 epochs)"
             else:
-                name = label
+                name = label if r["study"] == r["dataset"] else f"{label}, {r['study']}"
             rows.setdefault(r["dataset"], []).append(
                 [r["dataset"], name, _int(r["n"]), f"**{_pct(r['accuracy'])}**", _buckets(r)]
             )
