@@ -143,6 +143,11 @@ class TrainConfig(Settings):
     collapse_action: str = "rollback"
     collapse_lr_factor: float = 0.5
     collapse_max_rollbacks: int = 2
+    # stall: a run whose validation H is still under stall_floor after stall_epochs epochs
+    # never started learning (the collapse check only watches falls from a best epoch); it
+    # stops with StallError. stall_epochs None: no stall check
+    stall_epochs: int | None = None
+    stall_floor: float = 0.05
     # integration (training horizon T, evaluation horizon, step)
     t_train: float = 5.5
     t_eval: float = 12.0
@@ -271,6 +276,12 @@ class TrainConfig(Settings):
             raise ConfigError(
                 f"collapse_min_best must lie in [0, 1], got {self.collapse_min_best!r}"
             )
+        if self.stall_epochs is not None and self.stall_epochs < 1:
+            raise ConfigError(
+                f"stall_epochs must be a positive integer or null, got {self.stall_epochs!r}"
+            )
+        if not 0.0 <= self.stall_floor <= 1.0:
+            raise ConfigError(f"stall_floor must lie in [0, 1], got {self.stall_floor!r}")
         if self.collapse_max_rollbacks < 0:
             raise ConfigError(
                 f"collapse_max_rollbacks must be >= 0, got {self.collapse_max_rollbacks!r}"

@@ -13,7 +13,7 @@ from sanode.data.augment import shift_images
 from sanode.data.datasets import load_split
 from sanode.training.checkpoint import load_checkpoint, load_model
 from sanode.training.losses import LOSSES, final_state_loss, overlaps
-from sanode.training.train import CollapseError, train
+from sanode.training.train import CollapseError, DivergenceError, StallError, train
 
 TRAIN_EVALUATE = "sanode.training.train.evaluate"
 FAST = dict(dataset="letters", letters_copies=10, batch_size=25, lr=3e-2, t_train=3.0,
@@ -271,6 +271,29 @@ def test_a_low_start_is_not_a_collapse(monkeypatch):
     x, y, patterns, val = _data(cfg)
     result = train(cfg, x, y, patterns, val=val, progress=False)
     assert not any("rollback" in h for h in result.history)
+
+
+def test_a_run_that_never_starts_learning_stops_at_its_stall_check(tmp_path, monkeypatch):
+    """stall_epochs: validation H under stall_floor through the first epochs stops the run
+    (StallError, a DivergenceError: a Tune trial then fails at once); the checkpoint holds the
+    epoch before. A start over the floor in any epoch, or no stall check, goes on."""
+    monkeypatch.setattr(TRAIN_EVALUATE, _Scripted([0.0, 0.002, 0.003]))
+    cfg = TrainConfig(**{**FAST, "epochs": 3}, stall_epochs=2)
+    x, y, patterns, val = _data(cfg)
+    path = tmp_path / "stall.pt"
+    with pytest.raises(StallError, match=r"under 0\.05 for 2 epochs \(best 0\.0020\)"):
+        train(cfg, x, y, patterns, val=val, checkpoint_path=path, progress=False)
+    assert issubclass(StallError, DivergenceError)
+    assert load_checkpoint(path)["epoch"] == 1
+    monkeypatch.setattr(TRAIN_EVALUATE, _Scripted([0.0, 0.06, 0.0]))
+    assert len(train(cfg, x, y, patterns, val=val, progress=False).history) == 3
+    monkeypatch.setattr(TRAIN_EVALUATE, _Scripted([0.0, 0.0, 0.0]))
+    assert len(train(cfg.replace(stall_epochs=None), x, y, patterns, val=val,
+                     progress=False).history) == 3  # fmt: skip
+    with pytest.raises(ConfigError, match="stall_epochs must be a positive integer"):
+        TrainConfig(stall_epochs=0)
+    with pytest.raises(ConfigError, match="stall_floor must lie in"):
+        TrainConfig(stall_floor=1.5)
 
 
 # -- random end time ------------------------------------------------------------------------------

@@ -39,6 +39,11 @@ class CollapseError(DivergenceError):
     holds the best validated epoch."""
 
 
+class StallError(DivergenceError):
+    """Validation H stayed under ``stall_floor`` for ``stall_epochs`` epochs: the run never
+    started learning; the checkpoint holds the epoch before."""
+
+
 @dataclass
 class TrainResult:
     model: SANode
@@ -498,6 +503,22 @@ class _Run:
             f"{self.best['epoch']}'s weights; try a smaller lr (now {cfg.lr}) or a longer warm-up"
         )
 
+    def stall(self, epoch: int, record: dict[str, float]) -> None:
+        """Stop (:class:`StallError`) when validation H has stayed under ``stall_floor`` through
+        the first ``stall_epochs`` epochs or more: a deterministic run that does not start
+        learning would not start after a restart either."""
+        cfg = self.cfg
+        if cfg.stall_epochs is None or epoch + 1 < cfg.stall_epochs or "val_accuracy" not in record:
+            return
+        best = max(r.get("val_accuracy", 0.0) for r in [*self.history, record])
+        if best >= cfg.stall_floor:
+            return
+        raise StallError(
+            f"validation H stayed under {cfg.stall_floor:g} for {epoch + 1} epochs (best "
+            f"{best:.4f}): the run has not started learning; try another seed, a smaller lr "
+            f"(now {cfg.lr}) or a longer warm-up. {self.kept}"
+        )
+
 
 def averaged_model(model: SANode, decay: float | None):
     """An exponential moving average of ``model``'s parameters (``decay`` per optimiser
@@ -560,6 +581,7 @@ def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress
         record = run.epoch(epoch)
         run.validate(record)
         run.collapse(epoch, record)
+        run.stall(epoch, record)
         run.history.append(record)
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
         # the checkpoint is written before the callback: a scheduler that stops the run inside
