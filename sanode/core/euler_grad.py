@@ -98,14 +98,15 @@ class _Stepper:
         self.fused = fused and self.product.mixed
         self.qf, self.clip = qf, clip
         self.p = torch.tensor(pf, dtype=like.dtype, device=like.device)
-        self.q = torch.tensor(qf, dtype=like.dtype, device=like.device)
         self.tmp = torch.empty_like(like)
-        # where the casts go when the caller keeps none (two: this step's and the next one's)
-        self.lo = ([torch.empty_like(like, dtype=w.dtype) for _ in range(2)]
-                   if self.product.mixed else [None, None])  # fmt: skip
+        # fused: where the casts go when the caller keeps none (this step's and the next one's);
+        # the eager steps cast into the product's own operand buffer instead
+        self.lo: list[torch.Tensor | None] = [None, None]
         if self.fused:
             from .fused import kernel
 
+            self.q = torch.tensor(qf, dtype=like.dtype, device=like.device)
+            self.lo = [torch.empty_like(like, dtype=w.dtype) for _ in range(2)]
             self.kernel = kernel("forward")
 
     def begin(self, x: torch.Tensor, lo: torch.Tensor | None) -> None:

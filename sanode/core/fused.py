@@ -71,17 +71,16 @@ def backward_step(
     out_lo.copy_(y)
 
 
-_KERNELS: dict[str, Callable[..., Any]] = {}
+_STEPS: dict[str, Callable[..., None]] = {"forward": forward_step, "backward": backward_step}
+_KERNELS: dict[str, Callable[..., None]] = {}
 
 
 def kernel(name: str) -> Callable[..., None]:
     """The compiled ``forward_step`` or ``backward_step`` (compiled once per process, on its
     first call per shape)."""
     if name not in _KERNELS:
-        steps: dict[str, Callable[..., None]] = {"forward": forward_step,
-                                                 "backward": backward_step}  # fmt: skip
-        fn = steps[name]
-        _KERNELS[name] = _explained(torch.compile(fn, dynamic=False, fullgraph=True), name)
+        compiled = torch.compile(_STEPS[name], dynamic=False, fullgraph=True)
+        _KERNELS[name] = _explained(compiled, name)
     return _KERNELS[name]
 
 
