@@ -148,6 +148,9 @@ class TrainConfig(Settings):
     # stops with StallError. stall_epochs None: no stall check
     stall_epochs: int | None = None
     stall_floor: float = 0.05
+    # a stalled run starts over with the next seed (seed + 1, + 2, ...) up to stall_reseeds
+    # times before StallError; the stalled checkpoints are kept beside the run's
+    stall_reseeds: int = 0
     # integration (training horizon T, evaluation horizon, step)
     t_train: float = 5.5
     t_eval: float = 12.0
@@ -282,6 +285,13 @@ class TrainConfig(Settings):
             )
         if not 0.0 <= self.stall_floor <= 1.0:
             raise ConfigError(f"stall_floor must lie in [0, 1], got {self.stall_floor!r}")
+        if self.stall_reseeds < 0:
+            raise ConfigError(f"stall_reseeds must be >= 0, got {self.stall_reseeds!r}")
+        if self.stall_reseeds and self.stall_epochs is None:
+            raise ConfigError(
+                f"stall_reseeds {self.stall_reseeds} needs the stall check: set stall_epochs "
+                "(e.g. 2) or stall_reseeds: 0"
+            )
         if self.collapse_max_rollbacks < 0:
             raise ConfigError(
                 f"collapse_max_rollbacks must be >= 0, got {self.collapse_max_rollbacks!r}"

@@ -292,8 +292,48 @@ def test_a_run_that_never_starts_learning_stops_at_its_stall_check(tmp_path, mon
                      progress=False).history) == 3  # fmt: skip
     with pytest.raises(ConfigError, match="stall_epochs must be a positive integer"):
         TrainConfig(stall_epochs=0)
+    with pytest.raises(ConfigError, match="stall_reseeds 1 needs the stall check"):
+        TrainConfig(stall_reseeds=1)
+    with pytest.raises(ConfigError, match="stall_reseeds must be >= 0"):
+        TrainConfig(stall_epochs=2, stall_reseeds=-1)
     with pytest.raises(ConfigError, match="stall_floor must lie in"):
         TrainConfig(stall_floor=1.5)
+
+
+def test_a_stalled_run_starts_over_with_the_next_seed_and_resumes_with_it(tmp_path, monkeypatch):
+    """stall_reseeds: a stall starts the run over with seed + 1 (the stalled checkpoint and its
+    reason kept beside the run's); a run resumed after that continues with seed + 1; all
+    reseeds stalled raise StallError; resume=False forgets the stalled seeds."""
+    cfg = TrainConfig(**{**FAST, "epochs": 3}, stall_epochs=2, stall_reseeds=2)
+    x, y, patterns, val = _data(cfg)
+    path = tmp_path / "run.pt"
+    # seed 0 stalls at epoch 2; seed 1 learns
+    monkeypatch.setattr(TRAIN_EVALUATE, _Scripted([0.0, 0.01, 0.5, 0.6, 0.7]))
+    result = train(cfg, x, y, patterns, val=val, checkpoint_path=path, progress=False)
+    assert result.stalled_seeds == [0]
+    assert [h["val_accuracy"] for h in result.history] == [0.5, 0.6, 0.7]
+    state = load_checkpoint(path)
+    assert state["config"]["seed"] == 1 and state["epoch"] == 3
+    assert load_checkpoint(tmp_path / "run.stalled-seed=0.pt")["config"]["seed"] == 0
+    assert "under 0.05 for 2 epochs" in (tmp_path / "run.stalled-seed=0.txt").read_text()
+    # the same seed-1 run from scratch gives the same weights: the reseed is a plain seed-1 run
+    monkeypatch.setattr(TRAIN_EVALUATE, _Scripted([0.5, 0.6, 0.7]))
+    direct = train(cfg.replace(seed=1), x, y, patterns, val=val, progress=False)
+    for a, b in zip(direct.model.parameters(), result.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # resumed (more epochs under a constant schedule would change the schedule: same epochs)
+    monkeypatch.setattr(TRAIN_EVALUATE, _Scripted([]))
+    again = train(cfg, x, y, patterns, val=val, checkpoint_path=path, progress=False)
+    assert again.stalled_seeds == [0] and len(again.history) == 3
+    # every seed stalls: StallError after seeds 0, 1, 2
+    monkeypatch.setattr(TRAIN_EVALUATE, _Scripted([0.0] * 6))
+    with pytest.raises(StallError):
+        train(cfg, x, y, patterns, val=val, checkpoint_path=path, resume=False, progress=False)
+    assert sorted(p.name for p in tmp_path.glob("*.txt")) == [
+        "run.stalled-seed=0.txt",
+        "run.stalled-seed=1.txt",
+    ]
+    assert load_checkpoint(path)["config"]["seed"] == 2
 
 
 # -- random end time ------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from .. import files
 from ..config import EXECUTION_KEYS, TrainConfig, matmul_precision, resolve_device
 from ..core.model import SANode
 from ..core.noise import add_pixel_noise, augment_generator, epoch_generator
@@ -49,6 +50,7 @@ class TrainResult:
     model: SANode
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
+    stalled_seeds: list[int] = field(default_factory=list)  # seeds that stalled first
 
 
 def ortho_loss(basis: torch.Tensor) -> torch.Tensor:
@@ -107,10 +109,64 @@ def train(
             the checkpoint holds the best validated epoch.
     """
     configure_threads(cfg.threads)
+    reseeds = _Reseeds(cfg, checkpoint_path, resume)
     with matmul_precision(cfg.matmul_precision):
-        return _train(
-            cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress, batch_callback
-        )
+        while True:
+            run_cfg = cfg.replace(seed=reseeds.seed)
+            try:
+                result = _train(run_cfg, x, y, patterns, val, checkpoint_path,
+                                resume or reseeds.stalled > 0, callback, progress,
+                                batch_callback)  # fmt: skip
+            except StallError as err:
+                if reseeds.stalled >= cfg.stall_reseeds:
+                    raise
+                reseeds.set_aside(err)
+                continue
+            result.stalled_seeds = reseeds.stalled_seeds()
+            return result
+
+
+class _Reseeds:
+    """The seeds a run has stalled with (``stall_reseeds``): a stalled run starts over with the
+    next seed. With a checkpoint, each stalled seed leaves ``<stem>.stalled-seed=<s>.pt`` (its
+    checkpoint) and ``.txt`` (why) beside it, so a resumed run continues with the right seed;
+    ``resume=False`` removes them."""
+
+    def __init__(self, cfg: TrainConfig, checkpoint_path, resume: bool) -> None:
+        self.base = cfg.seed
+        self.path = None if checkpoint_path is None else Path(checkpoint_path)
+        self.stalled = 0
+        if self.path is None:
+            return
+        for record in self._records():
+            if resume:
+                self.stalled += 1
+            else:
+                record.unlink()
+                record.with_suffix(".pt").unlink(missing_ok=True)
+
+    @property
+    def seed(self) -> int:
+        return self.base + self.stalled
+
+    def _records(self) -> list[Path]:
+        assert self.path is not None
+        records = self.path.parent.glob(f"{self.path.stem}.stalled-seed=*.txt")
+        return sorted(records, key=lambda p: int(p.stem.rsplit("=", 1)[1].split(".")[0]))
+
+    def stalled_seeds(self) -> list[int]:
+        return [self.base + i for i in range(self.stalled)]
+
+    def set_aside(self, err: StallError) -> None:
+        """Keep the stalled run's checkpoint and reason under its seed; the next seed starts."""
+        if self.path is not None:
+            aside = self.path.with_name(f"{self.path.stem}.stalled-seed={self.seed}.pt")
+            if self.path.is_file():
+                os.replace(self.path, aside)
+            files.write_text(aside.with_suffix(".txt"), str(err), what="stall record")
+        print(f"seed {self.seed} stalled ({err}); starting over with seed {self.seed + 1}",
+              flush=True)  # fmt: skip
+        self.stalled += 1
 
 
 def epoch_batches(n_items: int, batch_size: int) -> list[tuple[int, int]]:
