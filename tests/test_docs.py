@@ -111,3 +111,29 @@ def test_time_to_accuracy_renderers_read_the_committed_results(tmp_path):
     assert f"**{100 * old['test']['accuracy']:.2f} %**" in table
     ratio = RENDERERS["tta_ratio"](root, ["r/tta-mnist-float32.json", "r/tta-mnist-bfloat16.json"])
     assert "points" in ratio and ratio.count("|") > 10
+
+
+def test_trials_renderer_lists_each_trial_best_first(tmp_path):
+    """report:trials: one row per trial (not per epoch), best validation H first, its searched
+    settings, epochs run and last validation H; an unsearched setting is a clear error."""
+    rows = []
+    for trial, values, loss in (("a", [0.5, 0.6], "mse"), ("b", [0.7, 0.9, 0.8], "sign_margin")):
+        for epoch, h in enumerate(values, 1):
+            rows.append(
+                {
+                    "study": "mnist",
+                    "trial_id": trial,
+                    "epoch": epoch,
+                    "val_accuracy": h,
+                    "param_loss": loss,
+                    "param_ema_decay": None if trial == "a" else 0.999,
+                }
+            )
+    pd.DataFrame(rows).to_parquet(tmp_path / "trials.parquet")
+    table = RENDERERS["trials"](tmp_path, ["trials.parquet", "settings=loss,ema_decay"])
+    lines = table.strip().splitlines()
+    assert lines[0] == "| study | trial | loss | ema_decay | epochs | best val H | last val H |"
+    assert lines[2] == "| mnist | `b` | sign_margin | 0.999 | 3 | 0.900 | 0.800 |"
+    assert lines[3] == "| mnist | `a` | mse | null | 2 | 0.600 | 0.600 |"
+    with pytest.raises(ReportError, match=r"settings \['lr'\] were not searched"):
+        RENDERERS["trials"](tmp_path, ["trials.parquet", "settings=lr"])

@@ -245,6 +245,41 @@ def sensitivity(root: Path, args: list[str]) -> str:
     return _table(header, body)
 
 
+TRIAL_SETTINGS = ("loss", "batch_size", "lr", "t_train", "dt", "t_train_final",
+                  "augment_shift", "ema_decay")  # fmt: skip
+
+
+def trials(root: Path, args: list[str]) -> str:
+    """A search's trials, best first (ARG: trials.parquet [settings=a,b,...]): each trial's
+    searched settings (default :data:`TRIAL_SETTINGS`), the epochs it ran (ASHA stops the poor
+    ones), its best and its last validation H."""
+    paths = [a for a in args if "=" not in a]
+    options = dict(a.partition("=")[::2] for a in args if "=" in a)
+    keys = options["settings"].split(",") if "settings" in options else list(TRIAL_SETTINGS)
+    frame = pd.concat(pd.read_parquet(p) for p in _files(root, paths))
+    missing = [k for k in keys if f"param_{k}" not in frame]
+    if missing:
+        raise ReportError(f"settings {missing} were not searched; searched: "
+                          f"{sorted(c[6:] for c in frame if c.startswith('param_'))}")  # fmt: skip
+    frame = frame.sort_values("epoch")
+    per_trial = frame.groupby(["study", "trial_id"], sort=False).agg(
+        epochs=("epoch", "max"), best=("val_accuracy", "max"), last=("val_accuracy", "last"),
+        **{k: (f"param_{k}", "first") for k in keys},
+    ).reset_index()  # fmt: skip
+    per_trial = per_trial.sort_values(["study", "best"], ascending=[True, False])
+    body = [[r["study"], f"`{r['trial_id']}`", *(_cell(_plain_setting(r[k])) for k in keys),
+             str(int(r["epochs"])), f"{r['best']:.3f}", f"{r['last']:.3f}"]
+            for _, r in per_trial.iterrows()]  # fmt: skip
+    return _table(["study", "trial", *keys, "epochs", "best val H", "last val H"], body)
+
+
+def _plain_setting(value: Any) -> Any:
+    """A searched value as the search space wrote it (None for a null choice, no numpy types)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "null"
+    return value.item() if hasattr(value, "item") else value
+
+
 def census(root: Path, args: list[str]) -> str:
     """Where inputs that are not digits flow (ARG: census.parquet)."""
     frame = pd.concat(pd.read_parquet(p) for p in _files(root, args))
@@ -350,6 +385,7 @@ RENDERERS: dict[str, Callable[[Path, list[str]], str]] = {
     "matmul_ratio": matmul_ratio,
     "levers": levers,
     "sensitivity": sensitivity,
+    "trials": trials,
     "census": census,
     "noise": noise,
 }
