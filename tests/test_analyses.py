@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,11 @@ def test_unknown_analysis_and_cross_checks_are_one_line_each():
 # -- layout ------------------------------------------------------------------------------------
 def test_layout_paths_and_labels():
     assert layout.eps_label(0.30000000000000004) == "0.3" and layout.eps_label(0) == "0"
+    # the evaluate rule's wildcard takes every label written and no other spelling of it
+    for eps in (0, 0.1, 0.25, 1.0, 2.5, 10, 1e-5, 0.30000000000000004):
+        assert re.fullmatch(layout.EPS_LABEL, layout.eps_label(eps))
+    for other in ("0.0", "0.30", "1.", ".3", "a"):
+        assert not re.fullmatch(layout.EPS_LABEL, other)
     assert layout.model_path("m", 0.3) == "m/eps_train=0.3.pt"
     assert layout.model_path("m", 1.0, seed=2) == "m/eps_train=1.seed=2.pt"
     assert layout.evaluation("{study}", "{eps}", "states.pt") == (

@@ -35,6 +35,11 @@ def eps_label(eps: float) -> str:
     return f"{float(eps):g}"
 
 
+# every label eps_label writes and no other spelling of it ("0.0", "0.30"): the evaluate rule's
+# wildcard constraint, so that a target naming a model no tune rule writes finds no rule
+EPS_LABEL = r"-?[0-9]+(\.[0-9]*[1-9])?(e[-+][0-9]+)?"
+
+
 def _label(eps: float | str) -> str:
     """A noise level's label; a string (a label already, or a wildcard such as ``"{eps}"``)
     passes through unchanged."""

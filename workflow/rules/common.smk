@@ -49,7 +49,7 @@ CONDA_ENV = "../../envs/sanode.yaml"
 
 wildcard_constraints:
     study="|".join(STUDIES),
-    eps=r"[0-9.e-]+",
+    eps=layout.EPS_LABEL,  # "0", "0.3", not "0.0": a target no tune rule writes finds no rule
 
 
 def eps_labels(study):
