@@ -135,5 +135,7 @@ def test_trials_renderer_lists_each_trial_best_first(tmp_path):
     assert lines[0] == "| study | trial | loss | ema_decay | epochs | best val H | last val H |"
     assert lines[2] == "| mnist | `b` | sign_margin | 0.999 | 3 | 0.900 | 0.800 |"
     assert lines[3] == "| mnist | `a` | mse | null | 2 | 0.600 | 0.600 |"
+    only_b = RENDERERS["trials"](tmp_path, ["trials.parquet", "settings=loss", "study=other"])
+    assert len(only_b.strip().splitlines()) == 2  # the header alone
     with pytest.raises(ReportError, match=r"settings \['lr'\] were not searched"):
         RENDERERS["trials"](tmp_path, ["trials.parquet", "settings=lr"])

@@ -250,13 +250,15 @@ TRIAL_SETTINGS = ("loss", "batch_size", "lr", "t_train", "dt", "t_train_final",
 
 
 def trials(root: Path, args: list[str]) -> str:
-    """A search's trials, best first (ARG: trials.parquet [settings=a,b,...]): each trial's
-    searched settings (default :data:`TRIAL_SETTINGS`), the epochs it ran (ASHA stops the poor
-    ones), its best and its last validation H."""
+    """A search's trials, best first (ARG: trials.parquet [settings=a,b,...] [study=NAME]):
+    each trial's searched settings (default :data:`TRIAL_SETTINGS`), the epochs it ran (ASHA
+    stops the poor ones), its best and its last validation H."""
     paths = [a for a in args if "=" not in a]
     options = dict(a.partition("=")[::2] for a in args if "=" in a)
     keys = options["settings"].split(",") if "settings" in options else list(TRIAL_SETTINGS)
     frame = pd.concat(pd.read_parquet(p) for p in _files(root, paths))
+    if "study" in options:
+        frame = frame[frame["study"] == options["study"]]
     missing = [k for k in keys if f"param_{k}" not in frame]
     if missing:
         raise ReportError(f"settings {missing} were not searched; searched: "
