@@ -260,10 +260,10 @@ def test_a_retrain_takes_the_winners_searched_settings_but_noise_and_seed():
     # and None again in best.json, so that the retrain's TrainConfig takes it
     import pandas as pd
 
-    from sanode.pipeline.selection import _plain
+    from sanode.pipeline.selection import plain_value
 
     column = pd.Series([None, 0.999], dtype="float64")
-    assert _plain(column[0]) is None and _plain(column[1]) == 0.999
+    assert plain_value(column[0]) is None and plain_value(column[1]) == 0.999
     # a change of the searched study reruns its retrain
     config = load_config("smoke")
     before = study_digest(config, "mnist_winner")

@@ -24,6 +24,8 @@ from typing import Any
 
 import pandas as pd
 
+from .selection import plain_value
+
 DOC_FILES = ("README.md", "docs/*.md")
 BLOCK = re.compile(
     r"(?P<open><!-- report:(?P<name>[\w-]+)(?P<args>[^>]*?) -->\n)(?P<body>.*?)"
@@ -53,6 +55,12 @@ def _table(header: list[str], rows: Iterable[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _paths_and_options(args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """A block's arguments: the table paths, and the ``key=value`` options."""
+    paths = [a for a in args if "=" not in a]
+    return paths, dict(a.partition("=")[::2] for a in args if "=" in a)
 
 
 def _files(root: Path, patterns: list[str]) -> list[Path]:
@@ -245,6 +253,12 @@ def sensitivity(root: Path, args: list[str]) -> str:
     return _table(header, body)
 
 
+def _setting(value: Any) -> Any:
+    """A searched value as the search space wrote it (``null`` for a null choice)."""
+    value = plain_value(value)
+    return "null" if value is None else value
+
+
 TRIAL_SETTINGS = ("loss", "batch_size", "lr", "t_train", "dt", "t_train_final",
                   "augment_shift", "ema_decay")  # fmt: skip
 
@@ -253,8 +267,7 @@ def trials(root: Path, args: list[str]) -> str:
     """A search's trials, best first (ARG: trials.parquet [settings=a,b,...] [study=NAME]):
     each trial's searched settings (default :data:`TRIAL_SETTINGS`), the epochs it ran (ASHA
     stops the poor ones), its best and its last validation H."""
-    paths = [a for a in args if "=" not in a]
-    options = dict(a.partition("=")[::2] for a in args if "=" in a)
+    paths, options = _paths_and_options(args)
     keys = options["settings"].split(",") if "settings" in options else list(TRIAL_SETTINGS)
     frame = pd.concat(pd.read_parquet(p) for p in _files(root, paths))
     if "study" in options:
@@ -269,17 +282,10 @@ def trials(root: Path, args: list[str]) -> str:
         **{k: (f"param_{k}", "first") for k in keys},
     ).reset_index()  # fmt: skip
     per_trial = per_trial.sort_values(["study", "best"], ascending=[True, False])
-    body = [[r["study"], f"`{r['trial_id']}`", *(_cell(_plain_setting(r[k])) for k in keys),
+    body = [[r["study"], f"`{r['trial_id']}`", *(_cell(_setting(r[k])) for k in keys),
              str(int(r["epochs"])), f"{r['best']:.3f}", f"{r['last']:.3f}"]
             for _, r in per_trial.iterrows()]  # fmt: skip
     return _table(["study", "trial", *keys, "epochs", "best val H", "last val H"], body)
-
-
-def _plain_setting(value: Any) -> Any:
-    """A searched value as the search space wrote it (None for a null choice, no numpy types)."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "null"
-    return value.item() if hasattr(value, "item") else value
 
 
 def census(root: Path, args: list[str]) -> str:
@@ -297,8 +303,7 @@ def census(root: Path, args: list[str]) -> str:
 def noise(root: Path, args: list[str]) -> str:
     """A metric of each study's models over the test-noise grid, mean over the training seeds
     and noise draws (ARG: accuracy.parquet [metric=accuracy|m_f|...] [study=NAME])."""
-    paths = [a for a in args if "=" not in a]
-    options = dict(a.partition("=")[::2] for a in args if "=" in a)
+    paths, options = _paths_and_options(args)
     metric = options.get("metric", "accuracy")
     frame = pd.concat(pd.read_parquet(p) for p in _files(root, paths))
     if "study" in options:

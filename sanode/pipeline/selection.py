@@ -81,7 +81,7 @@ def select(
                 metric_value=float(row[metric]),
                 checkpoint=str(row["checkpoint"]),
                 mlflow_run_id=row.get("mlflow_run_id"),
-                params={k[6:]: _plain(row[k]) for k in row.index if k.startswith("param_")},
+                params={k[6:]: plain_value(row[k]) for k in row.index if k.startswith("param_")},
                 seeds=seed_siblings(group, row),
             )
         )
@@ -129,7 +129,7 @@ def best_json(
     return record
 
 
-def _plain(value):
+def plain_value(value):
     """A table cell as a plain Python value; a missing one (a ``null`` choice of the search
     space, NaN in a float column) as None."""
     value = value.item() if hasattr(value, "item") else value

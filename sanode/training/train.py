@@ -138,7 +138,7 @@ class _Reseeds:
         self.stalled = 0
         if self.path is None:
             return
-        for record in self._records():
+        for record in self.path.parent.glob(f"{self.path.stem}.stalled-seed=*.txt"):
             if resume:
                 self.stalled += 1
             else:
@@ -148,11 +148,6 @@ class _Reseeds:
     @property
     def seed(self) -> int:
         return self.base + self.stalled
-
-    def _records(self) -> list[Path]:
-        assert self.path is not None
-        records = self.path.parent.glob(f"{self.path.stem}.stalled-seed=*.txt")
-        return sorted(records, key=lambda p: int(p.stem.rsplit("=", 1)[1].split(".")[0]))
 
     def stalled_seeds(self) -> list[int]:
         return [self.base + i for i in range(self.stalled)]
@@ -164,8 +159,7 @@ class _Reseeds:
             if self.path.is_file():
                 os.replace(self.path, aside)
             files.write_text(aside.with_suffix(".txt"), str(err), what="stall record")
-        print(f"seed {self.seed} stalled ({err}); starting over with seed {self.seed + 1}",
-              flush=True)  # fmt: skip
+        tqdm.write(f"seed {self.seed} stalled ({err}); starting over with seed {self.seed + 1}")
         self.stalled += 1
 
 
