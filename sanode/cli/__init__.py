@@ -1,6 +1,6 @@
 """Command line: ``sanode train``, ``evaluate``, ``classify``, ``time-to-accuracy``,
-``bench``, ``check-config``, ``report``; one module per command, each with ``add(sub)``
-(its parser) and ``run(args, parser)``."""
+``ablation``, ``bench``, ``check-config``, ``report``; one module per command, each with
+``add(sub)`` (its parser) and ``run(args, parser)``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import bench, check_config, classify, evaluate, report, time_to_accuracy, train
+from . import (
+    ablation,
+    bench,
+    check_config,
+    classify,
+    evaluate,
+    report,
+    time_to_accuracy,
+    train,
+)
 
-COMMANDS = (train, time_to_accuracy, check_config, classify, evaluate, bench, report)
+COMMANDS = (train, time_to_accuracy, ablation, check_config, classify, evaluate, bench, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -227,17 +227,42 @@ def levers(root: Path, args: list[str]) -> str:
             on.append(f"random T_train in [{t - jitter:g}, {t + jitter:g}]")
         if cfg.get("augment_shift"):
             on.append(f"random shift ≤ {cfg['augment_shift']} px")
+        if cfg.get("t_train", 5.5) != 5.5:
+            on.append(f"T_train {cfg['t_train']:g}")
         if cfg.get("t_train_final"):
             last = cfg["t_train_final_epochs"]
             on.append(f"last {last} epoch(s) at T = {cfg['t_train_final']:g}")
         on.append(f"batch {cfg['batch_size']}, lr {cfg['lr']:g}")
         per = "all" if cfg.get("per_class") is None else f"{cfg['per_class']:,} per class"
+        if cfg.get("train_on_validation"):
+            per += " + validation"
         body.append([f"`{path.stem}`", ", ".join(on), per, str(r["epochs_run"]),
                      r["matmul_dtype"], _pct(r["best_val_accuracy"], 1),
                      f"**{_pct(r['test']['accuracy'])}**", _buckets(r["test"]),
                      f"{r['train_wall_s']:,.0f} s"])  # fmt: skip
     header = ["run", "levers", "training images", "epochs", "products", "best val H",
               "test H", "exact / partial / wrong", "training wall"]  # fmt: skip
+    return _table(header, body)
+
+
+def ablation(root: Path, args: list[str]) -> str:
+    """Lever ablations (``sanode ablation`` results, ARG: JSON files): each arm's lever, epochs
+    at the base run's work, training wall (and its ratio to the base's), test H and its change
+    against the base arm, buckets."""
+    body = []
+    for path in _files(root, args):
+        r = json.loads(path.read_text())
+        for row in r["rows"]:
+            base = row["arm"] == "base"
+            delta = "—" if base else f"{row['delta_test_points']:+.2f}"
+            ratio = "" if base else f" ({row['wall_ratio']:.2f}×)"
+            body.append([r["dataset"], f"`{row['arm']}`", row["lever"], str(row["epochs"]),
+                         f"{row['train_wall_s']:,.0f} s{ratio}",
+                         _pct(row["best_val_accuracy"], 1),
+                         f"**{_pct(row['test_accuracy'])}**", delta,
+                         _buckets(row)])  # fmt: skip
+    header = ["data", "arm", "lever", "epochs", "training wall", "best val H", "test H",
+              "Δ test H (points)", "exact / partial / wrong"]  # fmt: skip
     return _table(header, body)
 
 
@@ -391,6 +416,7 @@ RENDERERS: dict[str, Callable[[Path, list[str]], str]] = {
     "bench": bench,
     "matmul_ratio": matmul_ratio,
     "levers": levers,
+    "ablation": ablation,
     "sensitivity": sensitivity,
     "trials": trials,
     "census": census,

@@ -107,6 +107,9 @@ def train(
             last sane epoch) is kept.
         CollapseError: validation H collapsed with no rollback left (``collapse_action``);
             the checkpoint holds the best validated epoch.
+        StallError: validation H stayed under ``stall_floor`` for ``stall_epochs`` epochs,
+            and so did every one of the ``stall_reseeds`` restarts (seed + 1 each); every
+            stalled run's checkpoint is kept as ``<stem>.stalled-seed=<s>.pt``.
     """
     configure_threads(cfg.threads)
     reseeds = _Reseeds(cfg, checkpoint_path, resume)
