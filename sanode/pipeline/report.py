@@ -266,11 +266,21 @@ def ablation(root: Path, args: list[str]) -> str:
     return _table(header, body)
 
 
+def _best_value(value: Any) -> str:
+    """A setting's best value as the table shows it: numbers to 4 significant digits, a null
+    choice (stored as NaN) as ``null``, words whole."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return "null" if number != number else f"{number:.4g}"
+
+
 def sensitivity(root: Path, args: list[str]) -> str:
     """The search's sensitivity table (ARG: sensitivity.parquet): settings by variance share."""
     frame = pd.concat(pd.read_parquet(p) for p in _files(root, args))
     body = [[r["study"], str(int(r["rank"])), f"`{r['setting']}`", f"{r['variance_share']:.2f}",
-             f"{r['chance_share']:.2f}", f"{r['spearman']:+.2f}", str(r["best_value"])[:8],
+             f"{r['chance_share']:.2f}", f"{r['spearman']:+.2f}", _best_value(r["best_value"]),
              f"{r['best_metric']:.3f}", str(int(r["trials"]))]
             for _, r in frame.sort_values(["study", "rank"]).iterrows()]  # fmt: skip
     header = ["study", "rank", "setting", "variance share", "chance share", "Spearman",
