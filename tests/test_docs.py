@@ -139,3 +139,20 @@ def test_trials_renderer_lists_each_trial_best_first(tmp_path):
     assert len(only_b.strip().splitlines()) == 2  # the header alone
     with pytest.raises(ReportError, match=r"settings \['lr'\] were not searched"):
         RENDERERS["trials"](tmp_path, ["trials.parquet", "settings=lr"])
+
+
+def test_sensitivity_renderer_prints_words_whole_numbers_short_and_null(tmp_path):
+    """report:sensitivity: a best value that is a word stays whole, a number keeps 4
+    significant digits, a null choice (NaN in the table) reads ``null``."""
+    common = {"study": "fashion", "variance_share": 0.5, "chance_share": 0.1, "spearman": 0.2,
+              "best_metric": 0.743, "trials": 16}  # fmt: skip
+    rows = [
+        {**common, "rank": 1, "setting": "loss", "best_value": "sign_margin"},
+        {**common, "rank": 2, "setting": "lr", "best_value": "0.0072238"},
+        {**common, "rank": 3, "setting": "ema_decay", "best_value": "nan"},
+    ]
+    pd.DataFrame(rows).to_parquet(tmp_path / "sensitivity.parquet")
+    lines = RENDERERS["sensitivity"](tmp_path, ["sensitivity.parquet"]).splitlines()
+    assert "| sign_margin |" in lines[2]
+    assert "| 0.007224 |" in lines[3]
+    assert "| null |" in lines[4]
