@@ -85,3 +85,10 @@ def test_ablation_trains_each_arm_resumes_and_renders(tmp_path, capsys):
     # other settings for a finished arm: refused, with how to rerun it
     assert main([*argv[:-1], "--lr", "0.02", "--quiet"]) == 2
     assert "delete" in capsys.readouterr().err
+
+
+def test_an_ablation_without_its_base_arm_first_is_refused(tmp_path):
+    from sanode.training.ablation import run_ablation
+
+    with pytest.raises(ValueError, match="first arm must be 'base'"):
+        run_ablation(BASE_CFG, tmp_path, arms=[ARMS[1]])

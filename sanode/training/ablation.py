@@ -49,7 +49,7 @@ ARMS: tuple[Arm, ...] = (
     Arm("t_final20", {"t_train_final": 20.0, "t_train_final_epochs": 1},
         "the last epoch at T_train 20"),
     Arm("final_fit", {"train_on_validation": True},
-        "final fit: the validation images trained on too"),
+        "final fit: the validation images trained on too (val H in-sample)"),
 )  # fmt: skip
 
 
@@ -141,6 +141,12 @@ def run_ablation(
     from ..data.prepare import load_prepared, prepare_dataset
     from .time_to_accuracy import time_to_accuracy
 
+    arms = arms_named(None) if arms is None else arms
+    if not arms or arms[0].name != BASE:
+        raise ValueError(
+            f"the first arm must be {BASE!r} (each arm is compared with it), got "
+            f"{[a.name for a in arms]}; build the list with arms_named()"
+        )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_path = out_dir / "data.pt"
@@ -149,7 +155,7 @@ def run_ablation(
     data = load_prepared(data_path)
     n_train, n_val = len(data.split("train")[1]), len(data.split("val")[1])
     rows, configs, base_result = [], {}, None
-    for arm in arms_named(None) if arms is None else arms:
+    for arm in arms:
         cfg = arm_config(base, arm, n_train, n_val)
         folder = out_dir / arm.name
         done = folder / "result.json"
