@@ -11,7 +11,15 @@ CORES ?= all
 help:  ## this list
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
 
+# torch 2.14.1 for x86_64 is a CUDA build: the venv takes about 6.6 GB; a fresh one is refused
+# with the space it needs when the disk holds less than 6,000 MiB (pip would fail half-way;
+# SANODE_MIN_FREE_MIB sets another floor)
 $(VENV)/.installed: pyproject.toml
+	@[ -d $(VENV) ] || free=$$(df -Pm . | awk 'NR==2 {print $$4}'); \
+	if [ -n "$$free" ] && [ "$$free" -lt $${SANODE_MIN_FREE_MIB:-6000} ]; then \
+		echo "make: the virtual environment $(VENV) needs about 6.6 GB (torch 2.14.1 is a CUDA" \
+			"build) but only $$free MiB are free on $$(df -P . | awk 'NR==2 {print $$6}'):" \
+			"free disk space (e.g. delete runs/ or old clones) and run make again" >&2; exit 1; fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e '.[test]'

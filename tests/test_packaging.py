@@ -1,8 +1,12 @@
-"""The conda environment of the rules pins exactly what pyproject.toml pins."""
+"""Packaging: the conda environment pins what pyproject.toml pins; the README and CI run the
+Makefile's targets; a fresh venv needs its disk space."""
 
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,7 +32,6 @@ def test_readme_commands_are_the_makefile_targets():
 
 def test_config_checks_need_no_heavy_imports():
     """The Snakefile validates configs in Snakemake's own process (conda: Snakemake only)."""
-    import subprocess
     import sys
 
     code = (
@@ -44,3 +47,18 @@ def test_config_checks_need_no_heavy_imports():
                          timeout=60)  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "[]"
+
+
+def test_a_fresh_venv_is_refused_with_the_space_it_needs(tmp_path):
+    """Too little disk for the CUDA build of torch: one line naming the space, nothing made."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = tmp_path / "venv"
+    res = subprocess.run(
+        ["make", "-s", f"VENV={venv}", f"{venv}/.installed"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "SANODE_MIN_FREE_MIB": str(10**12)},
+    )  # fmt: skip
+    assert res.returncode != 0
+    assert "needs about 6.6 GB" in res.stderr and "MiB are free" in res.stderr
+    assert not venv.exists()

@@ -24,7 +24,10 @@ from typing import Any
 
 import pandas as pd
 
+from ..config import TrainConfig
 from .selection import plain_value
+
+_DEFAULT_T_TRAIN = TrainConfig().t_train  # a lever run names T_train only where it differs
 
 DOC_FILES = ("README.md", "docs/*.md")
 BLOCK = re.compile(
@@ -227,7 +230,7 @@ def levers(root: Path, args: list[str]) -> str:
             on.append(f"random T_train in [{t - jitter:g}, {t + jitter:g}]")
         if cfg.get("augment_shift"):
             on.append(f"random shift ≤ {cfg['augment_shift']} px")
-        if cfg.get("t_train", 5.5) != 5.5:
+        if cfg.get("t_train", _DEFAULT_T_TRAIN) != _DEFAULT_T_TRAIN:
             on.append(f"T_train {cfg['t_train']:g}")
         if cfg.get("t_train_final"):
             last = cfg["t_train_final_epochs"]
