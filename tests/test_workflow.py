@@ -53,6 +53,30 @@ def test_dry_run_lists_every_stage(tmp_path, name, wanted, letters):
     assert ("wildcards: study=letters" in res.stdout) == letters
 
 
+def test_an_evaluate_job_takes_the_cores_of_one_trial(tmp_path):
+    """The images' evaluate jobs (10,000 test images at T = 120) run on both cores that one of
+    their trials trains on; the letters' (one core a trial) run one core each, two at a time."""
+    res = snakemake(
+        tmp_path,
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        str(ROOT / "workflow/config/default.yaml"),
+        env=workflow_env(tmp_path),
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    threads = {}
+    for block in res.stdout.split("\n\n"):
+        if "rule evaluate:" in block:
+            study = block.split("study=")[1].split(",")[0].split()[0]
+            # Snakemake prints a job's threads only where they are more than one
+            n = block.split("threads: ")[1].split()[0] if "threads: " in block else "1"
+            threads.setdefault(study, set()).add(n)
+    assert threads == {"letters": {"1"}, "mnist": {"2"}, "fashion": {"2"}}
+
+
 def test_lint_is_clean(tmp_path):
     res = snakemake(
         tmp_path,

@@ -15,6 +15,7 @@ from sanode.pipeline.study import (
     eps_train_grid,
     evaluation_digest,
     study_digest,
+    study_settings,
     winner_of,
 )
 from sanode.pipeline.validate import analysis_digest, validate_config
