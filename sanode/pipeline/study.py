@@ -152,6 +152,11 @@ class StudySettings:
         if self.mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {self.mode!r}")
 
+    @property
+    def trial_threads(self) -> int:
+        """The torch threads of one trial (and of one evaluate job): its CPUs, at least one."""
+        return max(1, int(self.cpus_per_trial))
+
     def digest(self) -> str:
         """Digest of everything that determines the study's results (not where or how it
         runs): a change starts a new Ray experiment and a new MLflow study run, and makes

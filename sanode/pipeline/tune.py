@@ -439,7 +439,7 @@ def _run_tuner(
 ) -> pd.DataFrame:
     """Run or restore the Ray experiment of ``settings`` and write the study's outputs.
     ``ray``: (cluster address or None, CPUs of a local Ray, project root)."""
-    base = {**settings.base, "threads": max(1, int(settings.cpus_per_trial)), "device": "auto"}
+    base = {**settings.base, "threads": settings.trial_threads, "device": "auto"}
     fn = tune.with_resources(
         tune.with_parameters(
             trainable,

@@ -16,7 +16,7 @@ rule evaluate:
     # as many cores as one of the study's trials trains on (resources.cpus_per_trial: 2 for
     # the images in default.yaml, whose evaluation runs 10,000 test images at T = 120; 1 for
     # the letters, whose jobs then run two at a time); Snakemake caps it at --cores
-    threads: lambda wc: max(1, int(study_settings(config, wc.study).cpus_per_trial))
+    threads: lambda wc: study_settings(config, wc.study).trial_threads
     resources:
         gpu=0,
     conda:
