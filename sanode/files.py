@@ -123,13 +123,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise ValueError(f"{path} is not a readable sanode checkpoint ({err})") from None
+        raise ValueError(
+            f"{path} is not a readable sanode checkpoint ({_first_sentence(err)})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise ValueError(
             f"{path} is not a sanode checkpoint of format {FORMAT_VERSION}; "
             "was it written by another program or version?"
         )
     return payload
+
+
+def _first_sentence(err: BaseException) -> str:
+    """The first sentence of an error's first line (torch.load's refusals run to paragraphs
+    with advice that does not apply to a file that is no checkpoint)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    first = lines[0] if lines else type(err).__name__
+    return first.split(". ")[0].rstrip(".")
 
 
 def _is_full(err: BaseException) -> bool:

@@ -160,6 +160,7 @@ def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
     assert "validation H levels: 0.300 epoch" in text
     result = json.loads((tmp_path / "r" / "result.json").read_text())
     assert result["matmul_dtype"] == "bfloat16" and result["epochs_run"] == 4
+    assert result["trained_seed"] == 0 and result["stalled_seeds"] == []
     lines = (tmp_path / "r" / "batches.jsonl").read_text().splitlines()
     assert len(lines) == 4 * 4  # 100 letters in batches of 25, 4 epochs
     assert json.loads(lines[-1])["epoch"] == 4 and "grad_gamma" in json.loads(lines[0])

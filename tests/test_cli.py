@@ -198,3 +198,34 @@ def test_peak_memory_probe_sees_the_stored_states():
     seg = peak_training_mib("sanode-seg", **kw)
     assert 11.0 < full < 200.0
     assert 9.0 < full - seg < 14.0
+
+
+def test_a_checkpoint_as_config_trains_its_recipe_again(tmp_path, capsys):
+    """``--config model.pt`` reads the settings the model was trained with (a search winner's
+    recipe from another seed), less where that run executed; flags override it; a file that is
+    no checkpoint is one line."""
+    from sanode.cli.common import PLACE_KEYS, config_from_args
+    from sanode.config import TrainConfig
+    from sanode.files import save_checkpoint
+
+    trained = TrainConfig(dataset="mnist", lr=0.0057, batch_size=100, loss="sign_margin",
+                          loss_margin=0.8, t_train=8.0, augment_shift=1, seed=0,
+                          data_root="/elsewhere/data", mirror="/elsewhere/mirror", threads=2,
+                          train_on_validation=True)  # fmt: skip
+    ckpt = tmp_path / "winner.pt"
+    save_checkpoint(ckpt, {"config": trained.to_dict(), "model": {}})
+    parser = build_parser()
+    args = parser.parse_args(["train", "--config", str(ckpt), "--seed", "2", "--threads", "1"])
+    cfg = config_from_args(args, parser)
+    assert cfg.seed == 2 and cfg.threads == 1
+    assert cfg.data_root == TrainConfig.data_root and cfg.mirror is None
+    same = {k: v for k, v in trained.to_dict().items() if k not in PLACE_KEYS | {"seed"}}
+    assert {k: cfg.to_dict()[k] for k in same} == same
+
+    (tmp_path / "other.pt").write_bytes(b"not a checkpoint")
+    for bad in ("other.pt", "missing.pt"):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "--config", str(tmp_path / bad), "--quiet"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert err.startswith("sanode: error: --config ") and str(tmp_path / bad) in err

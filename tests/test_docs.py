@@ -156,3 +156,55 @@ def test_sensitivity_renderer_prints_words_whole_numbers_short_and_null(tmp_path
     assert "| sign_margin |" in lines[2]
     assert "| 0.007224 |" in lines[3]
     assert "| null |" in lines[4]
+
+
+def test_seeds_renderer_joins_a_recipes_seeds_and_refuses_another_recipe(tmp_path):
+    """report:seeds: the time-to-accuracy runs of a recipe and the pipeline's kept model of it
+    are one row per data set (test H by seed, mean, spread, rollbacks); a run of other settings
+    or a repeated seed is an error, not a row."""
+    from sanode.config import TrainConfig
+    from sanode.files import save_checkpoint
+
+    recipe = TrainConfig(dataset="mnist", loss="sign_margin", batch_size=100, epochs=40,
+                         train_on_validation=True)  # fmt: skip
+    save_checkpoint(tmp_path / "models" / "mnist_winner.pt",
+                    {"config": recipe.to_dict(), "history": [{"epoch": 1}]})  # fmt: skip
+    rows = [{"study": study, "dataset": "mnist", "eps_test": eps, "train_seed": 0,
+             "accuracy": acc, "exact": round(acc * 1e4), "partial": 0,
+             "wrong": 10**4 - round(acc * 1e4)}
+            for study, eps, acc in (("mnist_winner", 0.0, 0.9845), ("mnist_winner", 0.1, 0.88),
+                                    ("mnist", 0.0, 0.9716))]  # fmt: skip
+    pd.DataFrame(rows).to_parquet(tmp_path / "accuracy.parquet")
+
+    def result(name: str, seed: int, accuracy: float, timeline: list, **changes) -> None:
+        cfg = recipe.replace(seed=seed, threads=1, mirror="/m", **changes).to_dict()
+        test = {"accuracy": accuracy, "exact": round(accuracy * 1e4), "partial": 0,
+                "wrong": 10**4 - round(accuracy * 1e4)}  # fmt: skip
+        (tmp_path / "r").mkdir(exist_ok=True)
+        (tmp_path / "r" / f"{name}.json").write_text(json.dumps(
+            {"dataset": "mnist", "config": cfg, "test": test, "timeline": timeline}))  # fmt: skip
+
+    result("mnist-winner-seed1", 1, 0.9830, [{"epoch": 1}, {"epoch": 2, "rollback": 1.0}])
+    result("mnist-winner-seed2", 2, 0.9851, [{"epoch": 1}])
+    args = ["r/mnist-winner-seed*.json", "pipeline=accuracy.parquet", "models=models"]
+    table = RENDERERS["seeds"](tmp_path, args).splitlines()
+    assert len(table) == 3  # header, rule, one data set (the search's own row has no model)
+    cells = [c.strip() for c in table[2].strip("|").split("|")]
+    assert cells[0] == "mnist" and cells[2] == "0, 1, 2"
+    assert cells[3] == "98.45 % / 98.30 % / 98.51 %"
+    assert cells[4] == "**98.42 %**" and cells[5] == "0.21 points" and cells[6] == "98.30 %"
+    assert cells[7] == "1"
+
+    result("mnist-winner-seed3", 3, 0.97, [], lr=0.02)
+    with pytest.raises(ReportError, match=r"mnist-winner-seed3.*settings \['lr'\] differ"):
+        RENDERERS["seeds"](tmp_path, ["r/mnist-winner-seed3.json", *args[1:]])
+    result("mnist-winner-seed3", 2, 0.97, [])
+    with pytest.raises(ReportError, match=r"seeds .* repeat"):
+        RENDERERS["seeds"](tmp_path, args)
+    # a run whose seed 1 stalled trained seed 2: the seed it comes from is the one counted
+    result("mnist-winner-seed3", 3, 0.97, [])
+    record = json.loads((tmp_path / "r" / "mnist-winner-seed1.json").read_text())
+    record.update(trained_seed=2, stalled_seeds=[1])
+    (tmp_path / "r" / "mnist-winner-seed1.json").write_text(json.dumps(record))
+    with pytest.raises(ReportError, match=r"seeds \[0, 2, 2, 3\] repeat"):
+        RENDERERS["seeds"](tmp_path, args)

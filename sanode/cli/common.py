@@ -12,6 +12,10 @@ from pathlib import Path
 from ..config import CHOICES, ConfigError, TrainConfig
 
 NONE_WORDS = {"none", "null"}
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+# where a checkpoint's run executed (its machine's folders, device, threads): a config read from
+# a checkpoint leaves them to this machine's defaults and flags
+PLACE_KEYS = frozenset({"data_root", "mirror", "device", "threads"})
 EVAL_COLUMNS = ["eps_test", "noise_seed", "n", "exact", "partial", "wrong", "accuracy",
                 "nearest_accuracy", "m_f", "work_fraction"]  # fmt: skip
 
@@ -70,17 +74,29 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """What every command that trains takes: ``--config``, ``--quiet`` and one flag per
     ``TrainConfig`` setting."""
-    parser.add_argument("--config", help="YAML file of training settings (flags override it)")
+    parser.add_argument(
+        "--config",
+        help="YAML file of training settings, or a checkpoint (.pt) whose recipe to train again "
+        "(e.g. results/search/models/mnist_winner.pt); flags override it",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_options(parser)
 
 
 def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> TrainConfig:
-    """The ``--config`` file's settings, overridden by the flags given."""
+    """The ``--config`` file's settings, overridden by the flags given.
+
+    A checkpoint as ``--config`` gives the settings its model was trained with, except where
+    that run executed (:data:`PLACE_KEYS`: they take this machine's defaults): the recipe, e.g.
+    a search winner's, trained again from another ``--seed``."""
     values = {}
     if args.config:
         path = Path(args.config)
-        loaded = load_yaml(path, parser, "--config") or {}
+        loaded: object
+        if path.suffix in CHECKPOINT_SUFFIXES:
+            loaded = checkpoint_settings(path, parser)
+        else:
+            loaded = load_yaml(path, parser, "--config") or {}
         if not isinstance(loaded, dict):
             parser.error(f"--config {path} must hold a mapping of training settings")
         values.update(loaded)
@@ -93,6 +109,21 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
     except ConfigError as err:
         parser.error(f"{args.config}: {err}" if args.config else str(err))
         raise  # unreachable: parser.error exits
+
+
+def checkpoint_settings(path: Path, parser: argparse.ArgumentParser) -> dict:
+    """The training settings a checkpoint's model was trained with, less :data:`PLACE_KEYS`;
+    a missing or foreign file is one line."""
+    from ..files import load_checkpoint
+
+    try:
+        payload = load_checkpoint(path)
+    except (FileNotFoundError, ValueError) as err:
+        parser.error(f"--config {err}")
+    settings = payload.get("config")
+    if not isinstance(settings, dict):
+        parser.error(f"--config {path} holds no training settings (no 'config' entry)")
+    return {k: v for k, v in settings.items() if k not in PLACE_KEYS}
 
 
 def load_yaml(path: Path, parser: argparse.ArgumentParser, flag: str) -> object:

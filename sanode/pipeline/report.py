@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import TrainConfig
+from ..config import EXECUTION_KEYS, TrainConfig
 from .selection import plain_value
 
 _DEFAULT_T_TRAIN = TrainConfig().t_train  # a lever run names T_train only where it differs
@@ -248,6 +248,74 @@ def levers(root: Path, args: list[str]) -> str:
     return _table(header, body)
 
 
+def _recipe(settings: dict) -> dict:
+    """What a run computes, less its seed: the settings that must agree across one recipe's
+    seeds (a setting a result predates takes its default)."""
+    full = TrainConfig.from_dict(settings).to_dict()
+    return {k: v for k, v in full.items() if k not in EXECUTION_KEYS | {"seed"}}
+
+
+def _rollbacks(history: Iterable[dict]) -> int:
+    return sum(1 for record in history if "rollback" in record)
+
+
+def seeds(root: Path, args: list[str]) -> str:
+    """One recipe trained from several seeds, a row per data set: test H of each seed, their
+    mean and spread, collapse rollbacks. ARG: time-to-accuracy results (JSON globs) and,
+    optionally, ``pipeline=<accuracy.parquet>`` with ``models=<folder>``: the studies of that
+    table (noise-free rows) whose model the folder keeps (``<study>.pt``: its settings and
+    epochs) join as seeds of their data set. Seeds of one data set that are not one recipe
+    (settings other than the seed and where it ran differ), or repeat a seed, are an error."""
+    paths, options = _paths_and_options(args)
+    unknown = sorted(set(options) - {"pipeline", "models"})
+    if unknown or ("pipeline" in options) != ("models" in options):
+        raise ReportError("seeds takes result globs and optionally pipeline=PARQUET models=DIR")
+    runs = []  # (data set, label, seed, settings, test buckets, rollbacks)
+    for path in _files(root, paths):
+        r = json.loads(path.read_text())
+        seed = r.get("trained_seed", r["config"]["seed"])  # past any stalled seeds
+        runs.append((r["dataset"], f"`{path.stem}`", seed, r["config"],
+                     r["test"], _rollbacks(r.get("timeline", []))))  # fmt: skip
+    if "pipeline" in options:
+        from ..files import load_checkpoint
+
+        (table,) = _files(root, [options["pipeline"]])
+        if not any((root / options["models"]).glob("*.pt")):
+            raise ReportError(f"models={options['models']} holds no checkpoint (<study>.pt)")
+        datasets = {run[0] for run in runs}
+        frame = pd.read_parquet(table)
+        frame = frame[(frame["eps_test"] == 0) & frame["dataset"].isin(datasets)]
+        for row in frame.to_dict("records"):
+            model = root / options["models"] / f"{row['study']}.pt"
+            if not model.is_file():  # a study whose model is not kept (a search's trials)
+                continue
+            payload = load_checkpoint(model)
+            history = payload.get("history", [])
+            runs.append((row["dataset"], f"`{row['study']}`", int(row["train_seed"]),
+                         payload["config"], row, _rollbacks(history)))  # fmt: skip
+    body = []
+    for dataset in sorted({run[0] for run in runs}, key=[r[0] for r in runs].index):
+        mine = sorted((run for run in runs if run[0] == dataset), key=lambda run: run[2])
+        first = _recipe(mine[0][3])
+        for run in mine[1:]:
+            differ = sorted(k for k, v in _recipe(run[3]).items() if first.get(k) != v)
+            if differ:
+                raise ReportError(f"{dataset}: {run[1]} is not the recipe of {mine[0][1]} "
+                                  f"(settings {differ} differ)")  # fmt: skip
+        seen = [run[2] for run in mine]
+        if len(set(seen)) != len(seen):
+            raise ReportError(f"{dataset}: seeds {seen} repeat; each run needs its own seed")
+        accuracy = [float(run[4]["accuracy"]) for run in mine]
+        body.append([dataset, ", ".join(run[1] for run in mine), ", ".join(map(str, seen)),
+                     " / ".join(_pct(a) for a in accuracy),
+                     f"**{_pct(statistics.mean(accuracy))}**",
+                     f"{100 * (max(accuracy) - min(accuracy)):.2f} points",
+                     _pct(min(accuracy)), str(sum(run[5] for run in mine))])  # fmt: skip
+    header = ["data set", "runs", "seeds", "test H by seed", "mean", "spread (max − min)",
+              "lowest", "collapse rollbacks"]  # fmt: skip
+    return _table(header, body)
+
+
 def ablation(root: Path, args: list[str]) -> str:
     """Lever ablations (``sanode ablation`` results, ARG: JSON files): each arm's lever, epochs
     at the base run's work, training wall (and its ratio to the base's), test H and its change
@@ -429,6 +497,7 @@ RENDERERS: dict[str, Callable[[Path, list[str]], str]] = {
     "bench": bench,
     "matmul_ratio": matmul_ratio,
     "levers": levers,
+    "seeds": seeds,
     "ablation": ablation,
     "sensitivity": sensitivity,
     "trials": trials,

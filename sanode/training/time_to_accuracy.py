@@ -242,6 +242,9 @@ def time_to_accuracy(
         "levels": level_times(rows, (*LEVELS, target)),
         "test": {"t_eval": t_test, "tol": test_tol, "n": len(yt), **_buckets(test)},
         "threads": torch.get_num_threads(),
+        # the seed the model comes from: cfg.seed, or a later one where seeds stalled
+        "trained_seed": cfg.seed + len(result.stalled_seeds),
+        "stalled_seeds": result.stalled_seeds,
         "config": cfg.to_dict(),
         "timeline": rows,
     }
