@@ -208,3 +208,7 @@ def test_seeds_renderer_joins_a_recipes_seeds_and_refuses_another_recipe(tmp_pat
     (tmp_path / "r" / "mnist-winner-seed1.json").write_text(json.dumps(record))
     with pytest.raises(ReportError, match=r"seeds \[0, 2, 2, 3\] repeat"):
         RENDERERS["seeds"](tmp_path, args)
+    # a kept model stands for one row of its study, not for several seeds of it
+    pd.DataFrame([*rows, {**rows[0], "train_seed": 1}]).to_parquet(tmp_path / "accuracy.parquet")
+    with pytest.raises(ReportError, match="'mnist_winner' has several noise-free rows"):
+        RENDERERS["seeds"](tmp_path, args)

@@ -289,9 +289,13 @@ def seeds(root: Path, args: list[str]) -> str:
             model = root / options["models"] / f"{row['study']}.pt"
             if not model.is_file():  # a study whose model is not kept (a search's trials)
                 continue
-            payload = load_checkpoint(model)
+            if (frame["study"] == row["study"]).sum() > 1:
+                raise ReportError(f"{_rel(root, table)}: study {row['study']!r} has several "
+                                  "noise-free rows (seeds or training noises); its kept model "
+                                  "is one of them")  # fmt: skip
+            payload = load_checkpoint(model)  # its seed: the one it learned with (reseeds)
             history = payload.get("history", [])
-            runs.append((row["dataset"], f"`{row['study']}`", int(row["train_seed"]),
+            runs.append((row["dataset"], f"`{row['study']}`", int(payload["config"]["seed"]),
                          payload["config"], row, _rollbacks(history)))  # fmt: skip
     body = []
     for dataset in sorted({run[0] for run in runs}, key=[r[0] for r in runs].index):
