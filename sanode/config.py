@@ -59,6 +59,9 @@ EXECUTION_KEYS = frozenset(
     {"device", "threads", "eval_batch_size", "data_root", "mirror", "verify_checksums",
      "grad_segment", "fuse_steps"}
 )  # fmt: skip
+# Where a run executed (its machine's folders, device, threads; a subset of EXECUTION_KEYS): a
+# recipe read back from a checkpoint leaves them to the machine that trains it again.
+PLACE_KEYS = frozenset({"data_root", "mirror", "device", "threads"})
 
 
 def settings_digest(values: Any) -> str:

@@ -204,8 +204,8 @@ def test_a_checkpoint_as_config_trains_its_recipe_again(tmp_path, capsys):
     """``--config model.pt`` reads the settings the model was trained with (a search winner's
     recipe from another seed), less where that run executed; flags override it; a file that is
     no checkpoint is one line."""
-    from sanode.cli.common import PLACE_KEYS, config_from_args
-    from sanode.config import TrainConfig
+    from sanode.cli.common import config_from_args
+    from sanode.config import EXECUTION_KEYS, PLACE_KEYS, TrainConfig
     from sanode.files import save_checkpoint
 
     trained = TrainConfig(dataset="mnist", lr=0.0057, batch_size=100, loss="sign_margin",
@@ -219,6 +219,7 @@ def test_a_checkpoint_as_config_trains_its_recipe_again(tmp_path, capsys):
     cfg = config_from_args(args, parser)
     assert cfg.seed == 2 and cfg.threads == 1
     assert cfg.data_root == TrainConfig.data_root and cfg.mirror is None
+    assert PLACE_KEYS <= EXECUTION_KEYS  # where a run executed, never what it computes
     same = {k: v for k, v in trained.to_dict().items() if k not in PLACE_KEYS | {"seed"}}
     assert {k: cfg.to_dict()[k] for k in same} == same
 

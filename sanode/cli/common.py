@@ -9,13 +9,10 @@ import types
 import typing
 from pathlib import Path
 
-from ..config import CHOICES, ConfigError, TrainConfig
+from ..config import CHOICES, PLACE_KEYS, ConfigError, TrainConfig
 
 NONE_WORDS = {"none", "null"}
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-# where a checkpoint's run executed (its machine's folders, device, threads): a config read from
-# a checkpoint leaves them to this machine's defaults and flags
-PLACE_KEYS = frozenset({"data_root", "mirror", "device", "threads"})
 EVAL_COLUMNS = ["eps_test", "noise_seed", "n", "exact", "partial", "wrong", "accuracy",
                 "nearest_accuracy", "m_f", "work_fraction"]  # fmt: skip
 
