@@ -111,6 +111,37 @@ def test_time_to_accuracy_renderers_read_the_committed_results(tmp_path):
     assert f"**{100 * old['test']['accuracy']:.2f} %**" in table
     ratio = RENDERERS["tta_ratio"](root, ["r/tta-mnist-float32.json", "r/tta-mnist-bfloat16.json"])
     assert "points" in ratio and ratio.count("|") > 10
+    pairs = ["r/tta-mnist-float32.json", "r/tta-mnist-bfloat16.json"] * 2
+    lines = RENDERERS["tta_ratio"](root, pairs).strip().splitlines()
+    assert len(lines) == 4 and lines[2] == lines[3] == ratio.strip().splitlines()[2]  # a row a pair
+    with pytest.raises(ReportError, match="pairs of results"):
+        RENDERERS["tta_ratio"](root, pairs[:3])
+    with pytest.raises(ReportError, match="match 3 files, not one each"):
+        RENDERERS["tta_ratio"](root, ["r/tta-mnist-*.json", "r/tta-mnist-bfloat16.json"])
+
+
+def test_agreement_renderer_shows_how_a_runs_validation_sits_from_the_whole_splits(tmp_path):
+    from sanode.training.time_to_accuracy import agreement
+
+    timeline = [
+        {"epoch": e, "wall_s": 10.0 * e, "val_exact": 9 * e, "val_partial": 0,
+         "val_wrong": 100 - 9 * e, "val_accuracy": v, "audit_val_accuracy": w,
+         "audit_test_accuracy": t}
+        for e, v, w, t in ((1, 0.95, 0.955, 0.96), (2, 0.97, 0.962, 0.958))
+    ]  # fmt: skip
+    result = {"timeline": timeline, "agreement": agreement(timeline)}
+    (tmp_path / "run.json").write_text(json.dumps(result))
+    (tmp_path / "plain.json").write_text(json.dumps({"timeline": timeline}))
+    lines = RENDERERS["agreement"](tmp_path, ["run.json"]).strip().splitlines()
+    assert lines[0].startswith("| run | validation items | audited epochs |")
+    assert lines[0].endswith("| first epoch ≥ 0.96: val / whole val / test |")
+    assert lines[2] == "| `run` | 100 | 2 | 0.65 / 0.80 | 1.10 / 1.20 | 0.45 / 0.50 | 2 / 2 / 1 |"
+    at_95 = RENDERERS["agreement"](tmp_path, ["run.json", "level=0.95"])
+    assert at_95.strip().splitlines()[2].endswith("| 1 / 1 / 1 |")
+    with pytest.raises(ReportError, match=r"level=0\.955 is not one the audit records"):
+        RENDERERS["agreement"](tmp_path, ["run.json", "level=0.955"])
+    with pytest.raises(ReportError, match=r"plain\.json has no audit; run it with --audit"):
+        RENDERERS["agreement"](tmp_path, ["plain.json"])
 
 
 def test_trials_renderer_lists_each_trial_best_first(tmp_path):

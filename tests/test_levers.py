@@ -156,9 +156,30 @@ def test_batch_diagnostics_describe_every_batch():
     train(cfg, x, y, patterns, progress=False, batch_callback=lambda e, b, s: seen.append(s))
     assert len(seen) == -(-len(x) // cfg.batch_size)
     keys = {"loss", "gamma", "eig_on_clip", "states_on_clip", "grad_basis", "grad_eig",
-            "grad_gamma"}  # fmt: skip
+            "grad_gamma", "basis_cond", "coupling_error"}  # fmt: skip
     assert keys == set(seen[0])
     assert all(0 <= s["eig_on_clip"] <= 1 and s["grad_basis"] > 0 for s in seen)
+    assert all(s["basis_cond"] >= 1 and s["coupling_error"] == 0 for s in seen)  # A in float64
+
+
+def test_coupling_diagnostics_measure_the_float32_build_against_float64():
+    """basis_cond is Phi's 1-norm condition number; coupling_error the float32 build's relative
+    error, which grows with it (a solve loses about cond x float32 rounding)."""
+    from sanode.training.train import coupling_diagnostics
+
+    patterns = block_patterns(64, 4)
+    model = SANode(patterns, seed=0, dtype=torch.float32, coupling_dtype=torch.float32)
+    well = coupling_diagnostics(model)
+    cond = torch.linalg.cond(model.basis().detach(), 1)
+    assert well["basis_cond"] == pytest.approx(float(cond), rel=1e-9)
+    assert 0 < well["coupling_error"] < 1e-5
+    with torch.no_grad():  # nearly parallel eigenvectors: Phi close to singular
+        model.basis_free[:, 1] = model.basis_free[:, 0] + 1e-5 * model.basis_free[:, 1]
+    ill = coupling_diagnostics(model)
+    assert ill["basis_cond"] > 1e3 * well["basis_cond"]
+    assert ill["coupling_error"] > 100 * well["coupling_error"]
+    model64 = SANode(patterns, seed=0)
+    assert coupling_diagnostics(model64)["coupling_error"] == 0.0
 
 
 def test_batch_trace_replaces_the_lines_of_a_repeated_epoch(tmp_path):
@@ -189,8 +210,11 @@ def test_trace_summary_is_one_row_per_epoch(tmp_path):
              "grad_basis": 1.0, "grad_eig": 0.1, "grad_gamma": 0.01}  # fmt: skip
     for epoch, batch, gamma, grad in ((1, 1, 0.4, 1.0), (1, 2, 0.3, 3.0), (1, 3, 0.35, 2.0),
                                       (2, 1, 0.2, 0.0)):  # fmt: skip
-        trace(epoch, batch, {**stats, "loss": batch / 10, "gamma": gamma, "grad_basis": grad})
+        trace(epoch, batch, {**stats, "loss": batch / 10, "gamma": gamma, "grad_basis": grad,
+                             "basis_cond": 10.0 * grad,
+                             "coupling_error": 1e-6 * batch})  # fmt: skip
     one, two = trace_summary(path)
+    assert one["basis_cond_max"] == 30.0 and one["coupling_error_max"] == 3e-6
     assert one["epoch"] == 1 and one["batches"] == 3 and two["batches"] == 1
     assert one["gamma_first"] == 0.4 and one["gamma_min"] == 0.3 and one["gamma_max"] == 0.4
     assert one["grad_basis_median"] == 2.0 and one["grad_basis_max"] == 3.0

@@ -38,6 +38,12 @@ def add(sub) -> None:
         help="also write every batch's diagnostics (gamma, clip shares, gradient norms) to "
         "<out>/batches.jsonl",
     )
+    p.add_argument(
+        "--audit",
+        action="store_true",
+        help="also score every epoch's model on the whole validation and test splits, outside "
+        "the timed wall: how a validation subset (--val-per-class) agrees with them",
+    )
     add_training_arguments(p)
     p.set_defaults(func=run)
 
@@ -58,6 +64,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         compare_dtypes=args.compare_dtypes,
         progress=not args.quiet,
         trace_batches=args.trace_batches,
+        audit=args.audit,
     )
     reached = summary["time_to_target_s"]
     test = summary["test"]
@@ -81,6 +88,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"evaluated with {sw['eval_matmul_dtype']} products instead: test H "
             f"{sw['test']['accuracy']:.4f}, {sw['items_changing_bucket']} items change bucket, "
             f"{sw['sign_flips']} of {sw['signs']} final signs flip"
+        )
+    if summary.get("agreement"):
+        agree = summary["agreement"]
+        sub, test = agree["val_vs_whole_val"], agree["val_vs_test"]
+        print(
+            f"audit of {agree['epochs']} epochs: validation vs whole validation split "
+            f"{sub['mean_points']:.2f} points on average (max {sub['max_points']:.2f}); vs test "
+            f"{test['mean_points']:.2f} (max {test['max_points']:.2f})"
         )
     print(f"result: {out_dir / 'result.json'}")
     return 0

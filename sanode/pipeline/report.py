@@ -146,21 +146,57 @@ def _level(result: dict, key: str) -> str:
 
 
 def tta_ratio(root: Path, args: list[str]) -> str:
-    """Two time-to-accuracy results (ARG: before, after): the after/before wall-time ratio at
-    each validation level both reached, of the median epoch, and the test H difference."""
-    if len(args) != 2:
-        raise ReportError("tta_ratio takes two results: the reference and the new run")
-    before, after = (json.loads(p.read_text()) for p in _files(root, args))
-    cells = []
-    for key in ("0.900", "0.950", "0.960", "0.970"):
-        a, b = before["levels"].get(key), after["levels"].get(key)
-        cells.append("—" if a is None or b is None else f"{b['wall_s'] / a['wall_s']:.2f}")
-    epochs = [statistics.median(t["epoch_s"] for t in r["timeline"]) for r in (before, after)]
-    diff = 100 * (after["test"]["accuracy"] - before["test"]["accuracy"])
+    """Pairs of time-to-accuracy results (ARG: before after [before after ...]), a row per
+    pair: the after/before wall-time ratio at each validation level both reached, of the
+    median epoch, and the test H difference."""
+    if not args or len(args) % 2:
+        raise ReportError("tta_ratio takes pairs of results: a reference and its new run each")
     header = ["", "median epoch", "val H ≥ 0.90", "≥ 0.95", "≥ 0.96", "≥ 0.97", "test H"]
-    name = f"`{Path(args[1]).stem}` / `{Path(args[0]).stem}`"
-    row = [name, f"{epochs[1] / epochs[0]:.2f}", *cells, f"{diff:+.2f} points"]
-    return _table(header, [row])
+    body = []
+    for first, second in zip(args[::2], args[1::2], strict=True):
+        files = _files(root, [first, second])
+        if len(files) != 2:
+            raise ReportError(f"tta_ratio: {first} {second} match {len(files)} files, not one each")
+        before, after = (json.loads(p.read_text()) for p in files)
+        cells = []
+        for key in ("0.900", "0.950", "0.960", "0.970"):
+            a, b = before["levels"].get(key), after["levels"].get(key)
+            cells.append("—" if a is None or b is None else f"{b['wall_s'] / a['wall_s']:.2f}")
+        epochs = [statistics.median(t["epoch_s"] for t in r["timeline"]) for r in (before, after)]
+        diff = 100 * (after["test"]["accuracy"] - before["test"]["accuracy"])
+        name = f"`{Path(second).stem}` / `{Path(first).stem}`"
+        body.append([name, f"{epochs[1] / epochs[0]:.2f}", *cells, f"{diff:+.2f} points"])
+    return _table(header, body)
+
+
+def agreement(root: Path, args: list[str]) -> str:
+    """Time-to-accuracy runs with ``--audit`` (ARG: globs [level=0.96]): how far the run's own
+    validation H sat from the whole validation split and from the test set, in points over the
+    audited epochs (mean / largest), and the first epoch at which each reached ``level``."""
+    paths, options = _paths_and_options(args)
+    level = f"{float(options.get('level', '0.96')):.3f}"
+    body = []
+    for path in _files(root, paths):
+        r = json.loads(path.read_text())
+        agree = r.get("agreement")
+        if not agree:
+            raise ReportError(f"{_rel(root, path)} has no audit; run it with --audit")
+        first = r["timeline"][0]
+        items = sum(int(first[f"val_{b}"]) for b in ("exact", "partial", "wrong"))
+        gaps = [agree[k] for k in ("val_vs_whole_val", "val_vs_test", "whole_val_vs_test")]
+        if level not in agree["levels"]["val"]:
+            raise ReportError(f"agreement: level={options['level']} is not one the audit "
+                              f"records; use one of {sorted(agree['levels']['val'])}")  # fmt: skip
+        hits = [agree["levels"][k][level] for k in ("val", "whole_val", "test")]
+        body.append([
+            f"`{path.stem}`", _int(items), str(agree["epochs"]),
+            *(f"{g['mean_points']:.2f} / {g['max_points']:.2f}" for g in gaps),
+            " / ".join("—" if h is None else str(h["epoch"]) for h in hits),
+        ])  # fmt: skip
+    header = ["run", "validation items", "audited epochs", "val − whole val (points)",
+              "val − test", "whole val − test",
+              f"first epoch ≥ {float(level):g}: val / whole val / test"]  # fmt: skip
+    return _table(header, body)
 
 
 def eval_switches(root: Path, args: list[str]) -> str:
@@ -497,6 +533,7 @@ RENDERERS: dict[str, Callable[[Path, list[str]], str]] = {
     "secv": secv,
     "tta": tta,
     "tta_ratio": tta_ratio,
+    "agreement": agreement,
     "eval_switches": eval_switches,
     "bench": bench,
     "matmul_ratio": matmul_ratio,

@@ -10,10 +10,13 @@ re-scored with each other product mode of a float32 loop (float32, bfloat16, bfl
 count the items that change bucket and the final-state signs that flip.
 
 The run is resumable: the checkpoint and the timeline (``timeline.json``) are written after
-every epoch, so a killed run continues with its time so far. With ``trace_batches`` every
-training batch's diagnostics (loss, gamma, shares of eigenvalues and states on their clips,
-gradient norm per block) go to ``batches.jsonl`` as well: what a collapse looks like batch by
-batch.
+every epoch, so a killed run continues with its time so far. With ``audit`` every epoch's model
+is also scored on the whole validation split and the whole test split, outside the timed wall
+(the ``audit_s`` of each record): how far a validation subset (``val_per_class``) and
+validation itself sit from the test set, epoch by epoch (:func:`agreement`). With
+``trace_batches`` every training batch's diagnostics (loss, gamma, shares of eigenvalues and
+states on their clips, gradient norm per block) go to ``batches.jsonl`` as well: what a
+collapse looks like batch by batch.
 """
 
 from __future__ import annotations
@@ -112,6 +115,14 @@ class Timeline:
         self.rows.append({**metrics, "epoch_s": self.elapsed - before, "wall_s": self.elapsed})
         write_json(self.path, self.rows, what="timeline", indent=1)
 
+    def annotate(self, fields: dict[str, float]) -> None:
+        """Add ``fields`` to the last record, leaving the time since :meth:`record` (the work
+        that computed them) out of the wall time; it is recorded as the row's ``audit_s``."""
+        self.rows[-1].update(fields)
+        self.rows[-1]["audit_s"] = time.perf_counter() - self.tick
+        write_json(self.path, self.rows, what="timeline", indent=1)
+        self.tick = time.perf_counter()
+
 
 class BatchTrace:
     """Appends one JSON line per training batch (``epoch``, ``batch`` and the batch's
@@ -161,8 +172,45 @@ def trace_summary(path: str | os.PathLike) -> list[dict[str, float]]:
             norms = col[f"grad_{block}"]
             summary[f"grad_{block}_median"] = statistics.median(norms)
             summary[f"grad_{block}_max"] = max(norms)
+        for key in ("basis_cond", "coupling_error"):  # traces from before they were recorded
+            if key in col:
+                summary[f"{key}_max"] = max(col[key])
         out.append(summary)
     return out
+
+
+AUDIT_KEYS = ("audit_val_accuracy", "audit_test_accuracy")
+"""The scores ``audit`` adds to every epoch record: whole validation split, whole test split."""
+
+
+def agreement(timeline: list[dict[str, float]]) -> dict[str, Any] | None:
+    """How the per-epoch validation H (``val_accuracy``: the split or subset the run validated
+    on) agrees with the audit's whole validation split and whole test split: the mean and
+    largest absolute differences in points over the audited epochs, and the first epoch and
+    wall time at which each of them reaches each level of :data:`LEVELS`. None without audited
+    epochs."""
+    rows = [r for r in timeline if all(k in r for k in AUDIT_KEYS) and "val_accuracy" in r]
+    if not rows:
+        return None
+
+    def gaps(a: str, b: str) -> dict[str, float]:
+        d = [100.0 * abs(r[a] - r[b]) for r in rows]
+        return {"mean_points": sum(d) / len(d), "max_points": max(d)}
+
+    def levels(key: str) -> dict[str, dict[str, float] | None]:
+        return level_times([{**r, "val_accuracy": r[key]} for r in rows], LEVELS)
+
+    return {
+        "epochs": len(rows),
+        "val_vs_whole_val": gaps("val_accuracy", "audit_val_accuracy"),
+        "val_vs_test": gaps("val_accuracy", "audit_test_accuracy"),
+        "whole_val_vs_test": gaps("audit_val_accuracy", "audit_test_accuracy"),
+        "levels": {
+            "val": levels("val_accuracy"),
+            "whole_val": levels("audit_val_accuracy"),
+            "test": levels("audit_test_accuracy"),
+        },
+    }
 
 
 def _switch(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,
@@ -190,6 +238,7 @@ def time_to_accuracy(
     data_path: str | os.PathLike | None = None,
     progress: bool = True,
     trace_batches: bool = False,
+    audit: bool = False,
 ) -> dict[str, Any]:
     """Train ``cfg`` from scratch in ``out_dir`` and return (and write ``result.json``) the
     time to ``target`` validation H, the epoch it was reached, and the final test scores.
@@ -202,6 +251,11 @@ def time_to_accuracy(
             mode (float32, bfloat16, bfloat16x2) and report the bucket moves and sign flips.
         trace_batches: write every batch's diagnostics to ``out_dir/batches.jsonl`` (the
             lines of epochs a killed run repeats are replaced).
+        audit: after every epoch, score its model on the whole validation split (the
+            validation's horizon, tolerance and products) and the whole test split (``t_test``,
+            ``test_tol``), outside the timed wall; the result's ``agreement`` compares them
+            with the run's own validation. (With ``train_on_validation`` the validation split
+            is trained on, so only the test split is held out.)
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -215,8 +269,16 @@ def time_to_accuracy(
     xv, yv = data.split("val")
     timeline = Timeline(out_dir / TIMELINE, resume=(out_dir / CHECKPOINT).is_file())
 
+    xt, yt = data.split("test")
+    own = cfg.eval_products.name  # auto: what it resolved to on this device
+
     def record(epoch: int, metrics: dict[str, float], model) -> bool:
         timeline.record(epoch, metrics)
+        if audit:
+            whole_val = _score(model, cfg, xv, yv, cfg.t_eval, cfg.eval_tol, own)
+            test = _score(model, cfg, xt, yt, t_test, test_tol, own)
+            timeline.annotate(dict(zip(AUDIT_KEYS, (whole_val.accuracy, test.accuracy),
+                                       strict=True)))  # fmt: skip
         return stop_at_target and metrics.get("val_accuracy", 0.0) >= target
 
     trace = BatchTrace(out_dir / BATCHES, done=len(timeline.rows)) if trace_batches else None
@@ -224,8 +286,6 @@ def time_to_accuracy(
                    resume=True, callback=record, progress=progress,
                    batch_callback=trace)  # fmt: skip
     model = result.model
-    xt, yt = data.split("test")
-    own = cfg.eval_products.name  # auto: what it resolved to on this device
     test = _score(model, cfg, xt, yt, t_test, test_tol, own)
     rows = timeline.rows
     reached = first_reaching(rows, target)
@@ -248,6 +308,8 @@ def time_to_accuracy(
         "config": cfg.to_dict(),
         "timeline": rows,
     }
+    if audit:
+        summary["agreement"] = agreement(rows)
     if trace_batches:  # the trace per epoch (the batch lines stay in batches.jsonl)
         summary["batch_trace"] = trace_summary(out_dir / BATCHES)
     if compare_dtypes and model.dtype == torch.float32:
