@@ -15,8 +15,8 @@ is also scored on the whole validation split and the whole test split, outside t
 (the ``audit_s`` of each record): how far a validation subset (``val_per_class``) and
 validation itself sit from the test set, epoch by epoch (:func:`agreement`). With
 ``trace_batches`` every training batch's diagnostics (loss, gamma, shares of eigenvalues and
-states on their clips, gradient norm per block) go to ``batches.jsonl`` as well: what a
-collapse looks like batch by batch.
+states on their clips, gradient norm per block, Phi's condition number, the error of A's build)
+go to ``batches.jsonl`` as well: what a collapse looks like batch by batch.
 """
 
 from __future__ import annotations

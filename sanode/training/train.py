@@ -585,9 +585,10 @@ def averaged_model(model: SANode, decay: float | None):
 
 @torch.no_grad()
 def batch_diagnostics(model: SANode, out: torch.Tensor, loss: float) -> dict[str, float]:
-    """What a batch looked like after its backward pass: the loss, gamma, the share of the
-    trainable eigenvalues on their clip, the share of final states on the state clip and the
-    gradient norm of each block (eigenvectors, eigenvalues, gamma)."""
+    """What a batch looked like after its backward pass (before its optimiser step): the loss,
+    gamma, the share of the trainable eigenvalues on their clip, the share of final states on
+    the state clip, the gradient norm of each block (eigenvectors, eigenvalues, gamma) and
+    :func:`coupling_diagnostics` (Phi's condition number, the error of A's build)."""
     top = model.stability_bound() - model.margin
     stats = {
         "loss": loss,
