@@ -100,6 +100,18 @@ def test_report_errors_name_the_file_and_the_block(tmp_path):
         render_text("<!-- report:nope a -->\n<!-- /report -->", root, where="README.md")
 
 
+def test_a_query_with_a_comparison_renders_and_a_block_that_does_not_parse_is_an_error(tmp_path):
+    root = _tree(tmp_path)
+    block = "<!-- report:columns results/x/secV_accuracy.parquet source,exact where=exact>=9800 -->"
+    text = render_text(f"{block}\nold\n<!-- /report -->\n", root)
+    assert "| sanode | 9,800 |" in text and "paper" not in text and "old" not in text
+    # an opening without its closing marker (or its ' -->' on another line) would stay stale
+    with pytest.raises(ReportError, match=r"README\.md, line 2: a report block that does not"):
+        render_text(f"intro\n{block}\nno closing marker\n", root, where="README.md")
+    with pytest.raises(ReportError, match="line 1"):
+        render_text("<!-- report:columns a b\n-->\n<!-- /report -->", root)
+
+
 def test_time_to_accuracy_renderers_read_the_committed_results(tmp_path):
     root = tmp_path
     bench = ROOT / "results" / "bench"

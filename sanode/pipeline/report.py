@@ -31,10 +31,11 @@ _DEFAULT_T_TRAIN = TrainConfig().t_train  # a lever run names T_train only where
 
 DOC_FILES = ("README.md", "docs/*.md")
 BLOCK = re.compile(
-    r"(?P<open><!-- report:(?P<name>[\w-]+)(?P<args>[^>]*?) -->\n)(?P<body>.*?)"
+    r"(?P<open><!-- report:(?P<name>[\w-]+)(?P<args>[^\n]*?) -->\n)(?P<body>.*?)"
     r"(?P<close><!-- /report -->)",
     re.S,
 )
+OPENING = re.compile(r"<!-- report:")  # every one must open a block that BLOCK parses
 
 
 class ReportError(ValueError):
@@ -561,7 +562,23 @@ def render_text(text: str, root: Path, *, where: str = "") -> str:
             raise ReportError(f"{where}: report:{name}: {err}") from None
         return f"{match['open']}{body.rstrip()}\n{match['close']}"
 
+    _check_openings(text, where)
     return BLOCK.sub(one, text)
+
+
+def _check_openings(text: str, where: str) -> None:
+    """Every ``<!-- report:`` opens a block (its arguments and `` -->`` on one line, then a
+    ``<!-- /report -->``): one that does not would be left as it is, silently stale."""
+    starts = {m.start() for m in BLOCK.finditer(text)}
+    for m in OPENING.finditer(text):
+        if m.start() not in starts:
+            line = text.count("\n", 0, m.start()) + 1
+            opening = text[m.start() :].partition("\n")[0]
+            raise ReportError(
+                f"{where or 'text'}, line {line}: a report block that does not parse: "
+                f"{opening!r}; write it as "
+                "'<!-- report:NAME ARG ... -->', a line break, and a closing '<!-- /report -->'"
+            )
 
 
 def doc_files(root: Path) -> list[Path]:
