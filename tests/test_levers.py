@@ -173,6 +173,10 @@ def test_coupling_diagnostics_measure_the_float32_build_against_float64():
     cond = torch.linalg.cond(model.basis().detach(), 1)
     assert well["basis_cond"] == pytest.approx(float(cond), rel=1e-9)
     assert 0 < well["coupling_error"] < 1e-5
+    with torch.no_grad():  # the reference built from the inverse is the float64 solve's A
+        exact, built = model.coupling(torch.float64), model.coupling(torch.float32).double()
+        solved = float(torch.linalg.matrix_norm(built - exact) / torch.linalg.matrix_norm(exact))
+    assert well["coupling_error"] == pytest.approx(solved, rel=1e-6)
     with torch.no_grad():  # nearly parallel eigenvectors: Phi close to singular
         model.basis_free[:, 1] = model.basis_free[:, 0] + 1e-5 * model.basis_free[:, 1]
     ill = coupling_diagnostics(model)
