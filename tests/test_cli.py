@@ -1,7 +1,9 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from sanode.cli import build_parser, main
 from sanode.config import CHOICES
@@ -32,6 +34,30 @@ def test_bad_arguments_exit_2_with_message(argv, message, capsys):
         main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+RECIPES = sorted((Path(__file__).parents[1] / "workflow" / "config" / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_every_shipped_recipe_is_a_valid_training_config(recipe):
+    """What `--config workflow/config/recipes/<name>.yaml` trains, every key a setting."""
+    from sanode.cli.common import config_from_args
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "--config", str(recipe)])
+    cfg = config_from_args(args, parser)
+    settings = yaml.safe_load(recipe.read_text())
+    assert {k: getattr(cfg, k) for k in settings} == settings
+
+
+def test_the_fast_recipe_is_the_recommended_one_clipped_and_shorter():
+    """mnist-fast.yaml differs from mnist-onecycle.yaml only where docs/performance.md says."""
+    base, fast = (yaml.safe_load((RECIPES[0].parent / f"mnist-{n}.yaml").read_text())
+                  for n in ("onecycle", "fast"))  # fmt: skip
+    changed = {k for k in {*base, *fast} if base.get(k) != fast.get(k)}
+    assert changed == {"grad_clip_norm", "epochs", "val_per_class", "matmul_dtype",
+                       "eval_matmul_dtype", "coupling_dtype"}  # fmt: skip
 
 
 @pytest.mark.parametrize("key", sorted(CHOICES))
