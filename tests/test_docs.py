@@ -128,6 +128,26 @@ def test_time_to_accuracy_renderers_read_the_committed_results(tmp_path):
     assert len(lines) == 4 and lines[2] == lines[3] == ratio.strip().splitlines()[2]  # a row a pair
     with pytest.raises(ReportError, match="pairs of results"):
         RENDERERS["tta_ratio"](root, pairs[:3])
+    # a level only one run reached: a bound from the other run's whole training wall
+    level = {"epoch": 3, "wall_s": 30.0}
+    for name, levels, wall in (("ref", {}, 100.0), ("new", {"0.960": level}, 50.0)):
+        run = {"levels": levels, "train_wall_s": wall, "test": {"accuracy": 0.97},
+               "timeline": [{"epoch": 1, "epoch_s": 10.0, "wall_s": 10.0}]}  # fmt: skip
+        (root / "r" / f"{name}.json").write_text(json.dumps(run))
+    row = RENDERERS["tta_ratio"](root, ["r/ref.json", "r/new.json"]).strip().splitlines()[2]
+    assert row.split(" | ")[1:5] == ["1.00", "—", "—", "< 0.30"]
+    row = RENDERERS["tta_ratio"](root, ["r/new.json", "r/ref.json"]).strip().splitlines()[2]
+    assert row.split(" | ")[4] == "> 3.33"
+    # levels=whole_val: the new run's levels on the whole validation split, from its audit
+    with pytest.raises(ReportError, match=r"new\.json has no audit; levels=whole_val needs"):
+        RENDERERS["tta_ratio"](root, ["r/ref.json", "r/new.json", "levels=whole_val"])
+    audited = json.loads((root / "r" / "new.json").read_text())
+    audited["agreement"] = {"levels": {"whole_val": {"0.900": level, "0.960": None}}}
+    (root / "r" / "audited.json").write_text(json.dumps(audited))
+    row = RENDERERS["tta_ratio"](root, ["r/ref.json", "r/audited.json", "levels=whole_val"])
+    assert row.strip().splitlines()[2].split(" | ")[1:5] == ["1.00", "< 0.30", "—", "—"]
+    with pytest.raises(ReportError, match=r"options are levels=val\|whole_val"):
+        RENDERERS["tta_ratio"](root, ["r/ref.json", "r/new.json", "levels=test"])
     with pytest.raises(ReportError, match="match 3 files, not one each"):
         RENDERERS["tta_ratio"](root, ["r/tta-mnist-*.json", "r/tta-mnist-bfloat16.json"])
 
@@ -146,10 +166,11 @@ def test_agreement_renderer_shows_how_a_runs_validation_sits_from_the_whole_spli
     (tmp_path / "plain.json").write_text(json.dumps({"timeline": timeline}))
     lines = RENDERERS["agreement"](tmp_path, ["run.json"]).strip().splitlines()
     assert lines[0].startswith("| run | validation items | audited epochs |")
-    assert lines[0].endswith("| first epoch ≥ 0.96: val / whole val / test |")
-    assert lines[2] == "| `run` | 100 | 2 | 0.65 / 0.80 | 1.10 / 1.20 | 0.45 / 0.50 | 2 / 2 / 1 |"
+    assert lines[0].endswith("| first epoch ≥ 0.96 (wall): val / whole val / test |")
+    assert lines[2] == ("| `run` | 100 | 2 | 0.65 / 0.80 | 1.10 / 1.20 | 0.45 / 0.50 "
+                        "| 2 (20 s) / 2 (20 s) / 1 (10 s) |")  # fmt: skip
     at_95 = RENDERERS["agreement"](tmp_path, ["run.json", "level=0.95"])
-    assert at_95.strip().splitlines()[2].endswith("| 1 / 1 / 1 |")
+    assert at_95.strip().splitlines()[2].endswith("| 1 (10 s) / 1 (10 s) / 1 (10 s) |")
     with pytest.raises(ReportError, match=r"level=0\.955 is not one the audit records"):
         RENDERERS["agreement"](tmp_path, ["run.json", "level=0.955"])
     with pytest.raises(ReportError, match=r"plain\.json has no audit; run it with --audit"):

@@ -146,23 +146,48 @@ def _level(result: dict, key: str) -> str:
     return "—" if hit is None else f"ep. {hit['epoch']}, {hit['wall_s']:,.0f} s"
 
 
+def _train_wall(result: dict) -> float:
+    """A time-to-accuracy result's whole training wall (its last epoch's, for older files)."""
+    return float(result.get("train_wall_s") or result["timeline"][-1]["wall_s"])
+
+
 def tta_ratio(root: Path, args: list[str]) -> str:
-    """Pairs of time-to-accuracy results (ARG: before after [before after ...]), a row per
-    pair: the after/before wall-time ratio at each validation level both reached, of the
-    median epoch, and the test H difference."""
-    if not args or len(args) % 2:
+    """Pairs of time-to-accuracy results (ARG: before after [before after ...]
+    [levels=whole_val]), a row per pair: the after/before wall-time ratio at each validation
+    level both reached, of the median epoch, and the test H difference. Where only one run
+    reached a level the cell is a bound: ``< r`` (the reference had not reached it when its
+    whole training wall was over: the ratio is below the new run's time over that wall),
+    ``> r`` the other way round. ``levels=whole_val`` reads the new runs' levels on the whole
+    validation split instead (their ``--audit``; for a new run that validated on a subset)."""
+    paths, options = _paths_and_options(args)
+    if not paths or len(paths) % 2:
         raise ReportError("tta_ratio takes pairs of results: a reference and its new run each")
+    source = options.pop("levels", "val")
+    if options or source not in ("val", "whole_val"):
+        raise ReportError(f"tta_ratio: options are levels=val|whole_val, got {args}")
     header = ["", "median epoch", "val H ≥ 0.90", "≥ 0.95", "≥ 0.96", "≥ 0.97", "test H"]
     body = []
-    for first, second in zip(args[::2], args[1::2], strict=True):
+    for first, second in zip(paths[::2], paths[1::2], strict=True):
         files = _files(root, [first, second])
         if len(files) != 2:
             raise ReportError(f"tta_ratio: {first} {second} match {len(files)} files, not one each")
         before, after = (json.loads(p.read_text()) for p in files)
+        levels = after["levels"]
+        if source == "whole_val":
+            if not after.get("agreement"):
+                raise ReportError(f"{second} has no audit; levels=whole_val needs --audit")
+            levels = after["agreement"]["levels"]["whole_val"]
         cells = []
         for key in ("0.900", "0.950", "0.960", "0.970"):
-            a, b = before["levels"].get(key), after["levels"].get(key)
-            cells.append("—" if a is None or b is None else f"{b['wall_s'] / a['wall_s']:.2f}")
+            a, b = before["levels"].get(key), levels.get(key)
+            if a is not None and b is not None:
+                cells.append(f"{b['wall_s'] / a['wall_s']:.2f}")
+            elif b is not None:  # the reference never got there within its wall
+                cells.append(f"< {b['wall_s'] / _train_wall(before):.2f}")
+            elif a is not None:
+                cells.append(f"> {_train_wall(after) / a['wall_s']:.2f}")
+            else:
+                cells.append("—")
         epochs = [statistics.median(t["epoch_s"] for t in r["timeline"]) for r in (before, after)]
         diff = 100 * (after["test"]["accuracy"] - before["test"]["accuracy"])
         name = f"`{Path(second).stem}` / `{Path(first).stem}`"
@@ -173,7 +198,8 @@ def tta_ratio(root: Path, args: list[str]) -> str:
 def agreement(root: Path, args: list[str]) -> str:
     """Time-to-accuracy runs with ``--audit`` (ARG: globs [level=0.96]): how far the run's own
     validation H sat from the whole validation split and from the test set, in points over the
-    audited epochs (mean / largest), and the first epoch at which each reached ``level``."""
+    audited epochs (mean / largest), and the first epoch at which each reached ``level`` with
+    the run's training wall then (the audit's own time is not in it)."""
     paths, options = _paths_and_options(args)
     level = f"{float(options.get('level', '0.96')):.3f}"
     body = []
@@ -192,11 +218,11 @@ def agreement(root: Path, args: list[str]) -> str:
         body.append([
             f"`{path.stem}`", _int(items), str(agree["epochs"]),
             *(f"{g['mean_points']:.2f} / {g['max_points']:.2f}" for g in gaps),
-            " / ".join("—" if h is None else str(h["epoch"]) for h in hits),
+            " / ".join("—" if h is None else f"{h['epoch']} ({h['wall_s']:,.0f} s)" for h in hits),
         ])  # fmt: skip
     header = ["run", "validation items", "audited epochs", "val − whole val (points)",
               "val − test", "whole val − test",
-              f"first epoch ≥ {float(level):g}: val / whole val / test"]  # fmt: skip
+              f"first epoch ≥ {float(level):g} (wall): val / whole val / test"]  # fmt: skip
     return _table(header, body)
 
 
