@@ -146,7 +146,7 @@ def test_time_to_accuracy_renderers_read_the_committed_results(tmp_path):
     (root / "r" / "audited.json").write_text(json.dumps(audited))
     row = RENDERERS["tta_ratio"](root, ["r/ref.json", "r/audited.json", "levels=whole_val"])
     assert row.strip().splitlines()[2].split(" | ")[1:5] == ["1.00", "< 0.30", "—", "—"]
-    with pytest.raises(ReportError, match=r"options are levels=val\|whole_val"):
+    with pytest.raises(ReportError, match=r"options are levels=val\|whole_val, got levels=test"):
         RENDERERS["tta_ratio"](root, ["r/ref.json", "r/new.json", "levels=test"])
     with pytest.raises(ReportError, match="match 3 files, not one each"):
         RENDERERS["tta_ratio"](root, ["r/tta-mnist-*.json", "r/tta-mnist-bfloat16.json"])

@@ -164,7 +164,8 @@ def tta_ratio(root: Path, args: list[str]) -> str:
         raise ReportError("tta_ratio takes pairs of results: a reference and its new run each")
     source = options.pop("levels", "val")
     if options or source not in ("val", "whole_val"):
-        raise ReportError(f"tta_ratio: options are levels=val|whole_val, got {args}")
+        given = " ".join(f"{k}={v}" for k, v in {**options, "levels": source}.items())
+        raise ReportError(f"tta_ratio: options are levels=val|whole_val, got {given}")
     header = ["", "median epoch", "val H ≥ 0.90", "≥ 0.95", "≥ 0.96", "≥ 0.97", "test H"]
     body = []
     for first, second in zip(paths[::2], paths[1::2], strict=True):
