@@ -146,11 +146,6 @@ def _level(result: dict, key: str) -> str:
     return "—" if hit is None else f"ep. {hit['epoch']}, {hit['wall_s']:,.0f} s"
 
 
-def _train_wall(result: dict) -> float:
-    """A time-to-accuracy result's whole training wall (its last epoch's, for older files)."""
-    return float(result.get("train_wall_s") or result["timeline"][-1]["wall_s"])
-
-
 def tta_ratio(root: Path, args: list[str]) -> str:
     """Pairs of time-to-accuracy results (ARG: before after [before after ...]
     [levels=whole_val]), a row per pair: the after/before wall-time ratio at each validation
@@ -184,9 +179,9 @@ def tta_ratio(root: Path, args: list[str]) -> str:
             if a is not None and b is not None:
                 cells.append(f"{b['wall_s'] / a['wall_s']:.2f}")
             elif b is not None:  # the reference never got there within its wall
-                cells.append(f"< {b['wall_s'] / _train_wall(before):.2f}")
+                cells.append(f"< {b['wall_s'] / before['train_wall_s']:.2f}")
             elif a is not None:
-                cells.append(f"> {_train_wall(after) / a['wall_s']:.2f}")
+                cells.append(f"> {after['train_wall_s'] / a['wall_s']:.2f}")
             else:
                 cells.append("—")
         epochs = [statistics.median(t["epoch_s"] for t in r["timeline"]) for r in (before, after)]
