@@ -4,10 +4,16 @@ One training step builds A once and takes its backward pass once; at 55 Euler st
 a fifth of a bfloat16 step on a 2-core EPYC. This times, interleaved in rounds, the forward
 build plus its backward pass (a fixed dL/dA) at N = 784, K = 10, 2 threads:
 
-* ``solve-float64`` - what a float32 run trains with (``coupling_dtype: float64``): a float64
-  LU solve, autograd's backward (one more solve with the factors, one GEMM).
+* ``solve-float64`` - the build before ``sanode.core.coupling`` (what a float32 run trained
+  with, ``coupling_dtype: float64``): a float64 ``torch.linalg.solve`` and autograd's backward
+  (one more solve with the factors, one GEMM).
 * ``solve-float32`` - the same in float32 plus the kernel projection (``coupling_dtype:
-  float32``, what the bfloat16 recipes train with).
+  float32`` before ``sanode.core.coupling``).
+* ``lu-torch-float64`` / ``lu-torch-float32`` - ``sanode.core.coupling`` (one LU of Phi^T,
+  the solves and the backward written out) with torch's ``lu_solve``.
+* ``lu-openblas-float64`` / ``lu-openblas-float32`` - the same with scipy's OpenBLAS
+  ``getrs`` for the two solves (what ``auto`` picks on the CPU where the thread settings of
+  ``sanode.core.lapack_env`` hold).
 * ``inverse-float32`` - an explicit inverse P = Phi^-1 (LU and getri), A = (Phi diag lambda) P,
   and a hand-written backward that uses P instead of a solve: M = G P^T,
   dL/dPhi = M diag(lambda) - A^T M, dL/dlambda = diag(Phi^T M).
@@ -15,7 +21,8 @@ build plus its backward pass (a fixed dL/dA) at N = 784, K = 10, 2 threads:
   loop's own dL/dA comes from bfloat16 products already).
 
 Each row: the median milliseconds over rounds, A's and the gradients' relative errors against
-the float64 solve. Medians over rounds; each round times every route back to back.
+the float64 solve. Medians over rounds; each round times every route back to back. Run it as
+a script (``sanode`` is imported first, so its thread settings hold).
 
     python bench/coupling_routes.py results/bench/coupling-routes.json [--rounds 15]
 """
@@ -26,12 +33,18 @@ import argparse
 import statistics
 import time
 
+# isort: off
+import sanode  # noqa: F401  (before torch: its thread settings, sanode.core.lapack_env)
+
+# isort: on
 import torch
 from bf16_capability import cpu_model  # this folder's script (on sys.path when run)
 
 from sanode import block_patterns
+from sanode.core.coupling import use_lapack
 from sanode.core.model import SANode
 from sanode.files import write_json
+from sanode.training.memory import keep_freed_memory
 
 
 class _Inverse(torch.autograd.Function):
@@ -68,12 +81,31 @@ def routes(model: SANode) -> dict:
 
         return build
 
-    return {
-        "solve-float64": lambda: model.coupling(torch.float64),
-        "solve-float32": lambda: model.coupling(torch.float32),
-        "inverse-float32": inverse(False),
-        "inverse-bf16-backward": inverse(True),
-    }
+    def solve(dtype):
+        def build():
+            phi = model.basis().to(dtype)
+            a = torch.linalg.solve(phi, phi * model.eigenvalues().to(dtype), left=False)
+            if dtype != torch.float64:
+                fixed = model.basis_fixed.to(dtype)
+                a = a - (a @ fixed) @ fixed.T
+            return a
+
+        return build
+
+    def lu(route, dtype):
+        def build():
+            use_lapack(route)
+            return model.coupling(dtype)
+
+        return build
+
+    table = {"solve-float64": solve(torch.float64), "solve-float32": solve(torch.float32)}
+    for route in ("torch", "openblas"):
+        for dtype in (torch.float64, torch.float32):
+            table[f"lu-{route}-{str(dtype)[6:]}"] = lu(route, dtype)
+    table["inverse-float32"] = inverse(False)
+    table["inverse-bf16-backward"] = inverse(True)
+    return table
 
 
 def main() -> None:
@@ -83,6 +115,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as training does
     model = SANode(block_patterns(784, 10), seed=0)
     grad = torch.randn(784, 784, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     params = (model.basis_free, model.eig_free)

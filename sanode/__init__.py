@@ -16,6 +16,11 @@ import importlib.machinery
 import importlib.util
 import sys
 
+from .core import lapack_env
+
+# before anything loads torch or scipy's LAPACK (sanode.core.lapack_env: why)
+lapack_env.prepare()
+
 __version__ = "0.1.0"
 __all__ = [
     "SOLVERS",

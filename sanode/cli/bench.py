@@ -63,14 +63,23 @@ def add(sub) -> None:
         "and the bfloat16 training step and matmul blocks, the bfloat16 speed-up as a share of "
         "the matmul ratio (median over rounds; CPU)",
     )
+    p.add_argument(
+        "--lapack",
+        choices=["auto", "openblas", "torch"],
+        default="auto",
+        help="the LAPACK of the coupling matrix's solves (sanode.core.coupling.use_lapack): "
+        "auto (scipy's OpenBLAS on the CPU where its thread settings hold), or one of them",
+    )
     p.add_argument("--out", help="also write the table as JSON here")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..config import resolve_device
+    from ..core.coupling import use_lapack
     from ..training.bench import run_benchmark
 
+    use_lapack(args.lapack)
     if args.paired:
         return _paired(args, parser)
     run_benchmark(

@@ -8,6 +8,7 @@ from typing import overload
 import torch
 from torch import nn
 
+from .coupling import coupling_matrix
 from .euler_grad import euler_loop
 from .integrate import Dynamics, integrate, num_steps
 from .patterns import check_patterns
@@ -135,17 +136,13 @@ class SANode(nn.Module):
         return torch.cat([self.basis_free, self.basis_fixed], dim=1)
 
     def coupling(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """(N, N) coupling ``A = Phi diag(lambda) Phi^-1`` in ``dtype`` (a linear solve, no
-        inverse). Below float64 the solve's error would leave the planted patterns slightly
-        outside A's kernel (|A p| ~ 3e-4 in float32 at initialisation), so A is projected onto
-        the complement of their span, ``A - (A U) U^T`` (U: the fixed orthonormal block): the
+        """(N, N) coupling ``A = Phi diag(lambda) Phi^-1`` in ``dtype`` (float64 or float32):
+        one LU of Phi and a solve, no inverse (:func:`sanode.core.coupling.coupling_matrix`).
+        Below float64 the solve's error would leave the planted patterns slightly outside A's
+        kernel (|A p| ~ 3e-4 in float32 at initialisation), so A is projected onto the
+        complement of their span, ``A - (A U) U^T`` (U: the fixed orthonormal block): the
         same A in exact arithmetic, with |A p| at float32 rounding (~2e-5)."""
-        phi = self.basis().to(dtype)
-        coupling = torch.linalg.solve(phi, phi * self.eigenvalues().to(dtype), left=False)
-        if dtype != torch.float64:
-            fixed = self.basis_fixed.to(dtype)
-            coupling = coupling - (coupling @ fixed) @ fixed.T
-        return coupling
+        return coupling_matrix(self.basis_free, self.eigenvalues(), self.basis_fixed, dtype)
 
     @property
     def products(self) -> Products:

@@ -250,6 +250,7 @@ def provenance_tags(cwd: str | os.PathLike | None = None) -> dict[str, str]:
     import torch
 
     from .. import __version__
+    from ..core.coupling import lapack_route
 
     tags = {
         "sanode.git_revision": git_revision(cwd),
@@ -258,6 +259,8 @@ def provenance_tags(cwd: str | os.PathLike | None = None) -> dict[str, str]:
         "sanode.mlflow_version": mlflow.__version__,
         "sanode.python": platform.python_version(),
         "sanode.host": platform.node(),
+        # the LAPACK of A's solves on the CPU (sanode.core.coupling): their rounding differs
+        "sanode.lapack": lapack_route(torch.device("cpu"), torch.float32),
     }
     try:
         import ray

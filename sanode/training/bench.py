@@ -43,11 +43,13 @@ import torch
 
 from ..config import matmul_precision, torch_dtype
 from ..core.converge import integrate_until_converged
+from ..core.coupling import lapack_route
 from ..core.integrate import Dynamics, get_solver, integrate
 from ..core.model import SANode
 from ..core.patterns import block_patterns
 from ..core.products import Products, dtype_name
 from .memory import keep_freed_memory, track_live_memory
+from .train import adam
 
 TRAIN_VARIANTS = ("naive", "autograd", "sanode", "sanode-seg", "sanode-a32", "sanode-fused")
 BENCH_DTYPES = ("float32", "float64", "bfloat16")
@@ -168,7 +170,7 @@ def _training_setup(variant: str, *, n, k, batch, steps, dtype, device, dt=0.1):
     coupling = torch.float32 if variant in ("sanode-a32", "sanode-fused") else torch.float64
     model = SANode(patterns, dtype=dtype, products=mm, coupling_dtype=coupling,
                    seed=0).to(device)  # fmt: skip
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = adam(model.parameters(), lr=1e-3)  # what training runs
     gen = torch.Generator().manual_seed(1)
     x0 = torch.rand(batch, n, generator=gen, dtype=dtype).to(device)
     target = patterns[torch.randint(0, k, (batch,), generator=gen)].to(device, dtype)
@@ -349,7 +351,8 @@ def run_benchmark(
     rows = []
     print(
         f"sanode bench: N={n}, K={k}, batch={batch}, device={dev}, threads="
-        f"{torch.get_num_threads()}, float32 matmul precision={precision}"
+        f"{torch.get_num_threads()}, float32 matmul precision={precision}, coupling solves: "
+        f"{lapack_route(dev, torch.float32)}"
     )
     with matmul_precision(precision):
         for name in dtypes:

@@ -21,6 +21,7 @@ import time
 
 import torch
 
+from ..core.coupling import lapack_route
 from .bench import _training_setup
 
 # (label, bench variant, product dtype): the float32 reference and the two bfloat16 steps
@@ -68,7 +69,8 @@ def paired_speedup(
             seconds[label].append(_clock() - t0)
         mm = {dtype: _mm_seconds(*mats[dtype], mm_reps) for dtype in mats}
         mm_ratio.append(mm["float32"] / mm["bfloat16"])
-    row: dict = {"steps": steps, "batch": batch, "rounds": rounds}
+    row: dict = {"steps": steps, "batch": batch, "rounds": rounds,
+                 "lapack": lapack_route(device, torch.float32)}  # fmt: skip
     row.update({f"{label}_step_s": statistics.median(seconds[label]) for label in runs})
     row["matmul_ratio"] = statistics.median(mm_ratio)
     for prefix, label in (("", "bfloat16"), ("fused_", "fused")):
@@ -85,7 +87,8 @@ def paired_speedup(
 def print_paired(rows: list[dict]) -> None:
     print(
         "paired rounds (float32 step with A in float64 | bfloat16 products with A in float32 | "
-        "the same, fused steps | matmul blocks, back to back each round; medians over rounds):"
+        "the same, fused steps | matmul blocks, back to back each round; medians over rounds; "
+        f"coupling solves: {rows[0]['lapack'] if rows else '-'}):"
     )
     print(f"{'steps':>6} {'rounds':>6} {'f32 s':>7} {'mm x f32':>8} {'step':>6} {'s':>7} "
           f"{'x f32':>6} {'of mm':>6} {'range':>11}")  # fmt: skip
