@@ -79,7 +79,8 @@ def _match_threads() -> None:
 def _solve(lu: torch.Tensor, pivots: torch.Tensor, rhs: torch.Tensor, route: str,
            adjoint: bool) -> torch.Tensor:  # fmt: skip
     """X (N, N) row-major with ``X Phi = R`` (``adjoint``: ``X Phi^T = R``) for R = ``rhs``
-    (N, N) row-major, (lu, pivots) the LU factors of Phi; ``rhs`` may be overwritten."""
+    (N, N; any strides for torch, row-major for OpenBLAS, which may overwrite it), (lu, pivots)
+    the LU factors of Phi."""
     if route == "torch":
         return torch.linalg.lu_solve(lu, pivots, rhs, left=False, adjoint=adjoint)
     _match_threads()
@@ -127,7 +128,7 @@ class _Coupling(torch.autograd.Function):
             g = torch.addmm(g, g @ u, u.T, alpha=-1.0)  # a new tensor: the solve may overwrite
         elif ctx.route == "openblas":
             g = g.clone(memory_format=torch.contiguous_format)
-        m_ = _solve(lu, pivots, g.contiguous(), ctx.route, adjoint=True)  # M Phi^T = G
+        m_ = _solve(lu, pivots, g, ctx.route, adjoint=True)  # M Phi^T = G
         k = ctx.free_columns
         grad_free = torch.addmm(m_[:, :k] * lam[:k], a.T, m_[:, :k], alpha=-1.0)
         grad_lam = (phi * m_).sum(0)
