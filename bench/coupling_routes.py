@@ -9,7 +9,7 @@ build plus its backward pass (a fixed dL/dA) at N = 784, K = 10, 2 threads:
   (one more solve with the factors, one GEMM).
 * ``solve-float32`` - the same in float32 plus the kernel projection (``coupling_dtype:
   float32`` before ``sanode.core.coupling``).
-* ``lu-torch-float64`` / ``lu-torch-float32`` - ``sanode.core.coupling`` (one LU of Phi^T,
+* ``lu-torch-float64`` / ``lu-torch-float32`` - ``sanode.core.coupling`` (one LU of Phi,
   the solves and the backward written out) with torch's ``lu_solve``.
 * ``lu-openblas-float64`` / ``lu-openblas-float32`` - the same with scipy's OpenBLAS
   ``getrs`` for the two solves (what ``auto`` picks on the CPU where the thread settings of

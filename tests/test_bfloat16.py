@@ -1,6 +1,8 @@
 """bfloat16 matrix products (matmul_dtype): gradients, training, evaluation, bench rows."""
 
+import importlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -134,7 +136,8 @@ def test_bench_paired_rounds_interleave_float32_and_bfloat16(tmp_path, capsys, m
     def setup(variant, **kw):
         return (lambda: now.__setitem__(0, now[0] + next(steps[variant]))), None
 
-    mm = iter([0.0, 0.0, 3.0, 1.0, 2.0, 1.0])  # two warm-ups, then f32 / bf16 per round
+    # four warm-ups, then per round f32, torch.mm f32, bf16, torch.mm bf16
+    mm = iter([0.0] * 4 + [3.0, 6.0, 1.0, 1.0] + [2.0, 4.0, 1.0, 1.0])
     monkeypatch.setattr(bp, "_training_setup", setup)
     monkeypatch.setattr(bp, "_mm_seconds", lambda *a: next(mm))
     monkeypatch.setattr(bp, "_clock", lambda: now[0])
@@ -142,8 +145,28 @@ def test_bench_paired_rounds_interleave_float32_and_bfloat16(tmp_path, capsys, m
     assert row["step_ratio"] == 3.0 and row["matmul_ratio"] == 2.5
     assert row["of_matmul_ratio"] == statistics.median([2.0 / 3.0, 4.0 / 2.0])
     assert (row["of_matmul_ratio_min"], row["of_matmul_ratio_max"]) == (2.0 / 3.0, 2.0)
+    assert row["torch_matmul_ratio"] == 5.0
+    assert row["of_torch_matmul_ratio"] == statistics.median([2.0 / 6.0, 4.0 / 4.0])
     assert row["fused_step_ratio"] == 5.0  # median of 2 / 1 and 4 / 0.5
     assert row["fused_of_matmul_ratio"] == statistics.median([2.0 / 3.0, 8.0 / 2.0])
+
+
+def test_step_parts_bench_splits_each_step_into_its_parts(monkeypatch):
+    # bench/step_parts.py (a script beside bf16_capability.py): each dtype's step, products,
+    # coupling and optimiser, and the remainder; tiny sizes, one round
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench"))
+    step_parts = importlib.import_module("step_parts")
+    row = step_parts.measure(steps=3, rounds=1, n=16, k=2, batch=4)
+    for dtype in ("float32", "bfloat16"):
+        parts = [row[f"{dtype}_{p}_ms"] for p in ("products", "coupling", "optimizer")]
+        assert all(t > 0 for t in parts)
+        assert row[f"{dtype}_other_ms"] == pytest.approx(row[f"{dtype}_step_ms"] - sum(parts))
+    target = row["float32_step_ms"] / (0.8 * row["matmul_ratio"])
+    assert row["target_bfloat16_step_ms"] == pytest.approx(target)
+    spent = sum(row[f"bfloat16_{p}_ms"] for p in ("products", "coupling", "optimizer"))
+    assert row["target_other_ms"] == pytest.approx(target - spent)
+    assert row["lapack"] in ("openblas", "torch") and row["gemm"] in ("onednn", "torch")
+    assert row["steps"] == 3
 
 
 def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):

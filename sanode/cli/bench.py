@@ -70,6 +70,13 @@ def add(sub) -> None:
         help="the LAPACK of the coupling matrix's solves (sanode.core.coupling.use_lapack): "
         "auto (scipy's OpenBLAS on the CPU where its thread settings hold), or one of them",
     )
+    p.add_argument(
+        "--gemm",
+        choices=["auto", "onednn", "torch"],
+        default="auto",
+        help="the route of the loops' float32 and bfloat16 products (sanode.core.gemm.use_gemm): "
+        "auto (oneDNN where torch's CPU GEMM is MKL on an AMD processor), or one of them",
+    )
     p.add_argument("--out", help="also write the table as JSON here")
     p.set_defaults(func=run)
 
@@ -77,9 +84,14 @@ def add(sub) -> None:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..config import resolve_device
     from ..core.coupling import use_lapack
+    from ..core.gemm import use_gemm
     from ..training.bench import run_benchmark
 
     use_lapack(args.lapack)
+    try:
+        use_gemm(args.gemm)
+    except ValueError as err:
+        parser.error(str(err))
     if args.paired:
         return _paired(args, parser)
     run_benchmark(

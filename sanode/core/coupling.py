@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import lapack_env
+from . import gemm, lapack_env
 
 ROUTES = ("auto", "openblas", "torch")
 _route = "auto"
@@ -130,7 +130,7 @@ class _Coupling(torch.autograd.Function):
             g = g.clone(memory_format=torch.contiguous_format)
         m_ = _solve(lu, pivots, g, ctx.route, adjoint=True)  # M Phi^T = G
         k = ctx.free_columns
-        grad_free = torch.addmm(m_[:, :k] * lam[:k], a.T, m_[:, :k], alpha=-1.0)
+        grad_free = gemm.addmm_(m_[:, :k] * lam[:k], a.T, m_[:, :k], alpha=-1.0)
         grad_lam = (phi * m_).sum(0)
         free_dtype, lam_dtype = ctx.grad_dtypes
         return grad_free.to(free_dtype), grad_lam.to(lam_dtype), None, None

@@ -39,19 +39,24 @@ import math
 
 import torch
 
+from .gemm import Weight, addmm_
+
 
 class _Product:
     """``out = scale * factor + x @ w`` for (B, N) states ``x`` and a fixed (N, N) ``w``.
 
-    With ``w`` in the states' dtype this is a multiply and one ``addmm``. With bfloat16 ``w``
-    (a float32 loop) ``x`` is cast into a reused bfloat16 buffer, the product written into a
-    reused buffer, copied into ``out`` and ``scale * factor`` added in one ``addcmul_``: fresh
-    operands and results for every product cost about a quarter of the product itself on a
-    CPU, and a mixed-dtype add (float32 + bfloat16) twice the plain passes.
+    With ``w`` in the states' dtype this is a multiply and one ``addmm`` (or, on oneDNN's route,
+    :mod:`sanode.core.gemm`, the product with ``w`` packed once and one ``addcmul``). With
+    bfloat16 ``w`` (a float32 loop) ``x`` is cast into a reused bfloat16 buffer, the product
+    written into a reused buffer (torch.mm) or a fresh one (oneDNN), copied into ``out`` and
+    ``scale * factor`` added in one ``addcmul_``: fresh operands and results for every product
+    cost about a quarter of the product itself on a CPU, and a mixed-dtype add (float32 +
+    bfloat16) twice the plain passes.
     """
 
     def __init__(self, w: torch.Tensor, like: torch.Tensor) -> None:
         self.w = w
+        self.weight = Weight(w, like.shape[0])  # through oneDNN where that is faster (gemm)
         self.mixed = w.dtype != like.dtype
         if self.mixed:
             self.operand = torch.empty(like.shape, dtype=w.dtype, device=like.device)
@@ -66,12 +71,14 @@ class _Product:
         ``operand`` (mixed only): where to cast x (default: the reused buffer), e.g. a row that
         a later product reads again."""
         if not self.mixed:
-            torch.addmm(scale.mul_(factor), x, self.w, out=out)
+            if self.weight.packed is None:
+                torch.addmm(scale.mul_(factor), x, self.w, out=out)
+            else:
+                torch.addcmul(self.weight(x), scale, factor, out=out)
             return
         operand = self.operand if operand is None else operand
         operand.copy_(x)
-        torch.mm(operand, self.w, out=self.result)
-        out.copy_(self.result)
+        out.copy_(self.weight(operand, out=self.result))
         out.addcmul_(scale, factor)
 
 
@@ -119,8 +126,8 @@ class _Stepper:
         if not self.fused:
             _step(x, self.product, self.p, self.qf, self.clip, out, self.tmp, lo)
             return
-        torch.mm(lo, self.product.w, out=self.product.result)
-        self.kernel(x, self.product.result, out, lo_next, self.p, self.q, self.clip)
+        r = self.product.weight(lo, out=self.product.result)
+        self.kernel(x, r, out, lo_next, self.p, self.q, self.clip)
 
     def run(self, span: torch.Tensor, lows: torch.Tensor | None) -> None:
         """Fill span[1:] from span[0] (S+1 states); ``lows`` (mixed): span[k]'s casts, k < S."""
@@ -277,8 +284,8 @@ class _Backward:
             xs = states[lo : lo + rows].reshape(rows * b, n)
             gs = self.buf[:rows].reshape(rows * b, n)
             if self.buf_lo is None:
-                self.grad_w.addmm_(xs.t(), gs)
-            else:
+                addmm_(self.grad_w, xs.t(), gs)
+            else:  # torch.mm: oneDNN's linear kernel was slower for this bfloat16 shape
                 gs_lo = self.buf_lo[:rows].reshape(rows * b, n)
                 assert lows is not None  # the forward pass's casts of these states
                 xs_lo = lows[lo : lo + rows].reshape(rows * b, n)
@@ -327,9 +334,9 @@ class _Backward:
         last = self._spare(g)
         result = self.product.result
         for j in range(rows - 1, -1, -1):
-            torch.mm(self.buf_lo[j], self.product.w, out=result)
+            r = self.product.weight(self.buf_lo[j], out=result)
             out, out_lo = (self.buf[j - 1], self.buf_lo[j - 1]) if j > 0 else (last, self.spare_lo)
-            self.kernel(states[lo + j], self.buf[j], result, out, out_lo, self.pq_rows[j],
+            self.kernel(states[lo + j], self.buf[j], r, out, out_lo, self.pq_rows[j],
                         self.p, self.q3)  # fmt: skip
         return last
 

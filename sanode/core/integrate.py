@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import overload
 
 import torch
+
+from .gemm import Weight
 
 
 @dataclass(frozen=True)
@@ -41,15 +44,36 @@ class Dynamics:
     c2: torch.Tensor
     clip: float | None = None
     linear_lo_t: torch.Tensor | None = None
+    # the products' packed operands (sanode.core.gemm), made on the first field without
+    # gradients: [(hi, lo)], or [None] where the route is torch.mm
+    _packed: list = dataclass_field(default_factory=list, init=False, repr=False, compare=False)
 
     def field(self, x: torch.Tensor) -> torch.Tensor:
         """F(x) for x of shape (B, N); returns (B, N) in x's dtype."""
         local = x * (self.c1 - self.c2 * x * x)
+        packed = self._weights(x)
         if self.linear_t.dtype == x.dtype:
-            return torch.addmm(local, x, self.linear_t)
+            if packed is None:
+                return torch.addmm(local, x, self.linear_t)
+            return local.add_(packed[0](x))
         xp = x.to(self.linear_t.dtype)
-        local.add_(xp @ self.linear_t)
-        return local if self.linear_lo_t is None else local.add_(xp @ self.linear_lo_t)
+        local.add_(xp @ self.linear_t if packed is None else packed[0](xp))
+        if self.linear_lo_t is None:
+            return local
+        return local.add_(xp @ self.linear_lo_t if packed is None else packed[1](xp))
+
+    def _weights(self, x: torch.Tensor) -> tuple[Weight, Weight] | None:
+        """The products through :class:`sanode.core.gemm.Weight` (packed once), or None: the
+        torch route, or a gradient to record (oneDNN's kernel has no autograd formula)."""
+        if torch.is_grad_enabled() and (x.requires_grad or self.linear_t.requires_grad):
+            return None
+        if not self._packed:
+            hi = Weight(self.linear_t, len(x))
+            lo = self.linear_lo_t
+            self._packed.append(
+                None if hi.packed is None else (hi, hi if lo is None else Weight(lo, len(x)))
+            )
+        return self._packed[0]
 
     def reversed(self) -> Dynamics:
         """The field of dx/dtau = -F(x) (backward integration)."""

@@ -251,6 +251,7 @@ def provenance_tags(cwd: str | os.PathLike | None = None) -> dict[str, str]:
 
     from .. import __version__
     from ..core.coupling import lapack_route
+    from ..core.gemm import gemm_route
 
     tags = {
         "sanode.git_revision": git_revision(cwd),
@@ -261,6 +262,8 @@ def provenance_tags(cwd: str | os.PathLike | None = None) -> dict[str, str]:
         "sanode.host": platform.node(),
         # the LAPACK of A's solves on the CPU (sanode.core.coupling): their rounding differs
         "sanode.lapack": lapack_route(torch.device("cpu"), torch.float32),
+        # the route of the float32 products on the CPU (sanode.core.gemm): it rounds differently
+        "sanode.gemm": gemm_route(torch.device("cpu"), torch.float32),
     }
     try:
         import ray

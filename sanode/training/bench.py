@@ -36,14 +36,16 @@ import json
 import multiprocessing
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from ..config import matmul_precision, torch_dtype
 from ..core.converge import integrate_until_converged
 from ..core.coupling import lapack_route
+from ..core.gemm import Weight, gemm_route
 from ..core.integrate import Dynamics, get_solver, integrate
 from ..core.model import SANode
 from ..core.patterns import block_patterns
@@ -106,21 +108,23 @@ def _row(kind, variant, dtype, steps, batch, n, seconds) -> dict:
 def matmul_flops(
     n: int, batch: int, dtype: torch.dtype, *, device="cpu", seconds: float = 1.0
 ) -> float:
-    """Measured flop/s of (batch, n) @ (n, n) in ``dtype`` (median of timed blocks)."""
+    """Measured flop/s of (batch, n) @ (n, n) in ``dtype`` (median of timed blocks), the
+    product as the integration loops run it (:class:`sanode.core.gemm.Weight`: oneDNN with the
+    (n, n) operand packed once where that route is taken, else ``torch.mm``)."""
     device = torch.device(device)
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(batch, n, generator=gen, dtype=dtype).to(device)
-    w = torch.randn(n, n, generator=gen, dtype=dtype).to(device)
+    w = Weight(torch.randn(n, n, generator=gen, dtype=dtype).to(device), batch)
     out = torch.empty(batch, n, dtype=dtype, device=device)
     for _ in range(5):
-        torch.mm(a, w, out=out)
+        w(a, out=out)
     _sync(device)
     rates: list[float] = []
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline or len(rates) < 5:
         t0 = time.perf_counter()
         for _ in range(20):
-            torch.mm(a, w, out=out)
+            w(a, out=out)
         _sync(device)
         rates.append(20 * 2 * batch * n * n / (time.perf_counter() - t0))
     return statistics.median(rates)
@@ -159,8 +163,30 @@ def _saved_bytes(fn) -> int:
     return sum(seen.values())
 
 
-def _training_setup(variant: str, *, n, k, batch, steps, dtype, device, dt=0.1):
-    """(step, forward) closures of one training step of ``variant`` on a fixed random problem."""
+class TrainingProblem(NamedTuple):
+    """One training step of a bench variant on a fixed random problem: the model, its
+    optimiser and the ``step`` (forward, loss, backward, optimiser step) and ``forward``
+    closures."""
+
+    model: SANode
+    optimizer: torch.optim.Optimizer
+    step: Callable[[], None]
+    forward: Callable[[], torch.Tensor]
+
+
+def _training_setup(variant: str, **kwargs):
+    """(step, forward) closures of :func:`training_problem`."""
+    problem = training_problem(variant, **kwargs)
+    return problem.step, problem.forward
+
+
+def training_problem(
+    variant: str, *, n: int, k: int, batch: int, steps: int, dtype: torch.dtype,
+    device: torch.device, dt: float = 0.1,
+) -> TrainingProblem:  # fmt: skip
+    """One training step of ``variant`` (:data:`TRAIN_VARIANTS`) at N = ``n``, K = ``k``,
+    ``batch`` states, ``steps`` Euler steps, ``dtype`` (bfloat16: a float32 loop with bfloat16
+    products), on a fixed random problem (seeded)."""
     if variant not in TRAIN_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {list(TRAIN_VARIANTS)}")
     if variant == "naive" and dtype == torch.bfloat16:
@@ -193,7 +219,7 @@ def _training_setup(variant: str, *, n, k, batch, steps, dtype, device, dt=0.1):
         loss.backward()
         opt.step()
 
-    return step, forward
+    return TrainingProblem(model, opt, step, forward)
 
 
 def time_training_step(
@@ -352,7 +378,7 @@ def run_benchmark(
     print(
         f"sanode bench: N={n}, K={k}, batch={batch}, device={dev}, threads="
         f"{torch.get_num_threads()}, float32 matmul precision={precision}, coupling solves: "
-        f"{lapack_route(dev, torch.float32)}"
+        f"{lapack_route(dev, torch.float32)}, products: {gemm_route(dev, torch.float32, n * n)}"
     )
     with matmul_precision(precision):
         for name in dtypes:

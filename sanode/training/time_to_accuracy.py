@@ -31,6 +31,7 @@ import torch
 
 from ..config import TrainConfig, matmul_precision
 from ..core.coupling import lapack_route
+from ..core.gemm import gemm_route
 from ..core.metrics import bucket_of
 from ..core.model import SANode
 from ..core.products import TWO_PARTS, Products
@@ -304,6 +305,7 @@ def time_to_accuracy(
         "test": {"t_eval": t_test, "tol": test_tol, "n": len(yt), **_buckets(test)},
         "threads": torch.get_num_threads(),
         "lapack": lapack_route(model.gamma.device, torch.float32),  # A's solves (core.coupling)
+        "gemm": gemm_route(model.gamma.device, torch.float32),  # the products (core.gemm)
         # the seed the model comes from: cfg.seed, or a later one where seeds stalled
         "trained_seed": cfg.seed + len(result.stalled_seeds),
         "stalled_seeds": result.stalled_seeds,
