@@ -45,6 +45,12 @@ def test_route_rule(monkeypatch):
     gemm.use_gemm("onednn")
     assert gemm.gemm_route(CPU, torch.float32, 4) == "onednn"  # forced: any size
     assert gemm.gemm_route(CPU, torch.bfloat16, big) == "onednn"
+    # one-off bfloat16 products stay torch.mm (faster there without a packed operand)
+    calls = []
+    monkeypatch.setattr(gemm, "_linear", lambda a, b: calls.append(a.dtype) or a @ b.t())
+    for dtype in (torch.bfloat16, torch.float32):
+        gemm.matmul(torch.ones(300, 300, dtype=dtype), torch.ones(300, 300, dtype=dtype))
+    assert calls == [torch.float32]
     gemm.use_gemm("auto")  # oneDNN only where torch's GEMM is MKL on an AMD processor
     for amd in (True, False):
         monkeypatch.setattr(gemm, "_mkl_on_amd", lambda amd=amd: amd)

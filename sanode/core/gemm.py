@@ -11,7 +11,8 @@ every call; laid out once per pass (a packed weight) the same product took 0.26 
 
 * :class:`Weight`: ``x @ w`` for one fixed ``w`` and many ``x`` (an integration's steps), ``w``
   packed once for oneDNN's linear kernel;
-* :func:`matmul`: a one-off ``a @ b`` (operands may be transposed views);
+* :func:`matmul`, :func:`addmm_`: a one-off float32 ``a @ b`` (operands may be transposed
+  views; bfloat16 ones stay ``torch.mm``, faster without a packed operand);
 * :func:`use_gemm` / :func:`gemm_route`: the route, ``"onednn"`` or ``"torch"``. ``auto``
   (default) is oneDNN for float32 and bfloat16 CPU products where torch's GEMM is MKL on an
   AMD processor, and products of at least :data:`MIN_SIZE` entries (smaller ones, e.g. the
@@ -117,16 +118,25 @@ class Weight:
         return _linear(_dense(x), self.packed)
 
 
+def _one_off(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether a one-off float32 product takes oneDNN's route (bfloat16 ones stay torch.mm:
+    without a packed operand oneDNN's kernel took 1.25-1.35x torch.mm's time for them here)."""
+    return (
+        a.dtype == torch.float32
+        and gemm_route(a.device, a.dtype, a.shape[0] * b.shape[1]) == "onednn"
+    )
+
+
 def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(M, N) ``a @ b`` for (M, K) ``a`` and (K, N) ``b`` of one dtype (either may be a
-    transposed view), through :func:`gemm_route`'s route; a new tensor."""
-    if gemm_route(a.device, a.dtype, a.shape[0] * b.shape[1]) == "onednn":
+    transposed view), through :func:`gemm_route`'s route (float32); a new tensor."""
+    if _one_off(a, b):
         return _linear(_dense(a), _dense(b).t())
     return torch.mm(a, b)
 
 
 def addmm_(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """``c += alpha * (a @ b)`` in place (shapes and views as in :func:`matmul`); returns c."""
-    if gemm_route(a.device, a.dtype, a.shape[0] * b.shape[1]) == "onednn":
+    if _one_off(a, b):
         return c.add_(_linear(_dense(a), _dense(b).t()), alpha=alpha)
     return c.addmm_(a, b, alpha=alpha)
