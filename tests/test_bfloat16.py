@@ -189,6 +189,7 @@ def test_time_to_accuracy_runs_on_tiny_data(tmp_path, capsys):
     assert json.loads(lines[-1])["epoch"] == 4 and "grad_gamma" in json.loads(lines[0])
     assert [r["epoch"] for r in result["batch_trace"]] == [1, 2, 3, 4]
     assert result["eval_matmul_dtype"] == "float32"  # evaluation keeps early exit
+    assert result["gemm"] == "torch"  # 49 nodes: under sanode.core.gemm.MIN_SIZE, torch.mm
     walls = [r["wall_s"] for r in result["timeline"]]
     assert walls == sorted(walls) and result["time_to_target_s"] in walls
     first = next(r for r in result["timeline"] if r["val_accuracy"] >= 0.3)

@@ -305,7 +305,8 @@ def time_to_accuracy(
         "test": {"t_eval": t_test, "tol": test_tol, "n": len(yt), **_buckets(test)},
         "threads": torch.get_num_threads(),
         "lapack": lapack_route(model.gamma.device, torch.float32),  # A's solves (core.coupling)
-        "gemm": gemm_route(model.gamma.device, torch.float32),  # the products (core.gemm)
+        # the float32 products' route at this N (sanode.core.gemm)
+        "gemm": gemm_route(model.gamma.device, torch.float32, model.num_nodes**2),
         # the seed the model comes from: cfg.seed, or a later one where seeds stalled
         "trained_seed": cfg.seed + len(result.stalled_seeds),
         "stalled_seeds": result.stalled_seeds,
