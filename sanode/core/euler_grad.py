@@ -39,7 +39,7 @@ import math
 
 import torch
 
-from .gemm import Weight, addmm_
+from .gemm import Weight, addmm_, matmul
 
 
 class _Product:
@@ -285,11 +285,11 @@ class _Backward:
             gs = self.buf[:rows].reshape(rows * b, n)
             if self.buf_lo is None:
                 addmm_(self.grad_w, xs.t(), gs)
-            else:  # torch.mm: oneDNN's linear kernel was slower for this bfloat16 shape
+            else:  # a bfloat16 product into the float32 gradient (gemm.matmul: torch.mm)
                 gs_lo = self.buf_lo[:rows].reshape(rows * b, n)
                 assert lows is not None  # the forward pass's casts of these states
                 xs_lo = lows[lo : lo + rows].reshape(rows * b, n)
-                self.grad_w.add_(torch.mm(xs_lo.t(), gs_lo))
+                self.grad_w.add_(matmul(xs_lo.t(), gs_lo))
             # the steps' sums (loop dtype) accumulated in float64
             self.grads_pq.add_(self.pq_rows[:rows].sum(0, dtype=torch.float64))
             k = lo - 1
