@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 CORES ?= all
 
-.PHONY: help study publish long search smoke test test-fast lint bench ablation report clean-results gpu-check
+.PHONY: help study publish long search robustness smoke test test-fast lint bench ablation report clean-results gpu-check
 
 help:  ## this list
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -40,7 +40,7 @@ publish:  ## copy the default run's tables, figures and stage times to results/d
 # the long CPU protocol (workflow/config/long.yaml) and the MNIST/Fashion hyperparameter
 # search (workflow/config/search.yaml): each runs in runs/<name> (scratch, resumable), then
 # its tables and figures are copied to results/<name>/ (committed)
-long search: $(VENV)/.installed  ## the long CPU protocol / the search and its retrains
+long search robustness: $(VENV)/.installed  ## the long CPU protocol / the search and its retrains / the noise grid on MNIST and Fashion-MNIST
 	$(BIN)/sanode check-config workflow/config/$@.yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$@.yaml
 	mkdir -p results/$@
@@ -84,7 +84,7 @@ bench: $(VENV)/.installed  ## the speed and memory table (results/bench/bench.js
 # MLflow runs (what is published under results/default/, long/ and search/ stays)
 clean-results:  ## start over: models, Ray experiments, tables, logs, MLflow store
 	rm -rf results/tune results/ray results/eval results/tables results/figures results/logs results/benchmarks \
-		data/prepared mlflow.db mlruns .snakemake runs/smoke runs/long runs/search
+		data/prepared mlflow.db mlruns .snakemake runs/smoke runs/long runs/search runs/robustness
 
 # on a CUDA machine: bench (float32, TF32, bfloat16), one paper-protocol epoch, GPU tests
 gpu-check: $(VENV)/.installed  ## on a CUDA machine: GPU bench, a paper epoch, GPU tests
