@@ -1,4 +1,4 @@
-"""Does this machine multiply bfloat16 natively? What ``matmul_dtype: auto`` chooses here.
+"""Does this machine multiply bfloat16 natively? What ``train_products: auto`` chooses here.
 
 Times the product of every Euler step, a (batch, N) state by the (N, N) coupling, in float32
 and in bfloat16 (median of ``--repeats`` after a warm-up, ``--threads`` threads), and writes

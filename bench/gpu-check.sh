@@ -21,13 +21,13 @@ json.dump({"device": p.name, "memory_gib": p.total_memory / 2**30, "torch": torc
            "cuda": torch.version.cuda}, open(sys.argv[1], "w"), indent=2)
 PYEOF
 # bench: float32 (full precision), float32 with TF32 tensor cores, bfloat16 products
-"$PY" -m sanode.cli bench --device cuda --dtypes float32 bfloat16 --steps 55 600 \
+"$PY" -m sanode.cli bench --device cuda --train-products float32 bfloat16 --steps 55 600 \
     --batch 250 --eval-batch 2000 --out "$OUT_DIR/bench-highest.json" | tee "$OUT_DIR/bench-highest.txt"
-"$PY" -m sanode.cli bench --device cuda --dtypes float32 --matmul-precision high --no-naive \
+"$PY" -m sanode.cli bench --device cuda --train-products float32 --matmul-precision high --no-naive \
     --steps 55 600 --batch 250 --eval-batch 2000 --out "$OUT_DIR/bench-tf32.json" | tee "$OUT_DIR/bench-tf32.txt"
 # one epoch of the paper protocol (full MNIST, T_train = 60, batch 250), float32 and bfloat16
 for mm in float32 bfloat16; do
-  extra=(); [ "$mm" = bfloat16 ] && extra=(--matmul-dtype bfloat16)
+  extra=(); [ "$mm" = bfloat16 ] && extra=(--train-products bfloat16)
   start=$(date +%s.%N)
   "$PY" -m sanode.cli train --dataset mnist --epochs 1 --batch-size 250 --lr 0.001 \
       --t-train 60 --dt 0.1 --ortho-penalty 0.01 --device cuda --quiet --no-resume \

@@ -59,7 +59,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     loops = {"old": old_module(args.old).euler_loop, "new": euler_grad.euler_loop}
     patterns = block_patterns(784, 10, a=0.5)
-    cfg = TrainConfig(dataset="mnist", matmul_dtype="bfloat16", coupling_dtype="float32")
+    cfg = TrainConfig(dataset="mnist", train_products="bfloat16", coupling_dtype="float32")
     model = model_from_config(cfg, patterns)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(200, 784, generator=gen) - 0.5

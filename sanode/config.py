@@ -7,6 +7,7 @@ Snakemake process that has only Snakemake installed (``--use-conda``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 from collections.abc import Iterator
@@ -19,14 +20,22 @@ from .typecheck import ConfigError, Settings
 if TYPE_CHECKING:
     import torch
 
+    from .core.precision import Precision
+
 DATASETS = ("letters", "mnist", "fashion")
 MIRROR_ENV = "SANODE_DATA_MIRROR"  # the mirror folder of the MNIST/Fashion-MNIST IDX files
 DTYPES = ("float32", "float64")
 # the (B, N) @ (N, N) products of the loop (sanode.core.products); None: the loop dtype itself.
 # Evaluation may also split A into two bfloat16 parts: two products, A's rounding error gone
 # (auto: bfloat16 where the device has native bfloat16 products, else the loop dtype)
-MATMUL_DTYPES = (*products.TRAINING_NAMES, products.AUTO)
-EVAL_MATMUL_DTYPES = (*products.NAMES, products.AUTO)
+TRAIN_PRODUCTS = (*products.TRAINING_NAMES, products.AUTO)
+EVAL_PRODUCTS = (*products.NAMES, products.AUTO)
+# the products' route (torch.mm or oneDNN) and the LAPACK of A's solves; auto: measured
+# (sanode.core.precision)
+GEMM_ROUTES = ("auto", "torch", "onednn")
+LAPACK_ROUTES = ("auto", "torch", "openblas")
+# old setting names still read (one deprecation line naming the new key)
+RENAMED = {"matmul_dtype": "train_products", "eval_matmul_dtype": "eval_products"}
 LR_SCHEDULES = ("constant", "cosine", "onecycle")
 # the loss on the final state x(T) (sanode.training.losses)
 LOSSES = ("mse", "overlap_ce", "sign_margin")
@@ -44,8 +53,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "dtype": DTYPES,
     "method": METHODS,
     "matmul_precision": MATMUL_PRECISIONS,
-    "matmul_dtype": MATMUL_DTYPES,
-    "eval_matmul_dtype": EVAL_MATMUL_DTYPES,
+    "train_products": TRAIN_PRODUCTS,
+    "eval_products": EVAL_PRODUCTS,
+    "gemm": GEMM_ROUTES,
+    "lapack": LAPACK_ROUTES,
     "coupling_dtype": COUPLING_DTYPES,
     "lr_schedule": LR_SCHEDULES,
     "loss": LOSSES,
@@ -57,7 +68,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # with other values, and they are left out of the settings digests that decide reruns.
 EXECUTION_KEYS = frozenset(
     {"device", "threads", "eval_batch_size", "data_root", "mirror", "verify_checksums",
-     "grad_segment", "fuse_steps"}
+     "grad_segment", "fuse_steps", "gemm", "lapack"}
 )  # fmt: skip
 # Where a run executed (its machine's folders, device, threads; a subset of EXECUTION_KEYS): a
 # recipe read back from a checkpoint leaves them to the machine that trains it again.
@@ -183,12 +194,17 @@ class TrainConfig(Settings):
     # (torch.compile; float32 rounding apart the same results; compiles 10-30 s per batch shape)
     fuse_steps: bool = False
     matmul_precision: str = "highest"
-    # products of the training loop (None: the loop dtype; "bfloat16" with a float32 loop)
-    matmul_dtype: str | None = None
+    # products of the training loop (None: the loop dtype; "bfloat16" with a float32 loop;
+    # "auto": the fastest measured on this machine, sanode.core.precision)
+    train_products: str | None = None
     # products of evaluation (validation, test, analyses of the saved model); None: the loop
     # dtype; "bfloat16x2": two bfloat16 products with A split into a high and a low part
     # (a float32 loop; moves far fewer items between buckets than one bfloat16 product, README)
-    eval_matmul_dtype: str | None = None
+    eval_products: str | None = None
+    # the products' route (torch.mm or oneDNN) and the LAPACK of A's solves (torch or
+    # OpenBLAS); auto: the fastest measured on this machine's shapes and threads
+    gemm: str = "auto"
+    lapack: str = "auto"
     # dtype in which each training step builds A (a linear solve) and its backward pass:
     # float64, or float32 with a float32 loop (half the time; meant for bfloat16 products,
     # whose rounding of A is 10-100x larger; evaluation always builds A in float64)
@@ -208,7 +224,7 @@ class TrainConfig(Settings):
         :data:`CHOICES`."""
         self.check_types(self.where)
         for key in ("dataset", "dtype", "method", "matmul_precision", "coupling_dtype",
-                    "lr_schedule", "loss", "collapse_action"):  # fmt: skip
+                    "lr_schedule", "loss", "collapse_action", "gemm", "lapack"):  # fmt: skip
             _one_of(key, getattr(self, key), CHOICES[key])
         _one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda"))
 
@@ -250,10 +266,10 @@ class TrainConfig(Settings):
 
     def _check_products(self) -> None:
         """The products (:mod:`sanode.core.products`, the one rule) and the dtype A is built in."""
-        for key in ("matmul_dtype", "eval_matmul_dtype"):
+        for key in ("train_products", "eval_products"):
             value = getattr(self, key)
             why = None if value is None else products.problem(
-                value, self.dtype, training=key == "matmul_dtype"
+                value, self.dtype, training=key == "train_products"
             )  # fmt: skip
             if why is not None:
                 raise ConfigError(f"{key} {why}")
@@ -355,28 +371,26 @@ class TrainConfig(Settings):
     def torch_dtype(self) -> torch.dtype:
         return torch_dtype(self.dtype)
 
-    @property
-    def train_products(self) -> products.Products:
-        """The training loop's matrix products (``matmul_dtype``; null: the loop dtype;
-        ``auto``: bfloat16 where this run's device has native bfloat16 products)."""
-        return products.Products.parse(
-            self.matmul_dtype, self.dtype, training=True, device=self._device_for_products()
-        )
+    def precision(self, n: int, **kwargs: Any) -> Precision:
+        """The run's :class:`~sanode.core.precision.Precision` for a model of N = ``n`` nodes
+        on this config's device: its products, routes and solves, measured where a setting
+        says ``auto`` (on the training batch and the evaluation batch; ``kwargs``:
+        :func:`sanode.core.precision.resolve`'s ``measure`` and ``cache_dir``)."""
+        from .core.precision import resolve
 
-    @property
-    def eval_products(self) -> products.Products:
-        """The matrix products of evaluation (``eval_matmul_dtype``; null: the loop dtype;
-        ``auto`` as for :attr:`train_products`)."""
-        return products.Products.parse(
-            self.eval_matmul_dtype, self.dtype, device=self._device_for_products()
+        return resolve(
+            self.train_products,
+            self.eval_products,
+            loop=self.dtype,
+            coupling_dtype=self.coupling_dtype,
+            gemm=self.gemm,
+            lapack=self.lapack,
+            n=n,
+            batch=self.batch_size,
+            eval_batch=self.eval_batch_size,
+            device=resolve_device(self.device),
+            **kwargs,
         )
-
-    def _device_for_products(self) -> torch.device | None:
-        """The device ``auto`` products are chosen for (None where no setting says auto:
-        the other names need no device, and torch is not imported)."""
-        if products.AUTO not in (self.matmul_dtype, self.eval_matmul_dtype):
-            return None
-        return resolve_device(self.device)
 
     def batch_horizons(self, epoch: int, batches: int) -> list[float]:
         """The horizon of each of the ``batches`` mini-batches of 0-based ``epoch``: the
@@ -403,8 +417,43 @@ class TrainConfig(Settings):
         allowed keys."""
         return cls.from_mapping(values)
 
+    @classmethod
+    def from_mapping(cls, values: Any, where: str = "") -> TrainConfig:  # type: ignore[override]
+        """:meth:`Settings.from_mapping`, old setting names (:data:`RENAMED`) read under the
+        new ones with one deprecation line each."""
+        return super().from_mapping(renamed(values, where), where)
+
     def replace(self, **changes: Any) -> TrainConfig:
         return self.from_dict({**self.to_dict(), **changes})
+
+
+_warned: set[str] = set()
+
+
+def renamed(values: Any, where: str = "", *, warn: bool = True) -> Any:
+    """``values`` with the old names of :data:`RENAMED` replaced by the new ones (``warn``:
+    one deprecation line per old name and process, on the ``sanode`` logger; off for results
+    written before the rename, read back as they are); both names at once is a
+    :class:`ConfigError`."""
+    if not isinstance(values, dict) or not RENAMED.keys() & values.keys():
+        return values
+    out = dict(values)
+    prefix = f"{where}." if where else ""
+    for old, new in RENAMED.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(
+                f"{prefix}{old} and {prefix}{new} are one setting ({old} is its old name): "
+                f"keep {new} only"
+            )
+        out[new] = out.pop(old)
+        if warn and old not in _warned:
+            _warned.add(old)
+            logging.getLogger("sanode").warning(
+                "sanode: the setting %r is deprecated; it was read as %r (rename it)", old, new
+            )
+    return out
 
 
 def check_horizon(key: str, t: float, dt: float) -> None:
@@ -438,7 +487,7 @@ def torch_dtype(name: str) -> torch.dtype:
     """``"float32"`` -> ``torch.float32`` (and float64, bfloat16)."""
     import torch
 
-    _one_of("dtype", name, MATMUL_DTYPES)
+    _one_of("dtype", name, TRAIN_PRODUCTS)
     return getattr(torch, name)
 
 

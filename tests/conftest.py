@@ -5,6 +5,23 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _calibration_cache(tmp_path_factory):
+    """The measured choices of ``auto`` (sanode.core.precision) cached for this session only,
+    never in the user's ~/.cache (child processes, e.g. Snakemake's jobs, inherit it)."""
+    import os
+
+    from sanode.core.precision import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("sanode-cache"))
+    yield
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
+
+
 @pytest.fixture(autouse=True)
 def _threads():
     torch.set_num_threads(2)

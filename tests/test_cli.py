@@ -56,8 +56,8 @@ def test_the_fast_recipe_is_the_recommended_one_clipped_and_shorter():
     base, fast = (yaml.safe_load((RECIPES[0].parent / f"mnist-{n}.yaml").read_text())
                   for n in ("onecycle", "fast"))  # fmt: skip
     changed = {k for k in {*base, *fast} if base.get(k) != fast.get(k)}
-    assert changed == {"grad_clip_norm", "epochs", "val_per_class", "matmul_dtype",
-                       "eval_matmul_dtype", "coupling_dtype"}  # fmt: skip
+    assert changed == {"grad_clip_norm", "epochs", "val_per_class", "train_products",
+                       "eval_products", "coupling_dtype"}  # fmt: skip
 
 
 @pytest.mark.parametrize("key", sorted(CHOICES))

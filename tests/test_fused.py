@@ -128,7 +128,7 @@ def test_training_with_fused_steps_resumes_and_trains_as_the_eager_loop(tmp_path
     from sanode.training.train import train
 
     cfg = TrainConfig(dataset="letters", letters_copies=20, batch_size=25, lr=3e-2, t_train=5.5,
-                      t_eval=20.0, epochs=2, seed=0, matmul_dtype="bfloat16")  # fmt: skip
+                      t_eval=20.0, epochs=2, seed=0, train_products="bfloat16")  # fmt: skip
     split = load_split(cfg, "train")
     data = (split.x, split.y, split.patterns)
     eager = train(cfg, *data, progress=False)

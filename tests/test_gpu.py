@@ -72,7 +72,7 @@ def test_bfloat16_products_on_gpu():
     for ref, got in zip(*grads, strict=True):
         assert ((got - ref).norm() / ref.norm()).item() < 0.02
     cfg = TrainConfig(dataset="letters", letters_copies=20, batch_size=25, lr=3e-2, epochs=15,
-                      device="cuda", matmul_dtype="bfloat16")  # fmt: skip
+                      device="cuda", train_products="bfloat16")  # fmt: skip
     split = load_split(cfg, "train")
     model = train(cfg, split.x, split.y, split.patterns, progress=False).model
     assert model.dynamics().linear_t.dtype == torch.bfloat16

@@ -83,7 +83,7 @@ def test_coupling_dtype_is_validated_and_travels_with_the_checkpoint(tmp_path):
         TrainConfig(coupling_dtype="bfloat16")
     with pytest.raises(ValueError, match="coupling_dtype must be"):
         SANode(block_patterns(16, 2, 0.5), dtype=torch.float64, coupling_dtype=torch.float32)
-    cfg = TrainConfig(**FAST, matmul_dtype="bfloat16", coupling_dtype="float32",
+    cfg = TrainConfig(**FAST, train_products="bfloat16", coupling_dtype="float32",
                       val_per_class=2)  # fmt: skip
     patterns = block_patterns(49, 5, 0.5)
     assert model_from_config(cfg, patterns).coupling_dtype == torch.float32

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..config import CHOICES
-from .common import optional_float
+from .common import deprecated_alias, optional_float
 
 NAME = "bench"
 
@@ -20,12 +20,15 @@ def add(sub) -> None:
     p.add_argument("--batch", type=int, default=200)
     p.add_argument("--steps", type=int, nargs="+", default=[55, 600])
     p.add_argument(
-        "--dtypes",
+        "--train-products",
         nargs="+",
-        choices=CHOICES["matmul_dtype"],
+        choices=CHOICES["train_products"],
         default=["float32", "bfloat16", "float64"],
-        help="bfloat16: float32 loop with bfloat16 matrix products",
+        help="the training products of the rows: bfloat16 is a float32 loop with bfloat16 "
+        "matrix products; auto: what this machine's measurement chooses",
     )
+    deprecated_alias(p, "--dtypes", "--train-products", "train_products", nargs="+",
+                     choices=CHOICES["train_products"])  # fmt: skip
     p.add_argument(
         "--naive",
         action=argparse.BooleanOptionalAction,
@@ -77,6 +80,14 @@ def add(sub) -> None:
         help="the route of the loops' float32 and bfloat16 products (sanode.core.gemm.use_gemm): "
         "auto (oneDNN where torch's CPU GEMM is MKL on an AMD processor), or one of them",
     )
+    p.add_argument(
+        "--auto",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="(CPU) also time a training step of every explicit products/route choice and "
+        "print what auto chose here as a share of the fastest (a line 'auto: ...'; with "
+        "--out also written beside it as <out stem>.auto.json)",
+    )
     p.add_argument("--out", help="also write the table as JSON here")
     p.set_defaults(func=run)
 
@@ -99,7 +110,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         k=args.k,
         batch=args.batch,
         steps=args.steps,
-        dtypes=args.dtypes,
+        dtypes=args.train_products,
         naive=args.naive,
         repeats=args.repeats,
         threads=args.threads,
@@ -111,7 +122,24 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         eval_steps=args.eval_steps,
         eval_tol=args.eval_tol,
     )
+    if args.auto and resolve_device(args.device).type == "cpu":
+        _auto(args)
     return 0
+
+
+def _auto(args: argparse.Namespace) -> None:
+    """The ``auto:`` line (and ``<out stem>.auto.json``)."""
+    import json
+    from pathlib import Path
+
+    from ..training.bench_auto import auto_line, auto_versus_explicit
+
+    result = auto_versus_explicit(n=args.n, k=args.k, batch=args.batch,
+                                  steps=min(args.steps), rounds=args.repeats)  # fmt: skip
+    print(auto_line(result))
+    if args.out:
+        path = Path(args.out)
+        path.with_name(path.stem + ".auto.json").write_text(json.dumps(result, indent=2))
 
 
 def _paired(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

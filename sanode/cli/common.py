@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from pathlib import Path
+from typing import Any
 
-from ..config import CHOICES, PLACE_KEYS, ConfigError, TrainConfig
+from ..config import CHOICES, PLACE_KEYS, RENAMED, ConfigError, TrainConfig
 
 NONE_WORDS = {"none", "null"}
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -66,6 +68,28 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             + f"default {f.default}"
             + ("; 'none' to unset" if is_union else ""),
         )
+    for old, new in RENAMED.items():
+        deprecated_alias(group, "--" + old.replace("_", "-"), "--" + new.replace("_", "-"), new,
+                         type=field_parser(hints[new]))  # fmt: skip
+
+
+class _Deprecated(argparse.Action):
+    """An old flag name: sets the new flag's value and says, in one line, to use the new one."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs) -> None:
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"sanode: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def deprecated_alias(parser, old: str, new: str, dest: str, **kwargs: Any) -> None:
+    """``old`` as a hidden alias of the flag ``new`` (same ``dest``) that prints one
+    deprecation line when used."""
+    parser.add_argument(old, dest=dest, action=_Deprecated, new=new, help=argparse.SUPPRESS,
+                        default=None, **kwargs)  # fmt: skip
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..config import CHOICES, ConfigError
-from .common import EVAL_COLUMNS, eval_rows, print_table, unit_interval
+from .common import EVAL_COLUMNS, deprecated_alias, eval_rows, print_table, unit_interval
 
 NAME = "evaluate"
 
@@ -40,11 +40,13 @@ def add(sub) -> None:
         help="float32 matmul precision: high = TF32 on CUDA (default: the checkpoint's)",
     )
     p.add_argument(
-        "--matmul-dtype",
-        choices=CHOICES["eval_matmul_dtype"],
-        help="dtype of the matrix products (default: the checkpoint's eval_matmul_dtype); "
-        "bfloat16x2: two bfloat16 products, A split in a high and a low part; float32 loops only",
+        "--eval-products",
+        choices=CHOICES["eval_products"],
+        help="the evaluation's matrix products (default: the checkpoint's eval_products); "
+        "bfloat16x2: two bfloat16 products, A split in a high and a low part; float32 loops "
+        "only; auto: the fastest measured here",
     )
+    deprecated_alias(p, "--matmul-dtype", "--eval-products", "eval_products")
     p.set_defaults(func=run)
 
 
@@ -72,10 +74,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         cfg = cfg.replace(**overrides)
     except ConfigError as err:
         parser.error(str(err))
-    if args.matmul_dtype is not None:  # e.g. evaluate a float32-trained model in bfloat16
+    if args.eval_products is not None:  # e.g. evaluate a float32-trained model in bfloat16
         try:
-            cfg = cfg.replace(eval_matmul_dtype=args.matmul_dtype)
-            model.eval_products = cfg.eval_products
+            cfg = cfg.replace(eval_products=args.eval_products)
+            model.eval_products = cfg.precision(model.num_nodes).eval
         except (ConfigError, ValueError) as err:
             parser.error(str(err))
     if args.early_exit is not None and not args.early_exit > 0:

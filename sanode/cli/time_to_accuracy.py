@@ -52,7 +52,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..training.time_to_accuracy import time_to_accuracy
 
     cfg = config_from_args(args, parser)
-    out_dir = Path(args.out or f"runs/tta/{cfg.dataset}-{cfg.train_products.name}")
+    out_dir = Path(args.out or f"runs/tta/{cfg.dataset}-{cfg.train_products or cfg.dtype}")
     summary = time_to_accuracy(
         cfg,
         out_dir,
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     reached = summary["time_to_target_s"]
     test = summary["test"]
     print(
-        f"{summary['dataset']}, {summary['matmul_dtype']} training products, "
-        f"{summary['eval_matmul_dtype']} evaluation: validation H >= {args.target:.3f} "
+        f"{summary['dataset']}, {summary['train_products']} training products, "
+        f"{summary['eval_products']} evaluation: validation H >= {args.target:.3f} "
         + (
             f"after {summary['epochs_to_target']} epochs, {reached:.0f} s"
             if reached is not None
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         for level, hit in summary["levels"].items()))  # fmt: skip
     for sw in summary.get("eval_switches", []):
         print(
-            f"evaluated with {sw['eval_matmul_dtype']} products instead: test H "
+            f"evaluated with {sw['eval_products']} products instead: test H "
             f"{sw['test']['accuracy']:.4f}, {sw['items_changing_bucket']} items change bucket, "
             f"{sw['sign_flips']} of {sw['signs']} final signs flip"
         )

@@ -4,7 +4,9 @@
 the backward pass of a loss L with G = dL/dA reuses them: ``M = G Phi^-T`` (one more
 solve), ``dL/dPhi = M Lambda - A^T M`` (one product) and ``dL/dlambda = diag(Phi^T M)``. That is
 what autograd does through ``torch.linalg.solve``; written out, the two solves can run in
-either of two LAPACKs (:func:`use_lapack`):
+either of two LAPACKs (a run's choice travels with its precision,
+:mod:`sanode.core.precision`, as the ``lapack`` argument of :func:`coupling_matrix`;
+:func:`use_lapack` forces one for measurements):
 
 * ``"openblas"``: scipy's ``getrs`` on the factors torch computed (torch's ``getrf`` is the
   faster of the two here). On the 2-core AMD EPYC measured in ``docs/performance.md`` a
@@ -30,13 +32,13 @@ from torch.autograd.function import once_differentiable
 from . import gemm, lapack_env
 
 ROUTES = ("auto", "openblas", "torch")
-_route = "auto"
+_route = "auto"  # "auto": each build's own route; else forced by use_lapack (measurements)
 
 
 def use_lapack(route: str) -> None:
-    """Choose the solves' LAPACK: ``"auto"`` (scipy's OpenBLAS on the CPU where
-    :func:`sanode.core.lapack_env.in_force`, else torch), ``"openblas"`` (on the CPU whatever
-    the thread settings: for measurements) or ``"torch"``. Process-wide."""
+    """Force the solves' LAPACK process-wide, for measurements (benches): ``"openblas"`` (on
+    the CPU whatever the thread settings), ``"torch"``, or ``"auto"`` (the default: each
+    build takes the route its caller passes)."""
     global _route
     if route not in ROUTES:
         raise ValueError(f"unknown LAPACK route {route!r}; choose one of {list(ROUTES)}")
@@ -45,11 +47,16 @@ def use_lapack(route: str) -> None:
     _route = route
 
 
-def lapack_route(device: torch.device, dtype: torch.dtype) -> str:
-    """The LAPACK (``"openblas"`` or ``"torch"``) that solves for A on ``device`` in ``dtype``."""
-    if device.type != "cpu" or _getrs(dtype) is None or _route == "torch":
+def lapack_route(device: torch.device, dtype: torch.dtype, route: str = "auto") -> str:
+    """The LAPACK (``"openblas"`` or ``"torch"``) that solves for A on ``device`` in ``dtype``,
+    asked for as ``route`` (``"auto"``: OpenBLAS on the CPU where
+    :func:`sanode.core.lapack_env.in_force`, else torch); :func:`use_lapack` overrides."""
+    if route not in ROUTES:
+        raise ValueError(f"unknown LAPACK route {route!r}; choose one of {list(ROUTES)}")
+    chosen = route if _route == "auto" else _route
+    if device.type != "cpu" or _getrs(dtype) is None or chosen == "torch":
         return "torch"
-    return "openblas" if _route == "openblas" or lapack_env.in_force() else "torch"
+    return "openblas" if chosen == "openblas" or lapack_env.in_force() else "torch"
 
 
 @functools.cache
@@ -99,7 +106,7 @@ class _Coupling(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, free: torch.Tensor, eigenvalues: torch.Tensor, fixed: torch.Tensor,
-                dtype: torch.dtype) -> torch.Tensor:  # fmt: skip
+                dtype: torch.dtype, lapack: str, gemm_route: str) -> torch.Tensor:  # fmt: skip
         n, m = free.shape
         phi = torch.empty(n, n, dtype=dtype, device=free.device)
         phi[:, :m].copy_(free)
@@ -108,14 +115,14 @@ class _Coupling(torch.autograd.Function):
         # LU of Phi, not Phi^T: partial pivoting is blind to the scale of Phi's columns (the
         # eigenvectors' norms, which training spreads), not to that of its rows
         lu, pivots = torch.linalg.lu_factor(phi)  # raises for a singular Phi
-        route = lapack_route(phi.device, dtype)
+        route = lapack_route(phi.device, dtype, lapack)
         a = _solve(lu, pivots, phi * lam, route, adjoint=False)  # A Phi = Phi Lambda
         u = None
         if dtype != torch.float64:
             u = fixed.to(dtype)
             a.addmm_(a @ u, u.T, alpha=-1.0)
         ctx.save_for_backward(phi, lam, lu, pivots, a, u)
-        ctx.route, ctx.free_columns = route, m
+        ctx.route, ctx.gemm, ctx.free_columns = route, gemm_route, m
         ctx.grad_dtypes = (free.dtype, eigenvalues.dtype)
         return a
 
@@ -130,19 +137,27 @@ class _Coupling(torch.autograd.Function):
             g = g.clone(memory_format=torch.contiguous_format)
         m_ = _solve(lu, pivots, g, ctx.route, adjoint=True)  # M Phi^T = G
         k = ctx.free_columns
-        grad_free = gemm.addmm_(m_[:, :k] * lam[:k], a.T, m_[:, :k], alpha=-1.0)
+        grad_free = gemm.addmm_(m_[:, :k] * lam[:k], a.T, m_[:, :k], alpha=-1.0, route=ctx.gemm)
         grad_lam = (phi * m_).sum(0)
         free_dtype, lam_dtype = ctx.grad_dtypes
-        return grad_free.to(free_dtype), grad_lam.to(lam_dtype), None, None
+        return grad_free.to(free_dtype), grad_lam.to(lam_dtype), None, None, None, None
 
 
 def coupling_matrix(
-    free: torch.Tensor, eigenvalues: torch.Tensor, fixed: torch.Tensor, dtype: torch.dtype
+    free: torch.Tensor,
+    eigenvalues: torch.Tensor,
+    fixed: torch.Tensor,
+    dtype: torch.dtype,
+    *,
+    lapack: str = "auto",
+    gemm_route: str = "auto",
 ) -> torch.Tensor:
     """(N, N) ``A = Phi diag(eigenvalues) Phi^-1`` in ``dtype`` (float32 or float64) with
     ``Phi = [free | fixed]``: free (N, N-K) trainable eigenvectors, fixed (N, K) the planted
     patterns' orthonormal basis, eigenvalues (N,) (the last K are the fixed block's zeros).
-    Differentiable in ``free`` and ``eigenvalues``; below float64 projected off the fixed span."""
+    Differentiable in ``free`` and ``eigenvalues``; below float64 projected off the fixed span.
+    ``lapack``: the solves' route (:func:`lapack_route`); ``gemm_route``: that of the backward
+    pass's (N, N) product (:func:`sanode.core.gemm.gemm_route`)."""
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"A is built in torch.float32 or torch.float64, got {dtype}")
     n, m = free.shape
@@ -151,6 +166,6 @@ def coupling_matrix(
             f"expected free (N, N-K), fixed (N, K) and eigenvalues (N,); got "
             f"{tuple(free.shape)}, {tuple(fixed.shape)} and {tuple(eigenvalues.shape)}"
         )
-    out = _Coupling.apply(free, eigenvalues, fixed, dtype)
+    out = _Coupling.apply(free, eigenvalues, fixed, dtype, lapack, gemm_route)
     assert isinstance(out, torch.Tensor)
     return out

@@ -54,9 +54,9 @@ class _Product:
     bfloat16) twice the plain passes.
     """
 
-    def __init__(self, w: torch.Tensor, like: torch.Tensor) -> None:
+    def __init__(self, w: torch.Tensor, like: torch.Tensor, route: str = "auto") -> None:
         self.w = w
-        self.weight = Weight(w, like.shape[0])  # through oneDNN where that is faster (gemm)
+        self.weight = Weight(w, like.shape[0], route)  # the run's route (torch.mm or oneDNN)
         self.mixed = w.dtype != like.dtype
         if self.mixed:
             self.operand = torch.empty(like.shape, dtype=w.dtype, device=like.device)
@@ -100,8 +100,8 @@ class _Stepper:
     :meth:`begin`), ``lo_next`` gets x_{k+1}'s (fused only).
     """
 
-    def __init__(self, w, like, pf: float, qf: float, clip, fused: bool) -> None:
-        self.product = _Product(w, like)
+    def __init__(self, w, like, pf: float, qf: float, clip, fused: bool, route="auto") -> None:
+        self.product = _Product(w, like, route)
         self.fused = fused and self.product.mixed
         self.qf, self.clip = qf, clip
         self.p = torch.tensor(pf, dtype=like.dtype, device=like.device)
@@ -153,23 +153,26 @@ def resolve_segment(segment: int | str | None, n_steps: int) -> int | None:
 
 
 class EulerLoop(torch.autograd.Function):
-    """``x_n = EulerLoop.apply(x0, W, p, q, n_steps, clip, chunk, segment, mm_dtype, fused)``.
+    """``x_n = EulerLoop.apply(x0, W, p, q, n_steps, clip, chunk, segment, mm_dtype, fused,
+    route)``.
 
     Shapes: x0 (B, N); W (N, N) in x0's dtype; p, q 0-dim tensors. Returns x_n of shape (B, N).
     ``segment``: None keeps every state; S keeps every S-th and recomputes the rest.
     ``mm_dtype``: dtype of the products (None: x0's dtype; or torch.bfloat16).
     ``fused``: with bfloat16 products, each step's elementwise work as one compiled kernel.
+    ``route``: the products' route (:func:`sanode.core.gemm.gemm_route`).
     """
 
     @staticmethod
     def forward(
-        ctx, x0, w, p, q, n_steps: int, clip, chunk: int, segment, mm_dtype=None, fused=False
-    ):
+        ctx, x0, w, p, q, n_steps: int, clip, chunk: int, segment, mm_dtype=None, fused=False,
+        route="auto",
+    ):  # fmt: skip
         pf, qf = float(p), float(q)
         grad_dtype = w.dtype
         if mm_dtype is not None and mm_dtype != w.dtype:
             w = w.to(mm_dtype)
-        stepper = _Stepper(w, x0, pf, qf, clip, fused)
+        stepper = _Stepper(w, x0, pf, qf, clip, fused, route)
         if segment is None or segment >= n_steps:
             states = x0.new_empty((n_steps + 1, *x0.shape))
             # mixed products: each state's cast is kept for the backward pass's dL/dW products
@@ -202,6 +205,7 @@ class EulerLoop(torch.autograd.Function):
         ctx.n_steps = n_steps
         ctx.segment = segment
         ctx.fused = stepper.fused
+        ctx.route = route
         return out
 
     @staticmethod
@@ -213,12 +217,13 @@ class EulerLoop(torch.autograd.Function):
         grad_w = torch.zeros_like(w, dtype=ctx.grad_dtype)
         grads_pq = torch.zeros(2, dtype=torch.float64, device=w.device)
         chunk = min(ctx.chunk, max(n_steps, 1), segment or n_steps or 1)
-        back = _Backward(states, g, w, pf, qf, ctx.clip, chunk, grad_w, grads_pq, ctx.fused)
+        back = _Backward(states, g, w, pf, qf, ctx.clip, chunk, grad_w, grads_pq, ctx.fused,
+                         ctx.route)  # fmt: skip
         if segment is None:
             g = back.span(states, g, lows)
         else:
             span = states.new_empty((segment + 1, *g.shape))
-            stepper = _Stepper(w, g, pf, qf, ctx.clip, ctx.fused)
+            stepper = _Stepper(w, g, pf, qf, ctx.clip, ctx.fused, ctx.route)
             span_lows = (g.new_empty((segment, *g.shape), dtype=w.dtype)
                          if stepper.product.mixed else None)  # fmt: skip
             for j in range(states.shape[0] - 1, -1, -1):
@@ -227,7 +232,7 @@ class EulerLoop(torch.autograd.Function):
                 stepper.run(span[: hi - lo + 1], span_lows)
                 g = back.span(span[: hi - lo + 1], g, span_lows)
         grads_pq = grads_pq.to(ctx.grad_dtype)
-        return g, grad_w, grads_pq[0], grads_pq[1], None, None, None, None, None, None
+        return g, grad_w, grads_pq[0], grads_pq[1], None, None, None, None, None, None, None
 
 
 class _Backward:
@@ -239,13 +244,15 @@ class _Backward:
     the states.
     """
 
-    def __init__(self, states, g, w, pf, qf, clip, chunk, grad_w, grads_pq, fused=False) -> None:
+    def __init__(self, states, g, w, pf, qf, clip, chunk, grad_w, grads_pq, fused=False,
+                 route="auto") -> None:  # fmt: skip
         self.w, self.qf, self.clip = w, qf, clip
         self.p = torch.tensor(pf, dtype=g.dtype, device=g.device)
         self.q3 = torch.tensor(3.0 * qf, dtype=g.dtype, device=g.device)
         self.grad_w, self.grads_pq = grad_w, grads_pq
         # W^T laid out once: a product with the transposed view is slower on oneDNN's kernels
-        self.product = _Product(w.t().contiguous(), g)
+        self.product = _Product(w.t().contiguous(), g, route)
+        self.route = route
         self.buf = states.new_empty((chunk, *g.shape))
         self.buf_lo = (torch.empty_like(self.buf, dtype=w.dtype) if self.product.mixed
                        else None)  # fmt: skip
@@ -284,12 +291,12 @@ class _Backward:
             xs = states[lo : lo + rows].reshape(rows * b, n)
             gs = self.buf[:rows].reshape(rows * b, n)
             if self.buf_lo is None:
-                addmm_(self.grad_w, xs.t(), gs)
+                addmm_(self.grad_w, xs.t(), gs, route=self.route)
             else:  # a bfloat16 product into the float32 gradient (gemm.matmul: torch.mm)
                 gs_lo = self.buf_lo[:rows].reshape(rows * b, n)
                 assert lows is not None  # the forward pass's casts of these states
                 xs_lo = lows[lo : lo + rows].reshape(rows * b, n)
-                self.grad_w.add_(matmul(xs_lo.t(), gs_lo))
+                self.grad_w.add_(matmul(xs_lo.t(), gs_lo, self.route))
             # the steps' sums (loop dtype) accumulated in float64
             self.grads_pq.add_(self.pq_rows[:rows].sum(0, dtype=torch.float64))
             k = lo - 1
@@ -374,6 +381,7 @@ def euler_loop(
     segment: int | str | None = None,
     mm_dtype: torch.dtype | None = None,
     fused: bool = False,
+    route: str = "auto",
 ) -> torch.Tensor:
     """Run ``n_steps`` Euler steps with the lean backward pass; returns x_n (B, N).
 
@@ -383,6 +391,8 @@ def euler_loop(
     ``fused`` (bfloat16 products of a float32 loop; ignored otherwise): each step's
     elementwise work in one compiled kernel (:mod:`sanode.core.fused`); float32 rounding apart,
     the same results.
+    ``route``: the products' route, ``"torch"`` or ``"onednn"`` (:mod:`sanode.core.gemm`;
+    ``"auto"``: its rule), as the run's precision chose it (:mod:`sanode.core.precision`).
     """
     segment = resolve_segment(segment, n_steps)
-    return EulerLoop.apply(x0, w, p, q, n_steps, clip, chunk, segment, mm_dtype, fused)
+    return EulerLoop.apply(x0, w, p, q, n_steps, clip, chunk, segment, mm_dtype, fused, route)

@@ -13,11 +13,14 @@ every call; laid out once per pass (a packed weight) the same product took 0.26 
   packed once for oneDNN's linear kernel;
 * :func:`matmul`, :func:`addmm_`: a one-off float32 ``a @ b`` (operands may be transposed
   views; bfloat16 ones stay ``torch.mm``, faster without a packed operand);
-* :func:`use_gemm` / :func:`gemm_route`: the route, ``"onednn"`` or ``"torch"``. ``auto``
-  (default) is oneDNN for float32 and bfloat16 CPU products where torch's GEMM is MKL on an
-  AMD processor, and products of at least :data:`MIN_SIZE` entries (smaller ones, e.g. the
-  49-node letters, are faster through ``torch.mm``); torch everywhere else (CUDA, float64,
-  other CPUs, where nothing here was measured).
+* :func:`gemm_route`: the route, ``"onednn"`` or ``"torch"``, of one product. A run's route
+  travels with its products (:class:`sanode.core.products.Products` ``route``, chosen by
+  measuring this machine: :mod:`sanode.core.precision`) and is passed to every call here;
+  ``"auto"`` (a value built without measuring) falls back to a rule: oneDNN for float32 and
+  bfloat16 CPU products where torch's GEMM is MKL on an AMD processor, and products of at
+  least :data:`MIN_SIZE` entries; torch everywhere else (CUDA, float64, other CPUs);
+* :func:`use_gemm`: a measurement override (the lab's benches), which forces one route over
+  whatever the values say.
 
 The routes round differently (another summation order), so a seed's training trajectory
 depends on the route; it is recorded with every run (``gemm`` in time-to-accuracy results,
@@ -32,12 +35,13 @@ import torch
 
 ROUTES = ("auto", "onednn", "torch")
 MIN_SIZE = 256 * 256  # entries of the fixed operand (Weight) or of the result (matmul)
-_route = "auto"
+_route = "auto"  # "auto": each call's own route; else forced by use_gemm (measurements)
 
 
 def use_gemm(route: str) -> None:
-    """Choose the products' route process-wide: ``"auto"``, ``"onednn"`` (float32 and bfloat16
-    CPU products whatever the processor: for measurements) or ``"torch"``."""
+    """Force every product's route process-wide, for measurements (benches): ``"onednn"``
+    (float32 and bfloat16 CPU products), ``"torch"``, or ``"auto"`` (the default: each call
+    takes the route its products carry)."""
     global _route
     if route not in ROUTES:
         raise ValueError(f"unknown GEMM route {route!r}; choose one of {list(ROUTES)}")
@@ -49,14 +53,20 @@ def use_gemm(route: str) -> None:
     _route = route
 
 
-def gemm_route(device: torch.device, dtype: torch.dtype, size: int = MIN_SIZE) -> str:
+def gemm_route(
+    device: torch.device, dtype: torch.dtype, size: int = MIN_SIZE, route: str = "auto"
+) -> str:
     """The route (``"onednn"`` or ``"torch"``) of a ``dtype`` product on ``device`` whose fixed
-    operand (or result) has ``size`` entries."""
+    operand (or result) has ``size`` entries, asked for as ``route`` (``"onednn"``,
+    ``"torch"``, or ``"auto"``: the rule of the module docstring); :func:`use_gemm` overrides."""
+    if route not in ROUTES:
+        raise ValueError(f"unknown GEMM route {route!r}; choose one of {list(ROUTES)}")
     if (device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16)
-            or _route == "torch" or not _onednn_available()):  # fmt: skip
+            or not _onednn_available()):  # fmt: skip
         return "torch"
-    if _route == "onednn":
-        return "onednn"
+    chosen = route if _route == "auto" else _route
+    if chosen != "auto":
+        return chosen
     return "onednn" if size >= MIN_SIZE and _mkl_on_amd() else "torch"
 
 
@@ -103,9 +113,9 @@ class Weight:
     dtype: oneDNN with ``w`` packed once (``batch``: the expected B, a layout hint; any B
     works), or ``torch.mm``."""
 
-    def __init__(self, w: torch.Tensor, batch: int) -> None:
+    def __init__(self, w: torch.Tensor, batch: int, route: str = "auto") -> None:
         self.w = w
-        self.route = gemm_route(w.device, w.dtype, w.numel())
+        self.route = gemm_route(w.device, w.dtype, w.numel(), route)
         self.packed = None
         if self.route == "onednn":
             self.packed = torch.ops.mkldnn._reorder_linear_weight(w.t().contiguous(), batch)
@@ -118,25 +128,27 @@ class Weight:
         return _linear(_dense(x), self.packed)
 
 
-def _one_off(a: torch.Tensor, b: torch.Tensor) -> bool:
+def _one_off(a: torch.Tensor, b: torch.Tensor, route: str) -> bool:
     """Whether a one-off float32 product takes oneDNN's route (bfloat16 ones stay torch.mm:
     without a packed operand oneDNN's kernel took 1.25-1.35x torch.mm's time for them here)."""
     return (
         a.dtype == torch.float32
-        and gemm_route(a.device, a.dtype, a.shape[0] * b.shape[1]) == "onednn"
+        and gemm_route(a.device, a.dtype, a.shape[0] * b.shape[1], route) == "onednn"
     )
 
 
-def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def matmul(a: torch.Tensor, b: torch.Tensor, route: str = "auto") -> torch.Tensor:
     """(M, N) ``a @ b`` for (M, K) ``a`` and (K, N) ``b`` of one dtype (either may be a
     transposed view), through :func:`gemm_route`'s route (float32); a new tensor."""
-    if _one_off(a, b):
+    if _one_off(a, b, route):
         return _linear(_dense(a), _dense(b).t())
     return torch.mm(a, b)
 
 
-def addmm_(c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+def addmm_(
+    c: torch.Tensor, a: torch.Tensor, b: torch.Tensor, alpha: float = 1.0, route: str = "auto"
+) -> torch.Tensor:
     """``c += alpha * (a @ b)`` in place (shapes and views as in :func:`matmul`); returns c."""
-    if _one_off(a, b):
+    if _one_off(a, b, route):
         return c.add_(_linear(_dense(a), _dense(b).t()), alpha=alpha)
     return c.addmm_(a, b, alpha=alpha)

@@ -37,6 +37,8 @@ class Dynamics:
             ``linear_t``, ``(beta A)^T - linear_t`` rounded to bfloat16 ("bfloat16x2" products:
             two bfloat16 products per field, and A's rounding error drops from 2^-9 to 2^-17
             relative; only the state is still rounded to bfloat16).
+        route: the products' route, ``"torch"``, ``"onednn"`` or ``"auto"``
+            (:func:`sanode.core.gemm.gemm_route`), as the run's precision chose it.
     """
 
     linear_t: torch.Tensor
@@ -44,6 +46,7 @@ class Dynamics:
     c2: torch.Tensor
     clip: float | None = None
     linear_lo_t: torch.Tensor | None = None
+    route: str = "auto"  # the products' route (sanode.core.gemm.gemm_route)
     # the products' packed operands (sanode.core.gemm), made on the first field without
     # gradients: [(hi, lo)], or [None] where the route is torch.mm
     _packed: list = dataclass_field(default_factory=list, init=False, repr=False, compare=False)
@@ -68,17 +71,16 @@ class Dynamics:
         if torch.is_grad_enabled() and (x.requires_grad or self.linear_t.requires_grad):
             return None
         if not self._packed:
-            hi = Weight(self.linear_t, len(x))
+            hi = Weight(self.linear_t, len(x), self.route)
             lo = self.linear_lo_t
-            self._packed.append(
-                None if hi.packed is None else (hi, hi if lo is None else Weight(lo, len(x)))
-            )
+            low = hi if lo is None else Weight(lo, len(x), self.route)
+            self._packed.append(None if hi.packed is None else (hi, low))
         return self._packed[0]
 
     def reversed(self) -> Dynamics:
         """The field of dx/dtau = -F(x) (backward integration)."""
         lo = None if self.linear_lo_t is None else -self.linear_lo_t
-        return Dynamics(-self.linear_t, -self.c1, -self.c2, self.clip, lo)
+        return Dynamics(-self.linear_t, -self.c1, -self.c2, self.clip, lo, self.route)
 
 
 class Solver:

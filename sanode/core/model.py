@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import overload
+from typing import Any, overload
 
 import torch
 from torch import nn
 
+from . import products as products_mod
 from .coupling import coupling_matrix
 from .euler_grad import euler_loop
 from .integrate import Dynamics, integrate, num_steps
@@ -73,6 +74,7 @@ class SANode(nn.Module):
         products: Products | str | None = None,
         eval_products: Products | str | None = None,
         coupling_dtype: torch.dtype = torch.float64,
+        lapack: str = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -89,8 +91,6 @@ class SANode(nn.Module):
         self.clip = None if clip is None else float(clip)
         self.margin = float(margin)
         self.dtype = dtype
-        self.products = products  # parsed and checked by the setters
-        self.eval_products = self.products if eval_products is None else eval_products
         if coupling_dtype not in (torch.float64, torch.float32) or (
             coupling_dtype == torch.float32 and dtype != torch.float32
         ):
@@ -99,6 +99,10 @@ class SANode(nn.Module):
                 f"got {coupling_dtype} with dtype {dtype}"
             )
         self.coupling_dtype = coupling_dtype
+        self.lapack = lapack  # A's solves (sanode.core.coupling.lapack_route)
+        # the run's whole precision (sanode.core.precision.Precision) where a config built the
+        # model (sanode.training.checkpoint.model_from_config), else the products' own value
+        self.precision: Any = None
         gen = torch.Generator().manual_seed(int(seed))
         patterns64 = patterns.detach().to(torch.float64).cpu()
         fixed, _ = torch.linalg.qr(patterns64.T)  # (N, K), same span as the patterns
@@ -110,6 +114,8 @@ class SANode(nn.Module):
         self.basis_free = nn.Parameter(free)
         self.eig_free = nn.Parameter(eig)
         self.gamma = nn.Parameter(torch.tensor(float(gamma), dtype=torch.float64))
+        self.products = products  # parsed and checked by the setters
+        self.eval_products = self.products if eval_products is None else eval_products
 
     # -- sizes ---------------------------------------------------------------------------
     @property
@@ -142,7 +148,8 @@ class SANode(nn.Module):
         kernel (|A p| ~ 3e-4 in float32 at initialisation), so A is projected onto the
         complement of their span, ``A - (A U) U^T`` (U: the fixed orthonormal block): the
         same A in exact arithmetic, with |A p| at float32 rounding (~2e-5)."""
-        return coupling_matrix(self.basis_free, self.eigenvalues(), self.basis_fixed, dtype)
+        return coupling_matrix(self.basis_free, self.eigenvalues(), self.basis_fixed, dtype,
+                               lapack=self.lapack, gemm_route=self.products.route)  # fmt: skip
 
     @property
     def products(self) -> Products:
@@ -151,8 +158,7 @@ class SANode(nn.Module):
 
     @products.setter
     def products(self, value: Products | str | None) -> None:
-        self._products = Products.parse(value, dtype_name(self.dtype), training=True,
-                                        device=self._where())  # fmt: skip
+        self._products = self._parse(value, training=True)
 
     @property
     def eval_products(self) -> Products:
@@ -161,8 +167,19 @@ class SANode(nn.Module):
 
     @eval_products.setter
     def eval_products(self, value: Products | str | None) -> None:
-        self._eval_products = Products.parse(value, dtype_name(self.dtype),
-                                             device=self._where())  # fmt: skip
+        self._eval_products = self._parse(value, training=False)
+
+    def _parse(self, value: Products | str | None, *, training: bool) -> Products:
+        """Products from a setting: ``auto`` on the CPU is measured for this model's N
+        (:func:`sanode.core.precision.measured`, at the default batch sizes; a run passes
+        the :class:`Products` its config resolved on its own shapes)."""
+        where = self._where()
+        loop = dtype_name(self.dtype)
+        if value == products_mod.AUTO and (where is None or where.type == "cpu"):
+            from .precision import measured
+
+            return measured(value, loop, n=self.patterns.shape[1], training=training)
+        return Products.parse(value, loop, training=training, device=where)
 
     def _where(self) -> torch.device | None:
         """The device ``auto`` products are chosen for: the model's (the CPU while it is
@@ -205,7 +222,7 @@ class SANode(nn.Module):
         c2 = (4.0 * g).to(dtype)
         c1 = (4.0 * self.a**2 * g).to(dtype)
         clip = None if self.clip is None else self.clip * self.a
-        return Dynamics(linear_t, c1, c2, clip, lo)
+        return Dynamics(linear_t, c1, c2, clip, lo, route=products.route)
 
     def early_exit_dynamics(
         self, products: Products | None = None
@@ -262,7 +279,7 @@ class SANode(nn.Module):
             n = num_steps(t_end, dt)
             return euler_loop(x0, w, p, q, n, clip=dyn.clip, segment=grad_segment,
                               mm_dtype=self._product_dtype(self.products, self.dtype),
-                              fused=fuse_steps)  # fmt: skip
+                              fused=fuse_steps, route=self.products.route)  # fmt: skip
         training = self.products if torch.is_grad_enabled() else None  # else eval_products
         return integrate(self.dynamics(products=training), x0, t_end, dt, method=method)
 
@@ -352,6 +369,8 @@ class SANode(nn.Module):
             name = loop if old is None else dtype_name(old)
             state["_eval_products"] = Products(TWO_PARTS if two and name == "bfloat16" else name)
             state["_products"] = Products(name)
+        state.setdefault("lapack", "auto")  # pickled before the solves' route was the model's
+        state.setdefault("precision", None)
         super().__setstate__(state)
 
     def extra_repr(self) -> str:

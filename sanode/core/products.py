@@ -26,7 +26,7 @@ for :attr:`Products.dtype`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def problem(name: str, loop: str, *, training: bool) -> str | None:
     if training and name == TWO_PARTS:
         return (
             f"{TWO_PARTS!r} is an evaluation mode: the training loop runs one bfloat16 product "
-            f"(matmul_dtype: bfloat16); set eval_matmul_dtype: {TWO_PARTS} for evaluation"
+            f"(train_products: bfloat16); set eval_products: {TWO_PARTS} for evaluation"
         )
     fits = loop == "float32" if name in ("bfloat16", TWO_PARTS) else name == loop
     if not fits:
@@ -88,11 +88,18 @@ def problem(name: str, loop: str, *, training: bool) -> str | None:
     return None
 
 
+ROUTES = ("auto", "torch", "onednn")
+
+
 @dataclass(frozen=True)
 class Products:
-    """A loop's products (``name``: one of :data:`NAMES`); build with :meth:`parse`."""
+    """A loop's products (``name``: one of :data:`NAMES`) and their route (``"torch"``,
+    ``"onednn"``, or ``"auto"``: :func:`sanode.core.gemm.gemm_route`'s rule, for a value built
+    without measuring; :mod:`sanode.core.precision` measures it); build with :meth:`parse`."""
 
     name: str
+    # how they run, not what they are: two values of one name are equal whatever their routes
+    route: str = field(default="auto", compare=False)
 
     @classmethod
     def parse(
@@ -103,8 +110,14 @@ class Products:
         training: bool = False,
         device: torch.device | str | None = None,
     ) -> Products:
-        """``name`` (None: the loop dtype; ``auto``: :func:`resolve` on ``device``) checked
-        against the ``loop`` dtype; a misfit raises ``ValueError`` saying what fits."""
+        """``name`` (None: the loop dtype; ``auto``: :func:`resolve` on ``device``; a
+        :class:`Products` keeps its route) checked against the ``loop`` dtype; a misfit
+        raises ``ValueError`` saying what fits."""
+        if isinstance(name, Products):
+            why = problem(name.name, loop, training=training)
+            if why is not None:
+                raise ValueError(f"products {why}")
+            return name
         chosen = resolve(None if name is None else str(name), loop, device)
         why = problem(chosen, loop, training=training)
         if why is not None:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..config import EXECUTION_KEYS, TrainConfig
+from ..config import EXECUTION_KEYS, RENAMED, TrainConfig, renamed
 from .selection import plain_value
 
 _DEFAULT_T_TRAIN = TrainConfig().t_train  # a lever run names T_train only where it differs
@@ -118,6 +118,15 @@ def _paper_first(row: list[str]) -> int:
     return 0 if row[1].startswith("paper") else 1
 
 
+def _named(record: dict, key: str) -> Any:
+    """``record[key]``, or the value under its old name (results written before the rename,
+    :data:`sanode.config.RENAMED`)."""
+    if key in record:
+        return record[key]
+    old = {new: old for old, new in RENAMED.items()}[key]
+    return record[old]
+
+
 def tta(root: Path, args: list[str]) -> str:
     """``sanode time-to-accuracy`` results: one row per ``result.json`` (ARG: globs)."""
     body = []
@@ -129,8 +138,8 @@ def tta(root: Path, args: list[str]) -> str:
 
         levels = [_level(r, key) for key in ("0.900", "0.950", "0.960", "0.970")]
         body.append([
-            f"`{path.stem}`", r["matmul_dtype"],
-            cfg.get("coupling_dtype", "float64"), r["eval_matmul_dtype"],
+            f"`{path.stem}`", _named(r, "train_products"),
+            cfg.get("coupling_dtype", "float64"), _named(r, "eval_products"),
             _int(cfg["batch_size"]), f"{cfg['lr']:g}", f"{epoch:.1f} s", *levels,
             _pct(r["best_val_accuracy"]), f"{r['epochs_run']} / {r['train_wall_s']:,.0f} s",
             f"**{_pct(r['test']['accuracy'])}**", _buckets(r["test"]),
@@ -227,10 +236,10 @@ def eval_switches(root: Path, args: list[str]) -> str:
     body = []
     for path in _files(root, args):
         r = json.loads(path.read_text())
-        own = r["eval_matmul_dtype"]
+        own = _named(r, "eval_products")
         body.append([f"`{path.stem}`", own, "—", _pct(r["test"]["accuracy"]), "—", "—"])
         for s in r.get("eval_switches", []):
-            body.append([f"`{path.stem}`", s["eval_matmul_dtype"], own,
+            body.append([f"`{path.stem}`", _named(s, "eval_products"), own,
                          _pct(s["test"]["accuracy"]), _int(s["items_changing_bucket"]),
                          _int(s["sign_flips"])])  # fmt: skip
     header = ["model", "evaluation products", "against", "test H", "items changing bucket",
@@ -299,7 +308,7 @@ def levers(root: Path, args: list[str]) -> str:
         if cfg.get("train_on_validation"):
             per += " + validation"
         body.append([f"`{path.stem}`", ", ".join(on), per, str(r["epochs_run"]),
-                     r["matmul_dtype"], _pct(r["best_val_accuracy"], 1),
+                     _named(r, "train_products"), _pct(r["best_val_accuracy"], 1),
                      f"**{_pct(r['test']['accuracy'])}**", _buckets(r["test"]),
                      f"{r['train_wall_s']:,.0f} s"])  # fmt: skip
     header = ["run", "levers", "training images", "epochs", "products", "best val H",
@@ -310,7 +319,7 @@ def levers(root: Path, args: list[str]) -> str:
 def _recipe(settings: dict) -> dict:
     """What a run computes, less its seed: the settings that must agree across one recipe's
     seeds (a setting a result predates takes its default)."""
-    full = TrainConfig.from_dict(settings).to_dict()
+    full = TrainConfig.from_dict(renamed(settings, warn=False)).to_dict()
     return {k: v for k, v in full.items() if k not in EXECUTION_KEYS | {"seed"}}
 
 

@@ -151,6 +151,7 @@ def evaluate_stage(
                 "eps_test": json.dumps(list(settings.eps_test)),
             }
         )
+        run.set_tags(tracking.precision_tags(model.precision))
         for i, row in res.accuracy.iterrows():
             run.log_metrics(row.to_dict(), step=int(i))
         extra = {

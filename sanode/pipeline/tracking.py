@@ -9,6 +9,7 @@ its key tags identify, FAILED on an error, KILLED on an interruption, FINISHED o
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import subprocess
@@ -250,8 +251,6 @@ def provenance_tags(cwd: str | os.PathLike | None = None) -> dict[str, str]:
     import torch
 
     from .. import __version__
-    from ..core.coupling import lapack_route
-    from ..core.gemm import gemm_route
 
     tags = {
         "sanode.git_revision": git_revision(cwd),
@@ -260,10 +259,6 @@ def provenance_tags(cwd: str | os.PathLike | None = None) -> dict[str, str]:
         "sanode.mlflow_version": mlflow.__version__,
         "sanode.python": platform.python_version(),
         "sanode.host": platform.node(),
-        # the LAPACK of A's solves on the CPU (sanode.core.coupling): their rounding differs
-        "sanode.lapack": lapack_route(torch.device("cpu"), torch.float32),
-        # the route of the float32 products on the CPU (sanode.core.gemm): it rounds differently
-        "sanode.gemm": gemm_route(torch.device("cpu"), torch.float32),
     }
     try:
         import ray
@@ -284,6 +279,19 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[name] = str(value)[:MAX_PARAM_LENGTH]
     return out
+
+
+def precision_tags(precision: Any) -> dict[str, str]:
+    """MLflow tags of a run's :class:`~sanode.core.precision.Precision` (None: no tags): the
+    products and their routes, the LAPACK of A's solves (each rounds differently), where the
+    choice came from and the times measured for it."""
+    if precision is None:
+        return {}
+    record = precision.record()
+    times = record.pop("times_ms")
+    tags = {f"sanode.{key}": str(value) for key, value in record.items()}
+    tags["sanode.calibration_times_ms"] = json.dumps(times, sort_keys=True)
+    return tags
 
 
 def find_run(mlflow_client, exp_id: str, tags: Mapping[str, str]) -> str | None:

@@ -12,7 +12,7 @@ Training (one step: forward + backward + Adam) at the same sizes:
   one compiled kernel (the ``fuse_steps`` setting, :mod:`sanode.core.fused`).
 
 Every variant runs in float32, float64 or ``bfloat16`` (a float32 loop with bfloat16 matrix
-products, the ``matmul_dtype`` setting; no naive row).
+products, the ``train_products`` setting; no naive row).
 
 Evaluation (no gradient) of a batch to the horizon T:
 
@@ -20,7 +20,7 @@ Evaluation (no gradient) of a batch to the horizon T:
 * ``eval-early`` - the same with items leaving the batch once converged (``tol``); its
   throughput counts the image-steps of the fixed-step run it replaces.
 
-With bfloat16, the evaluation rows also run as ``bfloat16x2`` (the ``eval_matmul_dtype``
+With bfloat16, the evaluation rows also run as ``bfloat16x2`` (the ``eval_products``
 setting): two bfloat16 products per step, A split into a high and a low part.
 
 The roofline is the matmul throughput measured in the same run, dtype and device, right before
@@ -59,7 +59,7 @@ BENCH_DTYPES = ("float32", "float64", "bfloat16")
 
 def loop_dtypes(dtype: torch.dtype) -> tuple[torch.dtype, Products]:
     """(loop dtype, products) of a bench row: ``bfloat16`` rows run a float32 loop whose
-    matrix products are bfloat16 (``matmul_dtype``); other rows run everything in ``dtype``."""
+    matrix products are bfloat16 (``train_products``); other rows run everything in ``dtype``."""
     if dtype == torch.bfloat16:
         return torch.float32, Products("bfloat16")
     return dtype, Products(dtype_name(dtype))
@@ -510,7 +510,7 @@ def _print_rows(rows: list[dict], naive_steps: int) -> None:
         "4 with checkpointed segments, 1 per evaluation step. eval-early counts the image-steps "
         "of the fixed run it replaces; work = the fraction of them it computed. "
         f"naive is timed at {naive_steps} steps (its cost per step does not depend on T).\n"
-        "bfloat16 rows: float32 loop with bfloat16 matrix products (matmul_dtype), against a "
+        "bfloat16 rows: float32 loop with bfloat16 matrix products (train_products), against a "
         "bfloat16 matmul roofline and the autograd row; bfloat16x2 rows: two bfloat16 products "
         "per evaluation step (A split in two parts; roofline counts both); x f32 = throughput "
         "over the float32 row of the same variant and steps (sanode-a32, sanode-fused: the "

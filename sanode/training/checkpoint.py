@@ -12,15 +12,20 @@ import torch
 
 from ..config import TrainConfig, torch_dtype
 from ..core.model import SANode
+from ..core.precision import Precision
 from ..files import load_checkpoint, save_checkpoint
 
 __all__ = ["load_checkpoint", "load_model", "model_from_config", "save_checkpoint"]
 
 
-def model_from_config(cfg: TrainConfig, patterns: torch.Tensor) -> SANode:
-    """A freshly initialised model for ``cfg`` with the given (K, N) planted patterns, its
-    training products ``cfg.matmul_dtype`` and evaluation products ``cfg.eval_matmul_dtype``."""
-    return SANode(
+def model_from_config(
+    cfg: TrainConfig, patterns: torch.Tensor, precision: Precision | None = None
+) -> SANode:
+    """A freshly initialised model for ``cfg`` with the given (K, N) planted patterns and the
+    run's precision (default ``cfg.precision(N)``: the products, routes and solves its
+    settings mean here, measured where they say auto), kept as ``model.precision``."""
+    precision = precision or cfg.precision(patterns.shape[1])
+    model = SANode(
         patterns,
         a=cfg.a,
         gamma=cfg.gamma,
@@ -30,11 +35,14 @@ def model_from_config(cfg: TrainConfig, patterns: torch.Tensor) -> SANode:
         clip=cfg.clip,
         margin=cfg.margin,
         dtype=cfg.torch_dtype,
-        products=cfg.train_products,
-        eval_products=cfg.eval_products,
+        products=precision.train,
+        eval_products=precision.eval,
         coupling_dtype=torch_dtype(cfg.coupling_dtype),
+        lapack=precision.lapack,
         seed=cfg.seed,
     )
+    model.precision = precision
+    return model
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"):

@@ -5,7 +5,7 @@ split), validates after every epoch, and records the wall time of every epoch (t
 validation and checkpoint together). The time to accuracy is the cumulative wall time at the
 end of the first epoch whose validation H reaches ``target``. The run completes its schedule
 (``stop_at_target=False``) or stops there; either way the model it ends with is scored on the
-full test split with the evaluation products (``eval_matmul_dtype``), and, optionally,
+full test split with the evaluation products (``eval_products``), and, optionally,
 re-scored with each other product mode of a float32 loop (float32, bfloat16, bfloat16x2) to
 count the items that change bucket and the final-state signs that flip.
 
@@ -85,8 +85,8 @@ def _buckets(res: Evaluation) -> dict[str, Any]:
 
 
 def _score(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,
-           products: str) -> Evaluation:  # fmt: skip
-    """Evaluate with the products ``products`` (an ``eval_matmul_dtype`` name)."""
+           products: Products | str) -> Evaluation:  # fmt: skip
+    """Evaluate with the products ``products`` (a value, or an ``eval_products`` name)."""
     with matmul_precision(cfg.matmul_precision):
         return evaluate(model, x, y, t_end=t_eval, dt=cfg.dt, method=cfg.method,
                         batch_size=cfg.eval_batch_size, threshold=cfg.threshold, tol=tol,
@@ -221,7 +221,7 @@ def _switch(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | N
     ``own`` (the evaluation with the run's own products)."""
     switched = _score(model, cfg, x, y, t_eval, tol, products)
     return {
-        "eval_matmul_dtype": products,
+        "eval_products": products,
         "test": _buckets(switched),
         **compare_evaluations(own, switched, cfg.threshold),
     }
@@ -272,7 +272,9 @@ def time_to_accuracy(
     timeline = Timeline(out_dir / TIMELINE, resume=(out_dir / CHECKPOINT).is_file())
 
     xt, yt = data.split("test")
-    own = cfg.eval_products.name  # auto: what it resolved to on this device
+    # what the settings mean here (auto: measured); the model is built with the same value
+    precision = cfg.precision(data.patterns.shape[1])
+    own = precision.eval
 
     def record(epoch: int, metrics: dict[str, float], model) -> bool:
         timeline.record(epoch, metrics)
@@ -286,15 +288,16 @@ def time_to_accuracy(
     trace = BatchTrace(out_dir / BATCHES, done=len(timeline.rows)) if trace_batches else None
     result = train(cfg, x, y, data.patterns, val=(xv, yv), checkpoint_path=out_dir / CHECKPOINT,
                    resume=True, callback=record, progress=progress,
-                   batch_callback=trace)  # fmt: skip
+                   batch_callback=trace, precision=precision)  # fmt: skip
     model = result.model
     test = _score(model, cfg, xt, yt, t_test, test_tol, own)
     rows = timeline.rows
     reached = first_reaching(rows, target)
     summary: dict[str, Any] = {
         "dataset": cfg.dataset,
-        "matmul_dtype": cfg.train_products.name,
-        "eval_matmul_dtype": own,
+        "train_products": precision.train.name,
+        "eval_products": own.name,
+        "precision": precision.record(),
         "target_val_accuracy": target,
         "time_to_target_s": None if reached is None else reached["wall_s"],
         "epochs_to_target": None if reached is None else int(reached["epoch"]),
@@ -304,9 +307,11 @@ def time_to_accuracy(
         "levels": level_times(rows, (*LEVELS, target)),
         "test": {"t_eval": t_test, "tol": test_tol, "n": len(yt), **_buckets(test)},
         "threads": torch.get_num_threads(),
-        "lapack": lapack_route(model.gamma.device, torch.float32),  # A's solves (core.coupling)
-        # the float32 products' route at this N (sanode.core.gemm)
-        "gemm": gemm_route(model.gamma.device, torch.float32, model.num_nodes**2),
+        "lapack": lapack_route(model.gamma.device, torch.float32, precision.lapack),  # A's solves
+        # the training products' route at this N (sanode.core.gemm)
+        "gemm": gemm_route(
+            model.gamma.device, torch.float32, model.num_nodes**2, precision.train.route
+        ),
         # the seed the model comes from: cfg.seed, or a later one where seeds stalled
         "trained_seed": cfg.seed + len(result.stalled_seeds),
         "stalled_seeds": result.stalled_seeds,
@@ -321,7 +326,7 @@ def time_to_accuracy(
         summary["eval_switches"] = [
             _switch(model, cfg, xt, yt, t_test, test_tol, test, other)
             for other in ("float32", "bfloat16", TWO_PARTS)
-            if other != own
+            if other != own.name
         ]
     write_json(out_dir / "result.json", summary, what="result")
     return summary

@@ -20,6 +20,7 @@ from .. import files
 from ..config import EXECUTION_KEYS, TrainConfig, matmul_precision, resolve_device
 from ..core.model import SANode
 from ..core.noise import add_pixel_noise, augment_generator, epoch_generator
+from ..core.precision import Precision
 from ..data.augment import image_side, shift_images
 from ..data.raw import balanced_subset
 from .checkpoint import load_checkpoint, model_from_config, save_checkpoint
@@ -82,6 +83,7 @@ def train(
     callback: EpochCallback | None = None,
     progress: bool = True,
     batch_callback: BatchCallback | None = None,
+    precision: Precision | None = None,
 ) -> TrainResult:
     """Train an SA-nODE on images x (M, N) with labels y (M,) towards ``patterns`` (K, N).
 
@@ -100,6 +102,8 @@ def train(
     collapse check (``collapse_*``: validation H far under its best restores the best epoch
     and lowers the lr, or stops). ``batch_callback(epoch, batch, stats)`` receives
     :func:`batch_diagnostics` after every backward pass (for studying a collapse).
+    ``precision``: the run's products, routes and solves (default ``cfg.precision(N)``,
+    measured where the settings say auto), recorded in the checkpoint.
 
     Raises:
         DivergenceError: a non-finite loss, a non-finite or exploding parameter, or an epoch
@@ -119,7 +123,7 @@ def train(
             try:
                 result = _train(run_cfg, x, y, patterns, val, checkpoint_path,
                                 resume or reseeds.stalled > 0, callback, progress,
-                                batch_callback)  # fmt: skip
+                                batch_callback, precision)  # fmt: skip
             except StallError as err:
                 if reseeds.stalled >= cfg.stall_reseeds:
                     raise
@@ -280,7 +284,8 @@ class _Run:
     """The state of one training run and its steps: resume, one epoch, the checks, validation,
     weight averaging, the collapse check, save. A new training lever joins one of them."""
 
-    def __init__(self, cfg, x, y, patterns, val, checkpoint_path, batch_callback) -> None:
+    def __init__(self, cfg, x, y, patterns, val, checkpoint_path, batch_callback,
+                 precision=None) -> None:  # fmt: skip
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         if cfg.train_on_validation and val is not None:
@@ -291,7 +296,7 @@ class _Run:
         self.x, self.y, self.val = x, y, val
         self.path = checkpoint_path
         self.batch_callback = batch_callback
-        self.model = model_from_config(cfg, patterns).to(self.device)
+        self.model = model_from_config(cfg, patterns, precision).to(self.device)
         self.optimizer = make_optimizer(cfg, self.model)
         self.batches = epoch_batches(len(x), cfg.batch_size)
         self.scheduler = make_scheduler(cfg, self.optimizer, len(self.batches))
@@ -366,8 +371,9 @@ class _Run:
             "rollbacks": self.rollbacks,
             "low_epochs": self.low_epochs,
             "weights": self.selected_weights(),
-            # what the products settings meant on the machine that trained (auto resolved)
-            "products": {"train": self.model.products.name, "eval": self.model.eval_products.name},
+            # what the precision settings meant on the machine that trained (auto resolved,
+            # with the times measured for it)
+            "precision": self.model.precision.record(),
         }
         if self.ema is not None:
             payload["ema_model"] = self.ema.module.state_dict()
@@ -510,7 +516,7 @@ class _Run:
             batch_size=cfg.eval_batch_size,
             threshold=cfg.threshold,
             tol=cfg.eval_tol,
-            products=cfg.eval_products,
+            products=self.model.eval_products,
         )
 
     # -- collapse ------------------------------------------------------------------------------
@@ -650,9 +656,9 @@ def _copy(state: Any) -> Any:
 
 
 def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress,
-           batch_callback=None) -> TrainResult:  # fmt: skip
+           batch_callback=None, precision=None) -> TrainResult:  # fmt: skip
     _check_inputs(x, y, patterns, cfg.augment_shift)
-    run = _Run(cfg, x, y, patterns, val, checkpoint_path, batch_callback)
+    run = _Run(cfg, x, y, patterns, val, checkpoint_path, batch_callback, precision)
     if resume:
         run.resume()
     bar = tqdm(
