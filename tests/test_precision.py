@@ -271,10 +271,11 @@ def test_bench_says_what_auto_did(tmp_path, capsys):
     assert main(argv) == 0
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("auto: ")]
     assert len(lines) == 1 and " of the fastest (" in lines[0] and "— step " in lines[0]
-    record = json.loads(out.with_name("b.auto.json").read_text())
+    (record,) = json.loads(out.with_name("b.auto.json").read_text())
     assert 0 < record["share"] <= 1.0
-    assert f"{record['chosen'][0]}/{record['chosen'][1]}" in record["step_s"]
-    assert record["precision"]["train_products"] == record["chosen"][0]
+    assert record["auto_step_s"] == record[f"step_s {record['chosen']}"]
+    assert record["fastest_step_s"] == min(v for k, v in record.items() if k.startswith("step_s"))
+    assert record["precision"]["train_products"] == record["chosen"].split("/")[0]
     assert main([*argv[:-2], "--no-auto"]) == 0
     assert "auto: " not in capsys.readouterr().out
 

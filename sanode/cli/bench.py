@@ -139,7 +139,8 @@ def _auto(args: argparse.Namespace) -> None:
     print(auto_line(result))
     if args.out:
         path = Path(args.out)
-        path.with_name(path.stem + ".auto.json").write_text(json.dumps(result, indent=2))
+        # a list of one row: what report:columns renders
+        path.with_name(path.stem + ".auto.json").write_text(json.dumps([result], indent=2))
 
 
 def _paired(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

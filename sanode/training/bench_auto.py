@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..core.precision import PRODUCT_CANDIDATES, available, describe, resolve
+from ..core.precision import PRODUCT_CANDIDATES, available, cpu_model, describe, label, resolve
 from ..core.products import Products
 from .bench import training_problem
 
@@ -57,23 +57,25 @@ def auto_versus_explicit(
     fastest = min(medians, key=lambda c: medians[c])
     chosen = (prec.train.name, prec.train.route)
     return {
+        "cpu": cpu_model(),
         "n": n,
         "batch": batch,
         "steps": steps,
         "rounds": rounds,
         "threads": torch.get_num_threads(),
-        "chosen": list(chosen),
-        "fastest": list(fastest),
-        "step_s": {f"{p}/{r}": t for (p, r), t in medians.items()},
+        "chosen": label(*chosen),
+        "fastest": label(*fastest),
         "auto_step_s": medians[chosen],
+        "fastest_step_s": medians[fastest],
         "share": medians[fastest] / medians[chosen],
+        **{f"step_s {label(*c)}": t for c, t in medians.items()},
         "precision": prec.record(),
     }
 
 
 def auto_line(result: dict[str, Any]) -> str:
     """``auto: bfloat16 (oneDNN) — step 0.101 s, 1.00 of the fastest (bfloat16, oneDNN)``."""
-    chosen, fastest = result["chosen"], result["fastest"]
+    chosen, fastest = result["chosen"].split("/"), result["fastest"].split("/")
     best = describe(*fastest).replace(" (", ", ").rstrip(")")
     return (
         f"auto: {describe(*chosen)} — step {result['auto_step_s']:.3f} s, "
