@@ -98,7 +98,8 @@ def test_settings_are_typed_and_frozen():
     bad = [
         ({"study": "x", "items": "many"}, "analyses.mse_time.items must be an integer"),
         ({"study": "x", "colour": 1}, "unknown key(s) ['colour']; allowed keys"),
-        ({}, "missing required key(s) ['study']"),
+        ({}, "name one study (study, eps_train, label) or a list of targets"),
+        ({"study": "x", "targets": [{"study": "y"}]}, "not both and not neither"),
         ({"study": "x", "eps_test": [0.1, "a"]}, "eps_test[1] must be a number"),
     ]
     for block, message in bad:

@@ -130,13 +130,41 @@ def test_baselines_match_the_parameter_budget_and_learn_letters():
     cfg = TrainConfig(dataset="letters", letters_copies=20)
     split = load_split(cfg, "train")
     for kind in baselines.KINDS:
-        model = baselines.train_baseline(kind, split.x, split.y, 5, eps_train=0.1, epochs=30,
-                                         batch_size=25, lr=1e-2)  # fmt: skip
-        table = baselines.evaluate_baseline(model, split.x, split.y, eps_test=[0.0, 1.0])
+        fit = baselines.train_baseline(kind, split.x, split.y, 5, eps_train=0.1, epochs=30,
+                                       batch_size=25, lr=1e-2)  # fmt: skip
+        assert fit.epoch == fit.epochs_run == 30  # no validation: every epoch, the last one
+        table = baselines.evaluate_baseline(fit.model, split.x, split.y, eps_test=[0.0, 1.0])
         assert table["accuracy"].iloc[0] == 1.0
         assert table["accuracy"].iloc[1] < 0.6  # pure noise: near chance
+    with pytest.raises(ValueError, match="patience"):
+        baselines.train_baseline("mlp", split.x, split.y, 5, eps_train=0.0, epochs=2,
+                                 batch_size=25, lr=1e-2, patience=0)  # fmt: skip
     with pytest.raises(ValueError, match="unknown baseline"):
         baselines.build_baseline("svm", 4, 2)
+
+
+def test_baselines_train_to_the_validation_chosen_epoch_and_share_the_test_draws():
+    """With a validation split the best epoch's weights are kept and training stops after
+    ``patience`` epochs without a better one; every test draw is the SA-nODE's own (seed + r,
+    level i), so the baselines score on exactly its noisy images."""
+    from sanode.core.noise import add_pixel_noise, noise_generator
+
+    cfg = TrainConfig(dataset="letters", letters_copies=20)
+    train_split, val_split = load_split(cfg, "train"), load_split(cfg, "test", letters_eps=0.2)
+    fit = baselines.train_baseline("mlp", train_split.x, train_split.y, 5, eps_train=0.3,
+                                   epochs=200, batch_size=25, lr=1e-2,
+                                   val=(val_split.x, val_split.y), patience=3)  # fmt: skip
+    assert 1 <= fit.epoch <= fit.epochs_run < 200  # converged: stopped early
+    assert fit.epochs_run - fit.epoch <= 3 and 0.0 < fit.val_accuracy <= 1.0
+    table = baselines.evaluate_baseline(fit.model, val_split.x, val_split.y,
+                                        eps_test=[0.0, 0.5], seed=4, noise_seeds=2)  # fmt: skip
+    assert list(zip(table["noise_seed"], table["eps_test"], strict=True)) == [
+        (4, 0.0), (4, 0.5), (5, 0.0), (5, 0.5)]  # fmt: skip
+    # the second draw at level 1 is noise_generator(5, 1)'s, the SA-nODE's draw
+    noisy = add_pixel_noise(val_split.x, 0.5, noise_generator(5, 1))
+    with torch.no_grad():
+        want = float((fit.model(noisy.float()).argmax(1) == val_split.y).double().mean())
+    assert table["accuracy"].iloc[3] == want
 
 
 def test_census_of_planted_patterns_and_a_spurious_origin():

@@ -203,7 +203,9 @@ def test_smoke_study_end_to_end(tmp_path, mlflow_server, monkeypatch):
     letters = accuracy[accuracy["study"] == "letters"]
     # the best lr of each eps_train from both training seeds; MNIST has one model
     assert sorted(letters["train_seed"].unique()) == [0, 1]
-    assert letters.groupby("eps_train")["is_best"].sum().tolist() == [3, 3]  # 3 eps_test
+    # 3 eps_test x 2 test-noise draws
+    assert letters.groupby("eps_train")["is_best"].sum().tolist() == [6, 6]
+    assert sorted(letters["noise_seed"].unique()) == [0, 1]
     assert accuracy.loc[accuracy["study"] == "mnist", "is_best"].all()
     assert (accuracy["exact"] + accuracy["partial"] + accuracy["wrong"] == accuracy["n"]).all()
     for figure in (
@@ -241,6 +243,17 @@ def test_smoke_study_end_to_end(tmp_path, mlflow_server, monkeypatch):
         for figure in spec["figures"].values():
             assert (tmp_path / figure).stat().st_size > 5_000, figure
         assert list((results / "benchmarks" / "analysis").glob(f"{name}.tsv")), name
+    # the baselines: a validation-chosen epoch, scored on the SA-nODE's own test draws
+    base = pd.read_parquet(results / "tables" / "baselines.parquet")
+    on_letters = base[base["study"] == "letters"]
+    assert sorted(on_letters["noise_seed"].unique()) == [0, 1]
+    assert (base["epoch"] <= base["epochs_run"]).all() and base["val_accuracy"].notna().all()
+    # several targets of Figs. 4-6, one model each (Fig. 4: a letters and an image model)
+    perturbed = pd.read_parquet(results / "tables" / "fig6_collective_perturbation.parquet")
+    assert sorted(perturbed["eps_train"].unique()) == [0.0, 0.3]
+    assert perturbed.groupby("eps_train")["m"].nunique().tolist() == [6, 6]
+    curves = pd.read_parquet(results / "tables" / "fig4_mse_time.parquet")
+    assert set(curves["study"]) == {"letters", "mnist"}
     steps = pd.read_parquet(results / "tables" / "fig8_timestep.parquet")
     assert set(steps["method"]) == {"euler", "rk4"}
     stability = pd.read_parquet(results / "tables" / "stability.parquet")

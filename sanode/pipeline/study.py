@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import EXECUTION_KEYS, ConfigError, TrainConfig, settings_digest
+from ..config import EXECUTION_KEYS, RENAMED, ConfigError, TrainConfig, settings_digest
 from .layout import eps_label
 from .settings import EvaluateSettings, Settings
 
@@ -161,9 +161,12 @@ class StudySettings:
         """Digest of everything that determines the study's results (not where or how it
         runs): a change starts a new Ray experiment and a new MLflow study run, and makes
         Snakemake rerun the tune rule."""
+        # a renamed setting is the same setting: it enters under its old name, so the digests
+        # (Ray experiments, MLflow runs, reruns) survive the rename
+        base = {_OLD_NAMES.get(k, k): v for k, v in self.base.items() if k not in EXECUTION_KEYS}
         return settings_digest(
             {
-                "base": {k: v for k, v in self.base.items() if k not in EXECUTION_KEYS},
+                "base": base,
                 "search_space": self.search_space,
                 "num_samples": self.num_samples,
                 "metric": self.metric,
@@ -182,6 +185,9 @@ class StudySettings:
         if not isinstance(grid, list):
             raise ValueError("eps_train in search_space must be a list (a grid) of noise levels")
         return [float(e) for e in grid]
+
+
+_OLD_NAMES = {new: old for old, new in RENAMED.items()}
 
 
 class PipelineConfigError(ValueError):

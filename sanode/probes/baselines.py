@@ -7,6 +7,8 @@ level, :func:`sanode.core.noise.noise_generator`), so their accuracy sits beside
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import torch
 from torch import nn
@@ -37,6 +39,18 @@ def build_baseline(kind: str, n: int, k: int, *, seed: int = 0) -> nn.Module:
     raise ValueError(f"unknown baseline {kind!r}; choose one of {list(KINDS)}")
 
 
+@dataclass
+class Fit:
+    """A trained baseline and how its epoch was chosen: ``epoch`` (1-based) the one whose
+    weights it holds, ``epochs_run`` those trained, ``val_accuracy`` that epoch's validation
+    accuracy (NaN without a validation split)."""
+
+    model: nn.Module
+    epoch: int
+    epochs_run: int
+    val_accuracy: float
+
+
 def train_baseline(
     kind: str,
     x: torch.Tensor,
@@ -48,37 +62,77 @@ def train_baseline(
     batch_size: int,
     lr: float,
     seed: int = 0,
-) -> nn.Module:
-    """Adam on the cross-entropy, fresh seeded training noise every epoch (as the SA-nODE)."""
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    patience: int | None = None,
+) -> Fit:
+    """Adam on the cross-entropy, fresh seeded training noise every epoch (as the SA-nODE).
+
+    With ``val`` (images, labels; noised once at ``eps_train`` with a seed of its own, as the
+    SA-nODE validates at its training noise) every epoch is validated and the best epoch's
+    weights are kept; ``patience`` stops once that many epochs in a row did not improve on the
+    best (trained to convergence, at most ``epochs``). Without ``val``: all ``epochs``, the
+    last weights."""
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be a positive number of epochs or None, got {patience}")
     model = build_baseline(kind, x.shape[1], k, seed=seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    for epoch in range(epochs):
-        gen = epoch_generator(seed, epoch)
+    xv = None
+    if val is not None:
+        xv = add_pixel_noise(val[0], eps_train, noise_generator(seed + 7_919, 0)).float()
+    best, best_epoch, best_state, stale = -1.0, 0, None, 0
+    epoch = 0
+    for epoch in range(1, epochs + 1):
+        gen = epoch_generator(seed, epoch - 1)
         order = torch.randperm(len(x), generator=gen)
         xe = add_pixel_noise(x[order], eps_train, gen)
         ye = y[order]
+        model.train()
         for start in range(0, len(xe), batch_size):
             opt.zero_grad(set_to_none=True)
             logits = model(xe[start : start + batch_size])
             nn.functional.cross_entropy(logits, ye[start : start + batch_size]).backward()
             opt.step()
-    return model.eval()
+        if xv is None or val is None:
+            continue
+        with torch.no_grad():
+            acc = float((model.eval()(xv).argmax(dim=1) == val[1]).double().mean())
+        if acc > best:
+            best, best_epoch, stale = acc, epoch, 0
+            best_state = {n: t.detach().clone() for n, t in model.state_dict().items()}
+        else:
+            stale += 1
+            if patience is not None and stale >= patience:
+                break
+    if best_state is None:
+        return Fit(model.eval(), epoch, epoch, float("nan"))
+    model.load_state_dict(best_state)
+    return Fit(model.eval(), best_epoch, epoch, best)
 
 
 @torch.no_grad()
 def evaluate_baseline(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps_test: list[float], seed: int = 0
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps_test: list[float],
+    seed: int = 0,
+    noise_seeds: int = 1,
 ) -> pd.DataFrame:
-    """Accuracy per test-noise level on the SA-nODE's noisy test sets: one row per eps_test."""
+    """Accuracy per test-noise level and draw on the SA-nODE's noisy test sets (draw r of level
+    i: :func:`noise_generator` ``(seed + r, i)``, as :func:`sanode.pipeline.robustness.score`
+    draws them): one row per (noise_seed, eps_test)."""
     rows = []
-    for i, eps in enumerate(eps_test):
-        noisy = add_pixel_noise(x, eps, noise_generator(seed, i))
-        pred = model(noisy.to(torch.float32)).argmax(dim=1)
-        rows.append(
-            {
-                "eps_test": float(eps),
-                "n": len(y),
-                "accuracy": float((pred == y).to(torch.float64).mean()),
-            }
-        )
+    for r in range(noise_seeds):
+        for i, eps in enumerate(eps_test):
+            noisy = add_pixel_noise(x, eps, noise_generator(seed + r, i))
+            pred = model(noisy.to(torch.float32)).argmax(dim=1)
+            rows.append(
+                {
+                    "eps_test": float(eps),
+                    "noise_seed": seed + r,
+                    "n": len(y),
+                    "accuracy": float((pred == y).to(torch.float64).mean()),
+                }
+            )
     return pd.DataFrame(rows)

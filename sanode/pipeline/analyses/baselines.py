@@ -17,10 +17,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class BaselinesSettings(Settings):
-    epochs: int = 20
+    epochs: int = 20  # with patience: the most epochs
     batch_size: int = 100
     lr: float = 0.001
     seed: int = 0
+    # validate every epoch on the study's validation split (at the training noise) and keep
+    # the best epoch, stopping after this many epochs without a better one (trained to
+    # convergence); null: train all epochs, keep the last
+    patience: int | None = None
+
+    def check(self, where: str) -> None:
+        from ...config import ConfigError
+
+        for key in ("epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}.{key} must be a positive integer")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"{where}.patience must be a positive integer or null")
+        if not self.lr > 0:
+            raise ConfigError(f"{where}.lr must be > 0, got {self.lr}")
 
 
 class Baselines(Analysis):
@@ -34,15 +49,22 @@ class Baselines(Analysis):
     uses_accuracy = True
     tables: ClassVar[dict[str, Table]] = {
         "baselines": Table("baselines", {"study": "O", "dataset": "O", "model": "O",
-                                         "eps_train": "f", "eps_test": "f", "n": "i",
-                                         "accuracy": "f", "parameters": "i"}),
+                                         "eps_train": "f", "eps_test": "f", "noise_seed": "i",
+                                         "n": "i", "accuracy": "f", "parameters": "i",
+                                         "epoch": "i", "epochs_run": "i",
+                                         "val_accuracy": "f"}),
     }  # fmt: skip
 
     def studies(self, settings, config) -> list[str]:
         return list(config["studies"])
 
     def figures(self, settings, config) -> dict[str, Figure]:
-        return {f"baselines_{s}": Figure(f"baselines_{s}", "baselines") for s in config["studies"]}
+        out = {}
+        for s in config["studies"]:
+            out[f"baselines_{s}"] = Figure(f"baselines_{s}", "baselines")
+            out[f"noisegrid_{s}"] = Figure(f"fig3_versus_mlp_{s}", "fig3_versus_mlp")
+            out[f"advantage_{s}"] = Figure(f"advantage_over_mlp_{s}", "advantage_over_mlp")
+        return out
 
     def run(self, settings: BaselinesSettings, ctx: Context) -> Result:
         import pandas as pd
@@ -54,11 +76,12 @@ class Baselines(Analysis):
             prepared = ctx.prepared(study)
             x_tr, y_tr = prepared.split("train")
             x_te, y_te = prepared.split("test")
+            val = prepared.split("val") if settings.patience is not None else None
             k = prepared.patterns.shape[0]
             ev = evaluate_settings(ctx.config, study)
             for eps in ctx.eps_grid(study):
                 for kind in baselines.KINDS:
-                    model = baselines.train_baseline(
+                    fit = baselines.train_baseline(
                         kind,
                         x_tr,
                         y_tr,
@@ -68,29 +91,39 @@ class Baselines(Analysis):
                         batch_size=settings.batch_size,
                         lr=settings.lr,
                         seed=settings.seed,
+                        val=None if val is None else (val[0], val[1]),
+                        patience=settings.patience,
                     )
                     table = baselines.evaluate_baseline(
-                        model, x_te, y_te, eps_test=list(ev.eps_test), seed=ev.seed
-                    )
+                        fit.model, x_te, y_te, eps_test=list(ev.eps_test), seed=ev.seed,
+                        noise_seeds=ev.noise_seeds,
+                    )  # fmt: skip
                     frames.append(
                         table.assign(
                             study=study,
                             dataset=prepared.meta.get("dataset", study),
                             model=kind,
                             eps_train=eps,
-                            parameters=sum(p.numel() for p in model.parameters()),
+                            parameters=sum(p.numel() for p in fit.model.parameters()),
+                            epoch=fit.epoch,
+                            epochs_run=fit.epochs_run,
+                            val_accuracy=fit.val_accuracy,
                         )
                     )
-                    log.info("%s %s eps_train %g: %s", study, kind, eps,
+                    log.info("%s %s eps_train %g: epoch %d of %d, %s", study, kind, eps,
+                             fit.epoch, fit.epochs_run,
                              table["accuracy"].round(4).tolist())  # fmt: skip
         return Result({"baselines": pd.concat(frames, ignore_index=True)})
 
     def draw(self, settings, tables, figures, accuracy=None) -> None:
         import pandas as pd
 
+        ours = accuracy if accuracy is not None else pd.DataFrame()
         for key, path in figures.items():
-            _versus_sanode(tables["baselines"], accuracy if accuracy is not None else
-                           pd.DataFrame(), key.removeprefix("baselines_"), path)  # fmt: skip
+            kind, study = key.split("_", 1)
+            draw = {"baselines": _versus_sanode, "noisegrid": _noise_grid,
+                    "advantage": _advantage}[kind]  # fmt: skip
+            draw(tables["baselines"], ours, study, path)
 
 
 def _versus_sanode(baselines, accuracy, study: str, path: str, *, max_panels: int = 4) -> None:
@@ -125,3 +158,73 @@ def _versus_sanode(baselines, accuracy, study: str, path: str, *, max_panels: in
     grid.figure.subplots_adjust(top=0.82, right=0.85, bottom=0.17)
     grid.figure.savefig(path, dpi=DPI)
     plt.close(grid.figure)
+
+
+def _noise_grid(baselines, accuracy, study: str, path: str) -> None:
+    """Fig. 3 beside the MLP: SA-nODE's H (solid) and the MLP's accuracy (dashed) against
+    eps_test, one colour per eps_train; m_f beside it. Means over the test-noise draws."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from ..plots import save_figure
+
+    ours = accuracy[(accuracy["study"] == study) & accuracy["is_best"]]
+    mlp = baselines[(baselines["study"] == study) & (baselines["model"] == "mlp")]
+    levels = sorted(ours["eps_train"].unique())
+    palette = dict(zip(levels, sns.color_palette("viridis", n_colors=max(1, len(levels))),
+                       strict=True))  # fmt: skip
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    for eps in levels:
+        mine = ours[ours["eps_train"] == eps].groupby("eps_test")[["accuracy", "m_f"]].mean()
+        a.plot(mine.index, mine["accuracy"], marker="o", ms=3, color=palette[eps],
+               label=f"{eps:g}")  # fmt: skip
+        b.plot(mine.index, mine["m_f"], marker="o", ms=3, color=palette[eps], label=f"{eps:g}")
+        theirs = mlp[mlp["eps_train"] == eps].groupby("eps_test")["accuracy"].mean()
+        a.plot(theirs.index, theirs.to_numpy(), ls="--", lw=1, color=palette[eps])
+    a.set(xlabel=r"test noise $\epsilon_{test}$", ylabel="accuracy", ylim=(0, 1.02),
+          title="(a) SA-nODE H (solid), the MLP (dashed: same parameters, same noise)")  # fmt: skip
+    b.set(xlabel=r"test noise $\epsilon_{test}$", ylabel=r"$m_f$ (mean overlap)",
+          title="(b) SA-nODE $m_f$ (cf. paper Fig. 3)")  # fmt: skip
+    for ax in (a, b):
+        ax.title.set_fontsize(9)
+    b.legend(title=r"$\epsilon_{train}$", fontsize=7, title_fontsize=8, ncol=2)
+    fig.suptitle(f"{study}: the noise grid, means over the test-noise draws", fontsize=10)
+    save_figure(fig, path)
+
+
+def advantage_table(baselines, accuracy, study: str):
+    """SA-nODE minus MLP accuracy per (eps_train, eps_test): ``h`` (SA-nODE's H) and
+    ``nearest`` (its nearest-attractor accuracy) minus the MLP's argmax accuracy, means over
+    the shared test-noise draws (the selected models of each eps_train)."""
+    ours = accuracy[(accuracy["study"] == study) & accuracy["is_best"]]
+    mine = ours.groupby(["eps_train", "eps_test"])[["accuracy", "nearest_accuracy"]].mean()
+    mlp = baselines[(baselines["study"] == study) & (baselines["model"] == "mlp")]
+    theirs = mlp.groupby(["eps_train", "eps_test"])["accuracy"].mean()
+    out = mine.join(theirs.rename("mlp"), how="inner")
+    out["h"] = out["accuracy"] - out["mlp"]
+    out["nearest"] = out["nearest_accuracy"] - out["mlp"]
+    return out.reset_index()
+
+
+def _advantage(baselines, accuracy, study: str, path: str) -> None:
+    """Heatmaps over eps_train x eps_test: SA-nODE's H and nearest-attractor accuracy minus
+    the MLP's accuracy (points; > 0: SA-nODE ahead)."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from ..plots import save_figure
+
+    table = advantage_table(baselines, accuracy, study)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, (col, title) in zip(axes, (("h", "H (m_f = 1 counted)"),
+                                       ("nearest", "nearest attractor")), strict=True):  # fmt: skip
+        grid = table.pivot(index="eps_train", columns="eps_test", values=col) * 100
+        sns.heatmap(grid, cmap="RdBu", center=0, annot=True, fmt=".0f", annot_kws={"size": 6},
+                    cbar_kws={"label": "points"}, ax=ax)  # fmt: skip
+        ax.invert_yaxis()
+        ax.set(xlabel=r"test noise $\epsilon_{test}$", ylabel=r"training noise $\epsilon_{train}$",
+               title=f"SA-nODE {title} minus the MLP")  # fmt: skip
+        ax.title.set_fontsize(9)
+    fig.suptitle(f"{study}: where the attractor classifier leads (blue) or trails (red) an "
+                 "equal-size MLP trained at the same noise", fontsize=10)  # fmt: skip
+    save_figure(fig, path)
