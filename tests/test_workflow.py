@@ -119,7 +119,7 @@ def test_lint_is_clean(tmp_path):
             "eps_train must lie in [0, 1]",
         ),
         (
-            lambda c: c["analyses"]["mse_time"].update(study="cifar"),
+            lambda c: c["analyses"]["mse_time"]["targets"][0].update(study="cifar"),
             "analyses.mse_time: study 'cifar' is not defined under 'studies'",
         ),
         (
