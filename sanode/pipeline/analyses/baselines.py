@@ -228,3 +228,62 @@ def _advantage(baselines, accuracy, study: str, path: str) -> None:
     fig.suptitle(f"{study}: where the attractor classifier leads (blue) or trails (red) an "
                  "equal-size MLP trained at the same noise", fontsize=10)  # fmt: skip
     save_figure(fig, path)
+
+
+def robustness_summary(baselines, accuracy, study: str, at: float = 0.3) -> dict:
+    """The robustness answer of one study, from the tables (means over the shared test-noise
+    draws of each eps_train's selected model):
+
+    * at ``eps_test = at``: SA-nODE's best H and best nearest-attractor accuracy over the
+      eps_train grid and the eps_train giving each, the MLP's and the logistic regression's
+      best accuracy and their eps_train;
+    * ``clean_cost``: SA-nODE's clean H (eps_test 0) at the eps_train of its best H at ``at``,
+      minus its clean H at the smallest eps_train (points; < 0 is a cost);
+    * ``most_robust``: the eps_train whose model has the highest H averaged over every
+      eps_test (the area under its Fig. 3 curve), and that mean;
+    * ``leads`` / ``trails`` / ``cells``: the (eps_train, eps_test) cells where the nearest
+      accuracy is above / below the MLP's at the same eps_train, and all cells;
+      ``lead_from``: the smallest eps_test from which it leads at every larger eps_test for
+      every eps_train (None: no such level)."""
+    import math
+
+    ours = accuracy[(accuracy["study"] == study) & accuracy["is_best"]]
+    if ours.empty:
+        raise ValueError(f"the accuracy table has no rows of study {study!r}")
+    mean = ours.groupby(["eps_train", "eps_test"])[["accuracy", "nearest_accuracy"]].mean()
+    mean = mean.reset_index()
+    levels = sorted(mean["eps_test"].unique())
+    if not any(math.isclose(e, at) for e in levels):
+        raise ValueError(f"study {study!r} was not scored at eps_test {at:g} (levels {levels})")
+    near_at = mean[mean["eps_test"].sub(at).abs() < 1e-9]
+    base = baselines[baselines["study"] == study]
+    out: dict = {"study": study, "at": at}
+    for col, key in (("accuracy", "h"), ("nearest_accuracy", "nearest")):
+        row = near_at.loc[near_at[col].idxmax()]
+        out[key] = float(row[col])
+        out[f"{key}_eps_train"] = float(row["eps_train"])
+    for kind in ("mlp", "logistic"):
+        theirs = base[(base["model"] == kind) & (base["eps_test"].sub(at).abs() < 1e-9)]
+        per = theirs.groupby("eps_train")["accuracy"].mean()
+        out[kind] = float(per.max()) if len(per) else float("nan")
+        out[f"{kind}_eps_train"] = float(per.idxmax()) if len(per) else float("nan")
+    clean = mean[mean["eps_test"] == min(levels)].set_index("eps_train")["accuracy"]
+    out["clean_h"] = float(clean.loc[out["h_eps_train"]])
+    out["clean_h_smallest"] = float(clean.iloc[0])
+    out["clean_cost"] = out["clean_h"] - out["clean_h_smallest"]
+    area = mean.groupby("eps_train")["accuracy"].mean()
+    out["most_robust"] = float(area.idxmax())
+    out["most_robust_mean_h"] = float(area.max())
+    table = advantage_table(baselines, accuracy, study)
+    out["cells"] = len(table)
+    out["leads"] = int((table["nearest"] > 0).sum())
+    out["trails"] = int((table["nearest"] < 0).sum())
+    out["h_leads"] = int((table["h"] > 0).sum())
+    lead_from = None
+    for eps in sorted(table["eps_test"].unique(), reverse=True):
+        if (table.loc[table["eps_test"] >= eps, "nearest"] > 0).all():
+            lead_from = float(eps)
+        else:
+            break
+    out["lead_from"] = lead_from
+    return out
