@@ -123,8 +123,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
+        what = describe_file(path)
+        if what.startswith("a zip archive"):  # torch's own reason says what is wrong in it
+            what += f" ({_first_sentence(err)})"
         raise ValueError(
-            f"{path} is not a readable sanode checkpoint ({_first_sentence(err)})"
+            f"{path} is not a sanode checkpoint: it is {what}; pass a .pt file written by "
+            "sanode train"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
         raise ValueError(
@@ -132,6 +136,41 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             "was it written by another program or version?"
         )
     return payload
+
+
+# the first bytes of common files and what they are
+_MAGIC = (
+    (b"PK\x03\x04", "a zip archive (a torch file, or another zip) that torch cannot load"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x1f\x8b", "a gzip-compressed file"),
+    (b"%PDF", "a PDF document"),
+    (b"\x93NUMPY", "a NumPy .npy array"),
+    (b"\x80", "a Python pickle (sanode checkpoints are torch zip files)"),
+)
+
+
+def describe_file(path: str | os.PathLike) -> str:
+    """What a file looks like from its first bytes: ``"an empty file"``, ``"a text file
+    (starts 'hello')"``, ``"a PNG image"``, or its size in bytes."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    if size == 0:
+        return "an empty file"
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return f"{what}, {size:,} bytes"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"binary data of {size:,} bytes"
+    first = text.strip().splitlines()[0][:40] if text.strip() else ""
+    return f"a text file of {size:,} bytes (starts {first!r})"
 
 
 def _first_sentence(err: BaseException) -> str:

@@ -35,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The subparser of command ``name``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    return parser  # pragma: no cover - build_parser always adds the commands
+
+
 def main(argv: list[str] | None = None) -> int:
     from ..data.raw import DataError
     from ..files import DiskFullError
@@ -43,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args, parser)
+        # the command's own parser: its errors show its usage, not the top-level one
+        return args.func(args, _command_parser(parser, args.command))
     except (DataError, ConfigError, FileNotFoundError, ValueError) as err:  # ClassifyError too
         if args.debug:
             raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..config import TrainConfig
 from .common import print_table
@@ -47,7 +48,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     labels: list[int | None] = []
     if args.images:
         invert = {"auto": None, "yes": True, "no": False}[args.invert]
-        x, names = read_images(args.images, classifier.num_nodes, invert=invert)
+        notes: list[str] = []
+        x, names = read_images(args.images, classifier.num_nodes, invert=invert, notes=notes)
+        for line in notes:  # what was done to fit the pictures to the model, on stderr
+            print(f"sanode classify: {line}", file=sys.stderr)
         xs.append(x)
         labels += [None] * len(names)
     if args.test_images:

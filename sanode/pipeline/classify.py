@@ -119,13 +119,20 @@ def load_classifier(spec: str, *, t_eval: float | None = None) -> AttractorClass
 
 
 def read_images(
-    paths: list[str | os.PathLike], num_nodes: int, *, invert: bool | None = None
+    paths: list[str | os.PathLike],
+    num_nodes: int,
+    *,
+    invert: bool | None = None,
+    notes: list[str] | None = None,
 ) -> tuple[torch.Tensor, list[str]]:
     """Images (B, N) in [0, 1] and a name per row from PNG/JPEG files (grey, area-resized to
     the model's square side) and ``.npy`` arrays ((N,), (B, N), (H, W) or (B, H, W); values
     above 1 are read as 0-255). The model expects bright ink on a dark ground (as MNIST):
     ``invert`` None inverts a picture whose border is light (a scan of dark ink on paper),
-    True / False always / never inverts pictures (arrays are taken as they are)."""
+    True / False always / never inverts pictures (arrays are taken as they are). ``notes``
+    receives one line per picture that was changed to fit (converted to grayscale, resized,
+    inverted), with a warning where its aspect ratio or size is far from the model's square
+    side (the classifier then sees a squashed or blurred image)."""
     import numpy as np
 
     side = round(num_nodes**0.5)
@@ -155,13 +162,17 @@ def read_images(
 
         try:
             with Image.open(path) as image:
+                mode, (width, height) = image.mode, image.size
                 grey = image.convert("L").resize((side, side), Image.Resampling.BOX)
         except (UnidentifiedImageError, OSError) as err:
             raise ClassifyError(f"{path}: not an image PIL can read ({err})") from None
         pixels = np.asarray(grey, dtype=np.float32) / 255.0
         border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-        if invert or (invert is None and float(np.median(border)) > 0.5):
+        inverted = bool(invert or (invert is None and float(np.median(border)) > 0.5))
+        if inverted:
             pixels = 1.0 - pixels
+        if notes is not None:
+            notes += _picture_notes(path, mode, width, height, side, inverted)
         values = torch.from_numpy(pixels).reshape(1, -1)
         rows.append(values)
         names.append(path.name)
@@ -169,6 +180,33 @@ def read_images(
         raise ClassifyError("no images given; pass image files, .npy arrays or --mnist-test N")
     x = torch.cat(rows).clamp_(0.0, 1.0)
     return x, names
+
+
+def _picture_notes(path: Path, mode: str, width: int, height: int, side: int,
+                   inverted: bool) -> list[str]:  # fmt: skip
+    """What was done to a picture to fit a ``side`` x ``side`` model, and a warning where its
+    shape or size is far from that (aspect ratio over 1.25, or a side under half or over 8x
+    the model's)."""
+    done = []
+    if mode not in ("L", "1", "I;16", "I", "F"):
+        done.append(f"converted {mode} to grayscale")
+    if (width, height) != (side, side):
+        done.append(f"resized from {width}x{height} to {side}x{side}")
+    if inverted:
+        done.append("inverted (a light background: the model expects bright ink on dark)")
+    lines = [f"{path.name}: {', '.join(done)}"] if done else []
+    aspect = max(width, height) / max(1, min(width, height))
+    if aspect > 1.25:
+        lines.append(
+            f"{path.name}: warning: aspect ratio {aspect:.2f} (not square): the image was "
+            f"squashed to {side}x{side}; crop it square around the object for a fair answer"
+        )
+    if min(width, height) < side / 2 or min(width, height) > 8 * side:
+        lines.append(
+            f"{path.name}: warning: {width}x{height} is far from the model's {side}x{side}; "
+            "the answer may not mean much (the model saw centred, size-normalised images)"
+        )
+    return lines
 
 
 def plot_trajectories(

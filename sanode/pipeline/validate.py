@@ -5,7 +5,9 @@ pandas, so the Snakefile validates its config before any job runs.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 from ..config import ConfigError, TrainConfig, settings_digest
 from . import analyses
@@ -46,6 +48,12 @@ def validate_config(
         raise PipelineConfigError("\n".join(where + p for p in problems))
 
 
+def default_schema() -> Path:
+    """The pipeline's config schema, ``workflow/schemas/config.schema.yaml`` of the checkout
+    this package runs from (whatever the current folder)."""
+    return Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
 def config_problems(config: dict, *, schema: str | Path | None = None) -> list[str]:
     """Every problem of ``config`` as one line each (empty: the config is valid)."""
     if schema is not None:
@@ -83,14 +91,35 @@ def config_problems(config: dict, *, schema: str | Path | None = None) -> list[s
         for name in studies:
             try:
                 prepare_settings(config, name)
-                evaluate_settings(config, name)
+                ev = evaluate_settings(config, name)
             except ConfigError as err:
                 problems.append(str(err))
+                continue
+            problems += evaluate_horizon_problems(config, name, ev)
     if not problems:
         problems += winner_problems(config)
     if not problems:
         problems += analyses.problems(config)
     return problems
+
+
+def evaluate_horizon_problems(config: dict, study: str, ev: Any) -> list[str]:
+    """The evaluate block's horizon against the study's time step: at least one step and a
+    whole number of them (what ``sanode evaluate --t-eval`` refuses too), else the evaluate
+    stage would integrate zero steps (and score every item wrong) or stop short of it."""
+    if ev.t_eval is None:
+        return []
+    dt = TrainConfig.from_dict(train_settings(config, study)).dt
+    steps = ev.t_eval / dt
+    where = f"studies.{study}.evaluate.t_eval"
+    if steps < 1 - 1e-9:
+        return [f"{where}: {ev.t_eval:g} is shorter than one step of the study's dt ({dt:g}): "
+                f"no step would run; set a multiple of dt, e.g. {120 * dt:g}"]  # fmt: skip
+    if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
+        lo, hi = math.floor(steps) * dt, math.ceil(steps) * dt
+        return [f"{where}: {ev.t_eval:g} is not a whole number of steps of the study's dt "
+                f"({dt:g}): {steps:.4g} steps; use {lo:.6g} or {hi:.6g}"]  # fmt: skip
+    return []
 
 
 def schema_problems(config: dict, schema: str | Path) -> list[str]:
@@ -116,6 +145,8 @@ def schema_problems(config: dict, schema: str | Path) -> list[str]:
             lines.append(f"{path}: {err.instance!r} violates {err.validator} {err.validator_value}")
         elif err.validator == "enum":
             lines.append(f"{path}: {err.instance!r} is not one of {err.validator_value}")
+        elif err.instance == [] and "search_space" in err.absolute_path:
+            lines.append(f"{path}: an empty grid; list at least one value (e.g. [0.01])")
         else:
             message = err.message if len(err.message) < 200 else err.message[:200] + "..."
             lines.append(f"{path}: {message}")

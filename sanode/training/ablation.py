@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import EXECUTION_KEYS, ConfigError, TrainConfig
+from ..config import EXECUTION_KEYS, ConfigError, TrainConfig, renamed
 from ..files import write_json
 
 BASE = "base"
@@ -98,7 +98,7 @@ def arm_config(base: TrainConfig, arm: Arm, n_train: int, n_val: int) -> TrainCo
 def _result_settings(values: dict[str, Any]) -> dict[str, Any]:
     """The settings that change an arm's result (not where or on how many threads it ran),
     as JSON reads them back."""
-    kept = {k: v for k, v in values.items() if k not in EXECUTION_KEYS}
+    kept = {k: v for k, v in renamed(values, warn=False).items() if k not in EXECUTION_KEYS}
     return json.loads(json.dumps(kept))
 
 

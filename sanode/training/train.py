@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import files
-from ..config import EXECUTION_KEYS, TrainConfig, matmul_precision, resolve_device
+from ..config import EXECUTION_KEYS, TrainConfig, matmul_precision, renamed, resolve_device
 from ..core.model import SANode
 from ..core.noise import add_pixel_noise, augment_generator, epoch_generator
 from ..core.precision import Precision
@@ -319,7 +319,8 @@ class _Run:
             return
         state = load_checkpoint(path, map_location=self.device)
         # a key the checkpoint predates had its default value then
-        saved = {**TrainConfig().to_dict(), **state["config"]}
+        # (and a renamed key its old name: read under the new one)
+        saved = {**TrainConfig().to_dict(), **renamed(state["config"], warn=False)}
         resumable = _resumable(cfg)
         saved = {k: v for k, v in saved.items() if k not in resumable}
         current = {k: v for k, v in cfg.to_dict().items() if k not in resumable}
@@ -327,7 +328,7 @@ class _Run:
             diff = sorted(k for k in current if saved.get(k) != current[k])
             raise ValueError(
                 f"checkpoint {path} was written with different settings {diff}; "
-                "delete it or pass resume=False to start over"
+                "delete it or start over (sanode train --no-resume; train(..., resume=False))"
             )
         self._load_state(state)
         self.history = list(state["history"])
