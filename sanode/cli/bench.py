@@ -15,10 +15,11 @@ def add(sub) -> None:
     p = sub.add_parser(
         NAME, help="training-step throughput beside the naive variant and the matmul roofline"
     )
-    p.add_argument("--n", type=int, default=784)
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--batch", type=int, default=200)
-    p.add_argument("--steps", type=int, nargs="+", default=[55, 600])
+    p.add_argument("--n", type=int, default=784, help="nodes N (pixels; default 784)")
+    p.add_argument("--k", type=int, default=10, help="classes K (default 10)")
+    p.add_argument("--batch", type=int, default=200, help="training batch (default 200)")
+    p.add_argument("--steps", type=int, nargs="+", default=[55, 600],
+                   help="Euler steps per training pass (default 55 600)")  # fmt: skip
     p.add_argument(
         "--train-products",
         nargs="+",
@@ -35,8 +36,9 @@ def add(sub) -> None:
         default=True,
         help="also time the authors' per-step-inverse variant (55 steps)",
     )
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timed repeats per row, the median kept (default 3)")  # fmt: skip
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument(
         "--matmul-precision",
@@ -50,7 +52,8 @@ def add(sub) -> None:
         default=True,
         help="measure each training row's peak memory in a fresh process",
     )
-    p.add_argument("--eval-batch", type=int, default=1000)
+    p.add_argument("--eval-batch", type=int, default=1000,
+                   help="evaluation batch of the eval rows (default 1000)")  # fmt: skip
     p.add_argument(
         "--eval-steps", type=int, default=1200, help="evaluation horizon in steps (0: no eval rows)"
     )

@@ -11,7 +11,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ..config import CHOICES, PLACE_KEYS, RENAMED, ConfigError, TrainConfig
+from ..config import CHOICES, PLACE_KEYS, RENAMED, ConfigError, TrainConfig, field_docs
 
 NONE_WORDS = {"none", "null"}
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
@@ -42,6 +42,7 @@ def field_parser(kind):
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     """One ``--flag`` per :class:`TrainConfig` field (read back by :func:`config_from_args`)."""
     hints = typing.get_type_hints(TrainConfig)
+    docs = {k: _one_line(v) for k, v in field_docs(TrainConfig).items()}
     group = parser.add_argument_group("training settings (defaults from sanode.TrainConfig)")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
@@ -52,7 +53,7 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                 dest=f.name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=f"default {f.default}",
+                help=f"{docs[f.name]} (default {f.default})",
             )
             continue
         is_union = isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union
@@ -64,9 +65,11 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             default=None,
             choices=None if words is None else (*words, *([None] if is_union else [])),
             metavar=f.name.upper(),
-            help=(f"one of {', '.join(words)}, " if words else "")
+            help=f"{docs[f.name]} ("
+            + (f"one of {', '.join(words)}; " if words else "")
             + f"default {f.default}"
-            + ("; 'none' to unset" if is_union else ""),
+            + ("; 'none' to unset" if is_union else "")
+            + ")",
         )
     for old, new in RENAMED.items():
         deprecated_alias(group, "--" + old.replace("_", "-"), "--" + new.replace("_", "-"), new,
@@ -90,6 +93,13 @@ def deprecated_alias(parser, old: str, new: str, dest: str, **kwargs: Any) -> No
     deprecation line when used."""
     parser.add_argument(old, dest=dest, action=_Deprecated, new=new, help=argparse.SUPPRESS,
                         default=None, **kwargs)  # fmt: skip
+
+
+def _one_line(doc: str, limit: int = 120) -> str:
+    """A field's documentation as one help line: its first sentence, at most ``limit``
+    characters."""
+    first = doc.split(". ")[0].split("; ")[0].rstrip(".")
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
