@@ -41,7 +41,6 @@ import torch
 from bf16_capability import cpu_model  # this folder's script (on sys.path when run)
 
 from sanode import block_patterns
-from sanode.core.coupling import use_lapack
 from sanode.core.model import SANode
 from sanode.files import write_json
 from sanode.training.memory import keep_freed_memory
@@ -94,7 +93,7 @@ def routes(model: SANode) -> dict:
 
     def lu(route, dtype):
         def build():
-            use_lapack(route)
+            model.lapack = route  # the solves' route travels with the model
             return model.coupling(dtype)
 
         return build

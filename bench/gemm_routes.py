@@ -3,7 +3,7 @@ run.
 
 Times, interleaved in rounds, each product shape of a training or evaluation pass at N = 784
 in float32 and bfloat16, once through ``torch.mm`` and once through the oneDNN route the loops
-take where :func:`sanode.core.gemm.gemm_route` picks it (forced here with ``use_gemm``):
+take where :func:`sanode.core.gemm.gemm_route` picks it (asked for here by name):
 
 * ``step``: (200, 784) @ (784, 784), a training step's forward and dL/dx products (oneDNN:
   the fixed operand packed once, outside the timing, as a pass does once);
@@ -47,14 +47,13 @@ def _time(fn, reps: int) -> float:
 
 def cases(dtype: torch.dtype) -> dict:
     """name -> {route: a closure of the product}, and the float64 references' errors."""
-    gemm.use_gemm("onednn")  # Weight reads the route when it is made
     gen = torch.Generator().manual_seed(0)
     out = {}
     for name, (m, k, n) in SHAPES.items():
         if name in ("step", "eval"):
             x = torch.randn(m, k, generator=gen).to(dtype)
             w = torch.randn(k, n, generator=gen).to(dtype)
-            packed = gemm.Weight(w, m)
+            packed = gemm.Weight(w, m, "onednn")
             fns = {"torch": lambda x=x, w=w: torch.mm(x, w), "onednn": lambda x=x, p=packed: p(x)}
         else:  # transposed operands as the loops pass them
             a = torch.randn(k, m, generator=gen).to(dtype).t()
@@ -105,7 +104,6 @@ def main() -> int:
             print(f"{r['dtype']:>9} {name:>9}: torch.mm {r['torch_us']:9.0f} us, oneDNN "
                   f"{r['onednn_us']:9.0f} us ({r['speedup']:.2f}x), errors "
                   f"{r['torch_rel_error']:.1e} / {r['onednn_rel_error']:.1e}")  # fmt: skip
-    gemm.use_gemm("auto")
     write_json(args.out, {"cpu": cpu_model(), "torch": torch.__version__, "threads": args.threads,
                           "rounds": args.rounds, "mkl_on_amd": gemm._mkl_on_amd(),
                           "rows": rows}, what="GEMM routes")  # fmt: skip

@@ -13,7 +13,7 @@ import torch
 
 from sanode import block_patterns
 from sanode.core import coupling, lapack_env
-from sanode.core.coupling import coupling_matrix, lapack_route, use_lapack
+from sanode.core.coupling import coupling_matrix, lapack_route
 from sanode.core.model import SANode
 from sanode.training.train import adam
 
@@ -22,9 +22,7 @@ ROUTES = ["torch", "openblas"]
 
 @pytest.fixture
 def route(request):
-    use_lapack(request.param)
-    yield request.param
-    use_lapack("auto")
+    return request.param
 
 
 def _model(n=96, k=4, seed=2) -> SANode:
@@ -63,6 +61,7 @@ def _rel(x: torch.Tensor, ref: torch.Tensor) -> float:
 @pytest.mark.parametrize("route", ROUTES, indirect=True)
 def test_float64_build_and_gradients_match_autograd_through_the_solve(route):
     model = _model()
+    model.lapack = route
     assert float(torch.linalg.cond(model.basis().detach())) > 1e4
     ref_a, ref_grads = _reference(model)
     a = coupling_matrix(model.basis_free, model.eigenvalues(), model.basis_fixed, torch.float64)
@@ -80,6 +79,7 @@ def test_float64_build_and_gradients_match_autograd_through_the_solve(route):
 @pytest.mark.parametrize("route", ROUTES, indirect=True)
 def test_float32_build_keeps_the_patterns_in_the_kernel_and_gradients_close(route):
     model = _model()
+    model.lapack = route
     ref_a, ref_grads = _reference(model)
     a = model.coupling(torch.float32)
     assert a.dtype == torch.float32
@@ -99,17 +99,14 @@ def test_both_routes_agree_and_leave_the_incoming_gradient_alone():
     model = _model()
     out = {}
     for name in ROUTES:
-        use_lapack(name)
-        try:
-            a = model.coupling(torch.float64)
-            g = torch.randn(a.shape, generator=torch.Generator().manual_seed(1), dtype=a.dtype)
-            kept = g.clone()
-            a.backward(g)
-            assert torch.equal(g, kept)  # the OpenBLAS solve overwrites its own copy only
-            out[name] = (a.detach(), model.basis_free.grad.clone(), model.eig_free.grad.clone())
-            model.zero_grad(set_to_none=True)
-        finally:
-            use_lapack("auto")
+        model.lapack = name  # the route travels with the model
+        a = model.coupling(torch.float64)
+        g = torch.randn(a.shape, generator=torch.Generator().manual_seed(1), dtype=a.dtype)
+        kept = g.clone()
+        a.backward(g)
+        assert torch.equal(g, kept)  # the OpenBLAS solve overwrites its own copy only
+        out[name] = (a.detach(), model.basis_free.grad.clone(), model.eig_free.grad.clone())
+        model.zero_grad(set_to_none=True)
     for x, y in zip(out["torch"], out["openblas"], strict=True):
         assert _rel(x, y) < 1e-11
 
@@ -123,7 +120,7 @@ def test_bad_inputs_say_what_to_pass():
         coupling_matrix(model.basis_free, model.eigenvalues()[1:], model.basis_fixed,
                         torch.float64)  # fmt: skip
     with pytest.raises(ValueError, match="choose one of"):
-        use_lapack("mkl")
+        coupling_matrix(*args, torch.float64, lapack="mkl")
     with torch.no_grad():
         model.basis_free.zero_()
     with pytest.raises(RuntimeError, match="zero"):  # a singular Phi: torch's LU says so
@@ -141,15 +138,11 @@ def test_the_route_follows_the_device_the_choice_and_the_thread_settings(monkeyp
     monkeypatch.setattr(lapack_env, "_late", {"GOMP_SPINCOUNT"})
     assert not lapack_env.in_force()
     assert lapack_route(cpu, torch.float64) == "torch"  # settings too late: torch's solves
-    try:
-        use_lapack("openblas")  # forced, e.g. to measure
-        assert lapack_route(cpu, torch.float64) == "openblas"
-        assert lapack_route(torch.device("cuda"), torch.float64) == "torch"
-        use_lapack("torch")
-        monkeypatch.setattr(lapack_env, "_late", set())
-        assert lapack_route(cpu, torch.float32) == "torch"
-    finally:
-        use_lapack("auto")
+    # asked for by name (a run's measured choice, or a bench's)
+    assert lapack_route(cpu, torch.float64, "openblas") == "openblas"
+    assert lapack_route(torch.device("cuda"), torch.float64, "openblas") == "torch"
+    monkeypatch.setattr(lapack_env, "_late", set())
+    assert lapack_route(cpu, torch.float32, "torch") == "torch"
 
 
 def test_prepare_sets_what_the_environment_lacks_keeps_the_users_and_notes_late(monkeypatch):
@@ -187,15 +180,15 @@ def test_a_fresh_interpreter_importing_sanode_first_has_the_settings_in_force():
 def test_openblas_runs_as_many_threads_as_torch():
     from threadpoolctl import threadpool_info
 
-    use_lapack("openblas")
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            _model(n=24, k=2).coupling(torch.float32)
+            model = _model(n=24, k=2)
+            model.lapack = "openblas"
+            model.coupling(torch.float32)
             scipy_blas = [i for i in threadpool_info() if "scipy" in i["filepath"]]
             assert scipy_blas and all(i["num_threads"] == n for i in scipy_blas)
     finally:
-        use_lapack("auto")
         torch.set_num_threads(2)
         coupling._threads = 0
 

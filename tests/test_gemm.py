@@ -10,17 +10,12 @@ from sanode.core import gemm
 from sanode.core.euler_grad import euler_loop
 from sanode.core.integrate import Dynamics, integrate
 from sanode.core.model import SANode
+from sanode.core.products import Products
 
 ONEDNN = pytest.mark.skipif(
-    not gemm._onednn_available(), reason="this torch build has no oneDNN linear kernels"
+    not gemm.onednn_available(), reason="this torch build has no oneDNN linear kernels"
 )
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def _auto_route():
-    yield
-    gemm.use_gemm("auto")
 
 
 def _rel(got: torch.Tensor, ref: torch.Tensor) -> float:
@@ -29,29 +24,27 @@ def _rel(got: torch.Tensor, ref: torch.Tensor) -> float:
 
 def test_route_rule(monkeypatch):
     with pytest.raises(ValueError, match="choose one of"):
-        gemm.use_gemm("mkl")
+        gemm.gemm_route(CPU, torch.float32, route="mkl")
     big = 784 * 784
     for route in ("auto", "onednn", "torch"):
-        if route == "onednn" and not gemm._onednn_available():
+        if route == "onednn" and not gemm.onednn_available():
             continue
-        gemm.use_gemm(route)
         # float64, CUDA: torch's own GEMM whatever the route
-        assert gemm.gemm_route(CPU, torch.float64, big) == "torch"
-        assert gemm.gemm_route(torch.device("cuda"), torch.float32, big) == "torch"
-    gemm.use_gemm("torch")
-    assert gemm.gemm_route(CPU, torch.float32, big) == "torch"
-    if not gemm._onednn_available():
+        assert gemm.gemm_route(CPU, torch.float64, big, route) == "torch"
+        assert gemm.gemm_route(torch.device("cuda"), torch.float32, big, route) == "torch"
+    assert gemm.gemm_route(CPU, torch.float32, big, "torch") == "torch"
+    if not gemm.onednn_available():
         return
-    gemm.use_gemm("onednn")
-    assert gemm.gemm_route(CPU, torch.float32, 4) == "onednn"  # forced: any size
-    assert gemm.gemm_route(CPU, torch.bfloat16, big) == "onednn"
+    assert gemm.gemm_route(CPU, torch.float32, 4, "onednn") == "onednn"  # by name: any size
+    assert gemm.gemm_route(CPU, torch.bfloat16, big, "onednn") == "onednn"
     # one-off bfloat16 products stay torch.mm (faster there without a packed operand)
     calls = []
     monkeypatch.setattr(gemm, "_linear", lambda a, b: calls.append(a.dtype) or a @ b.t())
     for dtype in (torch.bfloat16, torch.float32):
-        gemm.matmul(torch.ones(300, 300, dtype=dtype), torch.ones(300, 300, dtype=dtype))
+        ones = torch.ones(300, 300, dtype=dtype)
+        gemm.matmul(ones, ones, "onednn")
     assert calls == [torch.float32]
-    gemm.use_gemm("auto")  # oneDNN only where torch's GEMM is MKL on an AMD processor
+    # auto (a value built without measuring): oneDNN only where MKL runs on an AMD processor
     for amd in (True, False):
         monkeypatch.setattr(gemm, "_mkl_on_amd", lambda amd=amd: amd)
         expected = "onednn" if amd else "torch"
@@ -59,11 +52,14 @@ def test_route_rule(monkeypatch):
         assert gemm.gemm_route(CPU, torch.float32, gemm.MIN_SIZE - 1) == "torch"  # small: mm
 
 
-def test_onednn_route_without_onednn_says_what_to_do(monkeypatch):
-    monkeypatch.setattr(gemm, "_onednn_available", lambda: False)
-    with pytest.raises(ValueError, match="--gemm torch"):
-        gemm.use_gemm("onednn")
-    assert gemm.gemm_route(CPU, torch.float32) == "torch"
+def test_without_onednn_every_route_is_torchs_and_the_bench_says_what_to_do(monkeypatch, capsys):
+    from sanode.cli import main
+
+    monkeypatch.setattr(gemm, "onednn_available", lambda: False)
+    assert gemm.gemm_route(CPU, torch.float32, route="onednn") == "torch"
+    with pytest.raises(SystemExit):
+        main(["bench", "--gemm", "onednn", "--n", "16", "--k", "2"])
+    assert "use --gemm torch" in capsys.readouterr().err
 
 
 @ONEDNN
@@ -74,8 +70,7 @@ def test_products_agree_with_float64_on_both_routes(dtype):
     w = torch.randn(300, 260, generator=gen).to(dtype)
     wide = torch.randn(300, 310, generator=gen).to(dtype)
     for route in ("onednn", "torch"):
-        gemm.use_gemm(route)
-        weight = gemm.Weight(w, 64)
+        weight = gemm.Weight(w, 64, route)
         assert weight.route == route and (weight.packed is None) == (route == "torch")
         for batch in (1, 7, 64, 129):  # any batch, whatever the packing hint
             x = torch.randn(batch, 300, generator=gen).to(dtype)
@@ -89,10 +84,10 @@ def test_products_agree_with_float64_on_both_routes(dtype):
         sliced = wide[:, :260]
         for lhs, rhs in ((a.t(), w), (a.t(), sliced), (w.t(), a)):
             ref = lhs.double() @ rhs.double()
-            assert _rel(gemm.matmul(lhs, rhs), ref) < tol
+            assert _rel(gemm.matmul(lhs, rhs, route), ref) < tol
             c = torch.randn(ref.shape, generator=gen).to(dtype)
             expected = c.double() - 2.0 * ref
-            assert _rel(gemm.addmm_(c, lhs, rhs, alpha=-2.0), expected) < tol
+            assert _rel(gemm.addmm_(c, lhs, rhs, alpha=-2.0, route=route), expected) < tol
 
 
 @ONEDNN
@@ -108,8 +103,7 @@ def test_the_euler_loop_trains_alike_on_both_routes(mm_dtype):
     target = torch.randn(b, n, generator=gen)
     grads = {}
     for route in ("torch", "onednn"):
-        gemm.use_gemm(route)
-        out = euler_loop(x0, w, p, q, 20, clip=5.0, chunk=8, mm_dtype=mm_dtype)
+        out = euler_loop(x0, w, p, q, 20, clip=5.0, chunk=8, mm_dtype=mm_dtype, route=route)
         grads[route] = torch.autograd.grad(((out - target) ** 2).sum(), (x0, w, p, q))
     tol = 1e-5 if mm_dtype is None else 2e-2
     for a, b_ in zip(grads["onednn"], grads["torch"], strict=True):
@@ -122,7 +116,7 @@ def test_coupling_and_evaluation_use_the_route_and_keep_autograd():
     x0 = torch.rand(9, 256, generator=torch.Generator().manual_seed(2)) - 0.5
     finals, grads = {}, {}
     for route in ("torch", "onednn"):
-        gemm.use_gemm(route)
+        model.products = model.eval_products = Products("float32", route)  # the model's route
         model.zero_grad()
         a = model.coupling(torch.float32)  # its backward's N^3 product takes the route
         (a * torch.linspace(-1, 1, a.numel()).view_as(a)).sum().backward()
@@ -134,13 +128,13 @@ def test_coupling_and_evaluation_use_the_route_and_keep_autograd():
     assert _rel(grads["onednn"], grads["torch"].double()) < 1e-5
     assert _rel(finals["onednn"], finals["torch"].double()) < 1e-5
     # where a gradient is recorded the field stays on torch.mm (oneDNN's kernel has none)
-    gemm.use_gemm("onednn")
     dyn = model.dynamics(torch.float32)
+    assert dyn.route == "onednn"
     x = x0.clone().requires_grad_()
     integrate(dyn, x, 0.5, 0.1).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0 and not dyn._packed
     split = Dynamics(dyn.linear_t.detach().bfloat16(), dyn.c1, dyn.c2, None,
-                     torch.zeros(256, 256, dtype=torch.bfloat16))  # fmt: skip
+                     torch.zeros(256, 256, dtype=torch.bfloat16), route="onednn")  # fmt: skip
     with torch.no_grad():
         split.field(x0)
     hi, lo = split._packed[0]

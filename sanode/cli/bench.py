@@ -73,15 +73,16 @@ def add(sub) -> None:
         "--lapack",
         choices=["auto", "openblas", "torch"],
         default="auto",
-        help="the LAPACK of the coupling matrix's solves (sanode.core.coupling.use_lapack): "
+        help="the LAPACK of the coupling matrix's solves in every row (sanode.core.coupling): "
         "auto (scipy's OpenBLAS on the CPU where its thread settings hold), or one of them",
     )
     p.add_argument(
         "--gemm",
         choices=["auto", "onednn", "torch"],
         default="auto",
-        help="the route of the loops' float32 and bfloat16 products (sanode.core.gemm.use_gemm): "
-        "auto (oneDNN where torch's CPU GEMM is MKL on an AMD processor), or one of them",
+        help="the route of the loops' float32 and bfloat16 products in every row "
+        "(sanode.core.gemm): auto (oneDNN where torch's CPU GEMM is MKL on an AMD processor), "
+        "or one of them",
     )
     p.add_argument(
         "--auto",
@@ -97,15 +98,14 @@ def add(sub) -> None:
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..config import resolve_device
-    from ..core.coupling import use_lapack
-    from ..core.gemm import use_gemm
+    from ..core.gemm import onednn_available
     from ..training.bench import run_benchmark
 
-    use_lapack(args.lapack)
-    try:
-        use_gemm(args.gemm)
-    except ValueError as err:
-        parser.error(str(err))
+    if args.gemm == "onednn" and not onednn_available():
+        parser.error(
+            "--gemm onednn needs torch's oneDNN linear kernels (a torch build for x86 CPUs "
+            "with oneDNN); use --gemm torch"
+        )
     if args.paired:
         return _paired(args, parser)
     run_benchmark(
@@ -124,6 +124,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         eval_batch=args.eval_batch,
         eval_steps=args.eval_steps,
         eval_tol=args.eval_tol,
+        gemm=args.gemm,
+        lapack=args.lapack,
     )
     if args.auto and resolve_device(args.device).type == "cpu":
         _auto(args)
@@ -161,7 +163,15 @@ def _paired(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = [
-        paired_speedup(n=args.n, k=args.k, batch=args.batch, steps=s, rounds=args.paired)
+        paired_speedup(
+            n=args.n,
+            k=args.k,
+            batch=args.batch,
+            steps=s,
+            rounds=args.paired,
+            gemm=args.gemm,
+            lapack=args.lapack,
+        )
         for s in args.steps
     ]
     print_paired(rows)

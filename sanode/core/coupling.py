@@ -5,8 +5,8 @@ the backward pass of a loss L with G = dL/dA reuses them: ``M = G Phi^-T`` (one 
 solve), ``dL/dPhi = M Lambda - A^T M`` (one product) and ``dL/dlambda = diag(Phi^T M)``. That is
 what autograd does through ``torch.linalg.solve``; written out, the two solves can run in
 either of two LAPACKs (a run's choice travels with its precision,
-:mod:`sanode.core.precision`, as the ``lapack`` argument of :func:`coupling_matrix`;
-:func:`use_lapack` forces one for measurements):
+:mod:`sanode.core.precision`, as the ``lapack`` argument of :func:`coupling_matrix`; there
+is no process-wide switch):
 
 * ``"openblas"``: scipy's ``getrs`` on the factors torch computed (torch's ``getrf`` is the
   faster of the two here). On the 2-core AMD EPYC measured in ``docs/performance.md`` a
@@ -32,31 +32,18 @@ from torch.autograd.function import once_differentiable
 from . import gemm, lapack_env
 
 ROUTES = ("auto", "openblas", "torch")
-_route = "auto"  # "auto": each build's own route; else forced by use_lapack (measurements)
-
-
-def use_lapack(route: str) -> None:
-    """Force the solves' LAPACK process-wide, for measurements (benches): ``"openblas"`` (on
-    the CPU whatever the thread settings), ``"torch"``, or ``"auto"`` (the default: each
-    build takes the route its caller passes)."""
-    global _route
-    if route not in ROUTES:
-        raise ValueError(f"unknown LAPACK route {route!r}; choose one of {list(ROUTES)}")
-    if route == "openblas" and _getrs(torch.float32) is None:
-        raise ValueError("the openblas route needs scipy (pip install scipy)")
-    _route = route
 
 
 def lapack_route(device: torch.device, dtype: torch.dtype, route: str = "auto") -> str:
     """The LAPACK (``"openblas"`` or ``"torch"``) that solves for A on ``device`` in ``dtype``,
     asked for as ``route`` (``"auto"``: OpenBLAS on the CPU where
-    :func:`sanode.core.lapack_env.in_force`, else torch); :func:`use_lapack` overrides."""
+    :func:`sanode.core.lapack_env.in_force`, else torch; ``"openblas"`` on the CPU whatever
+    the thread settings, e.g. to measure)."""
     if route not in ROUTES:
         raise ValueError(f"unknown LAPACK route {route!r}; choose one of {list(ROUTES)}")
-    chosen = route if _route == "auto" else _route
-    if device.type != "cpu" or _getrs(dtype) is None or chosen == "torch":
+    if device.type != "cpu" or _getrs(dtype) is None or route == "torch":
         return "torch"
-    return "openblas" if chosen == "openblas" or lapack_env.in_force() else "torch"
+    return "openblas" if route == "openblas" or lapack_env.in_force() else "torch"
 
 
 @functools.cache

@@ -19,8 +19,7 @@ every call; laid out once per pass (a packed weight) the same product took 0.26 
   ``"auto"`` (a value built without measuring) falls back to a rule: oneDNN for float32 and
   bfloat16 CPU products where torch's GEMM is MKL on an AMD processor, and products of at
   least :data:`MIN_SIZE` entries; torch everywhere else (CUDA, float64, other CPUs);
-* :func:`use_gemm`: a measurement override (the lab's benches), which forces one route over
-  whatever the values say.
+  There is no process-wide switch: a bench that compares routes passes each one.
 
 The routes round differently (another summation order), so a seed's training trajectory
 depends on the route; it is recorded with every run (``gemm`` in time-to-accuracy results,
@@ -35,22 +34,6 @@ import torch
 
 ROUTES = ("auto", "onednn", "torch")
 MIN_SIZE = 256 * 256  # entries of the fixed operand (Weight) or of the result (matmul)
-_route = "auto"  # "auto": each call's own route; else forced by use_gemm (measurements)
-
-
-def use_gemm(route: str) -> None:
-    """Force every product's route process-wide, for measurements (benches): ``"onednn"``
-    (float32 and bfloat16 CPU products), ``"torch"``, or ``"auto"`` (the default: each call
-    takes the route its products carry)."""
-    global _route
-    if route not in ROUTES:
-        raise ValueError(f"unknown GEMM route {route!r}; choose one of {list(ROUTES)}")
-    if route == "onednn" and not _onednn_available():
-        raise ValueError(
-            "the onednn route needs torch's oneDNN linear kernels (a torch build for x86 CPUs "
-            "with oneDNN); use --gemm torch"
-        )
-    _route = route
 
 
 def gemm_route(
@@ -58,20 +41,21 @@ def gemm_route(
 ) -> str:
     """The route (``"onednn"`` or ``"torch"``) of a ``dtype`` product on ``device`` whose fixed
     operand (or result) has ``size`` entries, asked for as ``route`` (``"onednn"``,
-    ``"torch"``, or ``"auto"``: the rule of the module docstring); :func:`use_gemm` overrides."""
+    ``"torch"``, or ``"auto"``: the rule of the module docstring). oneDNN needs this torch's
+    oneDNN linear kernels (:func:`onednn_available`); without them every route is torch's."""
     if route not in ROUTES:
         raise ValueError(f"unknown GEMM route {route!r}; choose one of {list(ROUTES)}")
     if (device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16)
-            or not _onednn_available()):  # fmt: skip
+            or not onednn_available()):  # fmt: skip
         return "torch"
-    chosen = route if _route == "auto" else _route
-    if chosen != "auto":
-        return chosen
+    if route != "auto":
+        return route
     return "onednn" if size >= MIN_SIZE and _mkl_on_amd() else "torch"
 
 
 @functools.cache
-def _onednn_available() -> bool:
+def onednn_available() -> bool:
+    """Whether this torch has oneDNN's linear kernels (a build for x86 CPUs with oneDNN)."""
     try:
         ops = torch.ops.mkldnn
         return bool(torch.backends.mkldnn.is_available()) and all(

@@ -257,7 +257,7 @@ def available(products: str, route: str) -> bool:
     """Whether this torch can run the product candidate on the CPU at all."""
     from . import gemm
 
-    if route == "onednn" and not gemm._onednn_available():
+    if route == "onednn" and not gemm.onednn_available():
         return False
     if products == "bfloat16":
         return native_bfloat16(None) or _bf16_runs()

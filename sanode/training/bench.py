@@ -106,15 +106,16 @@ def _row(kind, variant, dtype, steps, batch, n, seconds) -> dict:
 
 
 def matmul_flops(
-    n: int, batch: int, dtype: torch.dtype, *, device="cpu", seconds: float = 1.0
-) -> float:
+    n: int, batch: int, dtype: torch.dtype, *, device="cpu", seconds: float = 1.0,
+    gemm: str = "auto",
+) -> float:  # fmt: skip
     """Measured flop/s of (batch, n) @ (n, n) in ``dtype`` (median of timed blocks), the
     product as the integration loops run it (:class:`sanode.core.gemm.Weight`: oneDNN with the
     (n, n) operand packed once where that route is taken, else ``torch.mm``)."""
     device = torch.device(device)
     gen = torch.Generator().manual_seed(0)
     a = torch.randn(batch, n, generator=gen, dtype=dtype).to(device)
-    w = Weight(torch.randn(n, n, generator=gen, dtype=dtype).to(device), batch)
+    w = Weight(torch.randn(n, n, generator=gen, dtype=dtype).to(device), batch, gemm)
     out = torch.empty(batch, n, dtype=dtype, device=device)
     for _ in range(5):
         w(a, out=out)
@@ -182,11 +183,12 @@ def _training_setup(variant: str, **kwargs):
 
 def training_problem(
     variant: str, *, n: int, k: int, batch: int, steps: int, dtype: torch.dtype,
-    device: torch.device, dt: float = 0.1,
+    device: torch.device, dt: float = 0.1, gemm: str = "auto", lapack: str = "auto",
 ) -> TrainingProblem:  # fmt: skip
     """One training step of ``variant`` (:data:`TRAIN_VARIANTS`) at N = ``n``, K = ``k``,
     ``batch`` states, ``steps`` Euler steps, ``dtype`` (bfloat16: a float32 loop with bfloat16
-    products), on a fixed random problem (seeded)."""
+    products), on a fixed random problem (seeded); ``gemm`` / ``lapack``: the products' and
+    the solves' routes (:mod:`sanode.core.gemm`, :mod:`sanode.core.coupling`)."""
     if variant not in TRAIN_VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {list(TRAIN_VARIANTS)}")
     if variant == "naive" and dtype == torch.bfloat16:
@@ -194,8 +196,8 @@ def training_problem(
     patterns = block_patterns(n, k, 0.5)
     dtype, mm = loop_dtypes(dtype)
     coupling = torch.float32 if variant in ("sanode-a32", "sanode-fused") else torch.float64
-    model = SANode(patterns, dtype=dtype, products=mm, coupling_dtype=coupling,
-                   seed=0).to(device)  # fmt: skip
+    model = SANode(patterns, dtype=dtype, products=Products(mm.name, gemm),
+                   coupling_dtype=coupling, lapack=lapack, seed=0).to(device)  # fmt: skip
     opt = adam(model.parameters(), lr=1e-3)  # what training runs
     gen = torch.Generator().manual_seed(1)
     x0 = torch.rand(batch, n, generator=gen, dtype=dtype).to(device)
@@ -233,12 +235,15 @@ def time_training_step(
     repeats: int,
     device="cpu",
     dt: float = 0.1,
+    gemm: str = "auto",
+    lapack: str = "auto",
 ) -> dict:
     """Median seconds of one training step of ``variant``; also the autograd-saved bytes."""
     device = torch.device(device)
     step, forward = _training_setup(
-        variant, n=n, k=k, batch=batch, steps=steps, dtype=dtype, device=device, dt=dt
-    )
+        variant, n=n, k=k, batch=batch, steps=steps, dtype=dtype, device=device, dt=dt,
+        gemm=gemm, lapack=lapack,
+    )  # fmt: skip
     step()  # warm-up
     seconds, _ = median_seconds(step, repeats, device)
     row = _row("train", variant, dtype, steps, batch, n, seconds)
@@ -318,6 +323,8 @@ def time_evaluation(
     dt: float = 0.1,
     repeats: int = 1,
     split: bool = False,
+    gemm: str = "auto",
+    lapack: str = "auto",
 ) -> dict:
     """Throughput of evaluating a batch to ``steps * dt`` (fixed, or early exit with ``tol``).
 
@@ -331,8 +338,9 @@ def time_evaluation(
         raise ValueError(f"split products need dtype torch.bfloat16, got {dtype}")
     label = "bfloat16x2" if split else dtype
     dtype, mm = loop_dtypes(dtype)
-    model = SANode(block_patterns(n, k, 0.5), dtype=dtype, products=mm, seed=0,
-                   eval_products="bfloat16x2" if split else mm).to(device)  # fmt: skip
+    own = Products("bfloat16x2" if split else mm.name, gemm)
+    model = SANode(block_patterns(n, k, 0.5), dtype=dtype, products=Products(mm.name, gemm),
+                   seed=0, eval_products=own, lapack=lapack).to(device)  # fmt: skip
     x0 = torch.rand(batch, n, generator=torch.Generator().manual_seed(2), dtype=dtype).to(device)
     t_end = steps * dt
     with torch.no_grad():
@@ -368,8 +376,11 @@ def run_benchmark(
     eval_batch: int = 1000,
     eval_steps: int = 1200,
     eval_tol: float | None = 1e-4,
+    gemm: str = "auto",
+    lapack: str = "auto",
 ) -> list[dict]:
-    """Print (and return) the benchmark table; every ratio is measured in this same run."""
+    """Print (and return) the benchmark table; every ratio is measured in this same run
+    (``gemm`` / ``lapack``: the routes of every row's products and solves)."""
     keep_freed_memory()  # as training does
     if threads:
         torch.set_num_threads(threads)
@@ -378,7 +389,8 @@ def run_benchmark(
     print(
         f"sanode bench: N={n}, K={k}, batch={batch}, device={dev}, threads="
         f"{torch.get_num_threads()}, float32 matmul precision={precision}, coupling solves: "
-        f"{lapack_route(dev, torch.float32)}, products: {gemm_route(dev, torch.float32, n * n)}"
+        f"{lapack_route(dev, torch.float32, lapack)}, products: "
+        f"{gemm_route(dev, torch.float32, n * n, gemm)}"
     )
     with matmul_precision(precision):
         for name in dtypes:
@@ -393,8 +405,9 @@ def run_benchmark(
                     jobs.append(("sanode-seg", s))
             train_rows = []
             for variant, s in jobs:
-                flops = matmul_flops(n, batch, dtype, device=dev)
-                size: dict[str, Any] = dict(n=n, k=k, batch=batch, steps=s, dtype=dtype)
+                flops = matmul_flops(n, batch, dtype, device=dev, gemm=gemm)
+                size: dict[str, Any] = dict(n=n, k=k, batch=batch, steps=s, dtype=dtype,
+                                            gemm=gemm, lapack=lapack)  # fmt: skip
                 reps = max(1, repeats - 1) if variant == "naive" else repeats
                 r = time_training_step(variant, **size, device=dev, repeats=reps)
                 _add_roofline(r, flops, GEMMS_PER_STEP[variant], n)
@@ -410,10 +423,10 @@ def run_benchmark(
                 for split in (False, True) if dtype == torch.bfloat16 else (False,):
                     eval_rows = []
                     for tol in (None, eval_tol) if eval_tol else (None,):
-                        flops = matmul_flops(n, eval_batch, dtype, device=dev)
+                        flops = matmul_flops(n, eval_batch, dtype, device=dev, gemm=gemm)
                         r = time_evaluation(
                             n=n, k=k, batch=eval_batch, steps=eval_steps, dtype=dtype, tol=tol,
-                            device=dev, split=split,
+                            device=dev, split=split, gemm=gemm, lapack=lapack,
                         )  # fmt: skip
                         eval_rows.append(_add_roofline(r, flops, 2 if split else 1, n))
                     rows += _against(eval_rows, eval_rows[0])

@@ -50,18 +50,20 @@ def _mm_seconds(a: torch.Tensor, w: Weight | torch.Tensor, out: torch.Tensor, re
 
 def paired_speedup(
     *, n: int = 784, k: int = 10, batch: int = 200, steps: int = 55, rounds: int = 7,
-    mm_reps: int = 40,
+    mm_reps: int = 40, gemm: str = "auto", lapack: str = "auto",
 ) -> dict:  # fmt: skip
     """One row: medians (and ranges) over ``rounds`` interleaved rounds of the float32/bfloat16
     step time ratio, the matmul ratio and their quotient ``of_matmul_ratio`` (CPU); the same
-    for the fused bfloat16 step (``fused_*``)."""
+    for the fused bfloat16 step (``fused_*``). ``gemm`` / ``lapack``: the routes of every
+    step's products and solves and of the loops' matmul blocks."""
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     device = torch.device("cpu")
     runs = {}
     for label, variant, dtype in STEPS:
         step, _ = _training_setup(variant, n=n, k=k, batch=batch, steps=steps,
-                                  dtype=getattr(torch, dtype), device=device)  # fmt: skip
+                                  dtype=getattr(torch, dtype), device=device, gemm=gemm,
+                                  lapack=lapack)  # fmt: skip
         step()  # warm-up (the fused step: its compilation)
         runs[label] = step
     gen = torch.Generator().manual_seed(0)
@@ -70,7 +72,7 @@ def paired_speedup(
         a = torch.randn(batch, n, generator=gen).to(getattr(torch, dtype))
         w = torch.randn(n, n, generator=gen).to(getattr(torch, dtype))
         # the products as the loops run them, and torch.mm's
-        mats[dtype] = (a, Weight(w, batch), torch.empty(batch, n, dtype=a.dtype))
+        mats[dtype] = (a, Weight(w, batch, gemm), torch.empty(batch, n, dtype=a.dtype))
         mats["torch-" + dtype] = (a, w, mats[dtype][2])
     for mat in mats.values():
         _mm_seconds(*mat, 5)
@@ -86,8 +88,8 @@ def paired_speedup(
         mm_ratio.append(mm["float32"] / mm["bfloat16"])
         torch_ratio.append(mm["torch-float32"] / mm["torch-bfloat16"])
     row: dict = {"steps": steps, "batch": batch, "rounds": rounds,
-                 "lapack": lapack_route(device, torch.float32),
-                 "gemm": gemm_route(device, torch.float32, n * n)}  # fmt: skip
+                 "lapack": lapack_route(device, torch.float32, lapack),
+                 "gemm": gemm_route(device, torch.float32, n * n, gemm)}  # fmt: skip
     row.update({f"{label}_step_s": statistics.median(seconds[label]) for label in runs})
     row["matmul_ratio"] = statistics.median(mm_ratio)
     row["torch_matmul_ratio"] = statistics.median(torch_ratio)
