@@ -232,8 +232,21 @@ def test_optuna_searcher_refuses_grids_and_the_noise_axis():
                       searcher={"name": "optuna"})  # fmt: skip
 
 
+def test_rays_restore_advice_is_filtered():
+    import logging
+
+    from sanode.pipeline.tune import RestoreHintFilter
+
+    def record(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("ray.tune.tune", logging.WARNING, __file__, 1, msg, None, None)
+
+    hint = RestoreHintFilter()
+    assert not hint.filter(record("saved.\nResume experiment with: Tuner.restore(path=...)"))
+    assert hint.filter(record("Total run time: 3.1 seconds"))
+
+
 @pytest.mark.slow
-def test_optuna_asha_search_resumes_after_ctrl_c_and_logs_every_trial(tmp_path, ray_env):
+def test_optuna_asha_search_resumes_after_ctrl_c_and_logs_every_trial(tmp_path, ray_env, caplog):
     """Optuna's TPE with ASHA: interrupted (SIGINT, as Ctrl-C) once trials have finished, the
     rerun resumes (finished trials untouched, the searcher's state restored) and completes."""
     import signal
@@ -271,6 +284,8 @@ def test_optuna_asha_search_resumes_after_ctrl_c_and_logs_every_trial(tmp_path, 
     with pytest.raises(StudyInterrupted, match="Rerun the same command to resume"):
         run_study(settings, **kw)
     watcher.join()
+    # Ray's own advice (Tuner.restore) is not shown: the pipeline resumes by a rerun
+    assert not any("Tuner.restore(" in r.getMessage() for r in caplog.records)
     before = checkpoints()
     table = run_study(settings, **kw)
 

@@ -46,6 +46,18 @@ class StudyInterrupted(KeyboardInterrupt):
     """The study was stopped (Ctrl-C / SIGINT); finished epochs are kept, a rerun resumes."""
 
 
+class RestoreHintFilter(logging.Filter):
+    """Drops Ray Tune's "Resume experiment with: Tuner.restore(...)" advice on an interrupt:
+    a user of the pipeline resumes by rerunning the same command (:class:`StudyInterrupted`
+    says so), not by calling Ray."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
+_RESTORE_HINT = RestoreHintFilter()
+
+
 def _param_space(space: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for key, spec in space.items():
@@ -453,6 +465,7 @@ def _run_tuner(
     client, exp_id = study_run.client, study_run.experiment_id
     callback = MlflowTrialCallback(tracking_uri, exp_id, study_run.run_id, settings, base, tags,
                                    str(state_dir), data_path, meta)  # fmt: skip
+    logging.getLogger("ray.tune.tune").addFilter(_RESTORE_HINT)  # once: filters are a set
     with ray_session(*ray):
         if tune.Tuner.can_restore(str(experiment_path)):
             log.info("resuming the interrupted study at %s", experiment_path)
