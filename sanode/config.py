@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
     from .core.precision import Precision
 
+# the data sets by name (a path to an .npz or an image folder is a data set too:
+# sanode.data.custom): the paper's three, and torchvision's other grayscale sets
 DATASETS = ("letters", "mnist", "fashion")
+TORCHVISION = {"kmnist": "KMNIST", "qmnist": "QMNIST"}
+EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 MIRROR_ENV = "SANODE_DATA_MIRROR"  # the mirror folder of the MNIST/Fashion-MNIST IDX files
 DTYPES = ("float32", "float64")
 # the (B, N) @ (N, N) products of the loop (sanode.core.products); None: the loop dtype itself.
@@ -49,7 +53,6 @@ COUPLING_DTYPES = ("float64", "float32")
 # the TrainConfig settings that take one of a few words: validated here, and the choices of
 # their command-line flags (sanode.cli)
 CHOICES: dict[str, tuple[str, ...]] = {
-    "dataset": DATASETS,
     "dtype": DTYPES,
     "method": METHODS,
     "matmul_precision": MATMUL_PRECISIONS,
@@ -97,6 +100,34 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+def named_sets() -> list[str]:
+    """Every data set ``dataset`` takes by name."""
+    return [*DATASETS, *TORCHVISION, *(f"emnist-{s}" for s in EMNIST_SPLITS)]
+
+
+def dataset_kind(name: str) -> str:
+    """``"letters"``, ``"idx"`` (MNIST, Fashion-MNIST), ``"torchvision"``, ``"npz"`` or
+    ``"folder"`` (any other value is a path)."""
+    if name == "letters":
+        return "letters"
+    if name in ("mnist", "fashion"):
+        return "idx"
+    if name in TORCHVISION or name.startswith("emnist-"):
+        return "torchvision"
+    return "npz" if name.lower().endswith(".npz") else "folder"
+
+
+def dataset_problem(name: object) -> str | None:
+    """Why ``name`` cannot name a data set (None: it can; a path is checked when it is read)."""
+    if not isinstance(name, str) or not name.strip():
+        return f"dataset must be a name ({', '.join(named_sets())}) or a path, got {name!r}"
+    if name.startswith("emnist-") and name.removeprefix("emnist-") not in EMNIST_SPLITS:
+        return (
+            f"dataset {name!r}: EMNIST has the splits {list(EMNIST_SPLITS)}; e.g. emnist-balanced"
+        )
+    return None
+
+
 def settings_digest(values: Any) -> str:
     """A short SHA-256 of JSON-serialisable settings (key order does not matter)."""
     import hashlib
@@ -117,7 +148,9 @@ class TrainConfig(Settings):
     coerce: ClassVar[bool] = False
     unknown_words: ClassVar[str] = "unknown training setting(s)"
 
-    dataset: str = "letters"  # letters, mnist or fashion
+    # letters, mnist, fashion, kmnist, qmnist, emnist-<split>, or the path of an .npz or of
+    # an image folder (train/<class>/*, test/<class>/*)
+    dataset: str = "letters"
     # model
     a: float = 0.5  # the planted patterns' amplitude: attractors sit at +-a
     gamma: float = 0.4  # initial strength of the local double-well term (trained)
@@ -258,6 +291,8 @@ class TrainConfig(Settings):
     # local folder of the MNIST/Fashion-MNIST IDX files (null: env, else download)
     mirror: str | None = None
     per_class: int | None = None  # training images per class (null: all)
+    # an image folder's images resized to image_size x image_size (null: as they are, one size)
+    image_size: int | None = None
     letters_copies: int = 200  # noisy copies per letter of the synthetic letters set
     verify_checksums: bool = True  # check the raw files' MD5 sums
     # execution
@@ -305,9 +340,14 @@ class TrainConfig(Settings):
         """Types against the annotations (:meth:`Settings.check_types`) and the words of
         :data:`CHOICES`."""
         self.check_types(self.where)
-        for key in ("dataset", "dtype", "method", "matmul_precision", "coupling_dtype",
+        for key in ("dtype", "method", "matmul_precision", "coupling_dtype",
                     "lr_schedule", "loss", "collapse_action", "gemm", "lapack"):  # fmt: skip
             _one_of(key, getattr(self, key), CHOICES[key])
+        why = dataset_problem(self.dataset)
+        if why is not None:
+            raise ConfigError(why)
+        if self.image_size is not None and self.image_size < 2:
+            raise ConfigError(f"image_size must be >= 2 pixels or null, got {self.image_size}")
         _one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda"))
 
     def _check_sizes(self) -> None:

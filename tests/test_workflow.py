@@ -99,7 +99,7 @@ def test_lint_is_clean(tmp_path):
         ),
         (
             lambda c: c["studies"]["letters"]["train"].update(dataset="cifar"),
-            "'cifar' is not one of ['letters', 'mnist', 'fashion']",
+            "'cifar' is neither a data set name (letters, mnist, fashion, kmnist",
         ),
         (
             lambda c: c["studies"]["letters"].update(scheduler={"name": "hyperband"}),

@@ -1,4 +1,5 @@
-"""One entry point for every data set a run can use: letters, MNIST, Fashion-MNIST."""
+"""One entry point for every data set a run can use: letters, MNIST, Fashion-MNIST, and a
+user's own (torchvision's other grayscale sets, an .npz, an image folder: data.custom)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..config import TrainConfig
+from ..config import TrainConfig, dataset_kind
 from ..core.patterns import block_patterns
+from .custom import load_arrays
 from .letters import LETTER_NAMES, letters_dataset
-from .raw import load_images, prepare_raw
+from .raw import DataError, balanced_subset, load_images, prepare_raw
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,24 @@ def load_split(cfg: TrainConfig, split: str, *, letters_eps: float = 0.0) -> Dat
     split-specific seed. Images: torchvision files under ``cfg.data_root`` (download or mirror),
     optionally a balanced ``cfg.per_class`` subset.
     """
-    if cfg.dataset == "letters":
+    kind = dataset_kind(cfg.dataset)
+    if kind == "letters":
         seed = cfg.seed * 2 + (0 if split == "train" else 1)
         x, y = letters_dataset(cfg.letters_copies, letters_eps, seed=seed)
         k = len(LETTER_NAMES)
         checksums: dict[str, str] = {}
+    elif kind != "idx":  # torchvision's other sets, an .npz, an image folder (data.custom)
+        if split not in ("train", "test"):
+            raise DataError(f"unknown split {split!r}; choose train or test")
+        arrays = load_arrays(cfg.dataset, root=cfg.data_root, mirror=cfg.mirror,
+                             image_size=cfg.image_size,
+                             verify_checksums=cfg.verify_checksums)  # fmt: skip
+        x, y = arrays.split(split)
+        if cfg.per_class is not None:
+            keep = balanced_subset(y, cfg.per_class, seed=cfg.seed)
+            x, y = x[keep], y[keep]
+        k = int(arrays.y_train.max()) + 1
+        checksums = arrays.checksums
     else:
         checksums = prepare_raw(
             cfg.dataset, cfg.data_root, mirror=cfg.mirror, verify_checksums=cfg.verify_checksums

@@ -79,6 +79,7 @@ def prepare_dataset(
     train = load_split(cfg, "train")
     (x_tr, y_tr), (x_val, y_val) = _carve_validation(train.x, train.y, val_fraction, cfg.seed)
     test_cfg = cfg.replace(per_class=test_per_class) if cfg.dataset != "letters" else cfg
+    # nothing is written before both splits passed their checks (load_split raises)
     test = load_split(test_cfg, "test")
     splits = {"train": (x_tr, y_tr), "val": (x_val, y_val), "test": (test.x, test.y)}
     out = Path(out)

@@ -9,6 +9,7 @@ the argmax, the bucket follows from the overlap). It is what the pipeline logs t
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,7 @@ def read_images(
     side (the classifier then sees a squashed or blurred image)."""
     import numpy as np
 
-    side = round(num_nodes**0.5)
+    side = math.isqrt(num_nodes)
     rows, names = [], []
     for path in map(Path, paths):
         if not path.is_file():
@@ -160,6 +161,11 @@ def read_images(
             continue
         from PIL import Image, UnidentifiedImageError
 
+        if side * side != num_nodes:
+            raise ClassifyError(
+                f"{path}: this model's N = {num_nodes} is no square image; pass its inputs as "
+                f".npy arrays of {num_nodes} values"
+            )
         try:
             with Image.open(path) as image:
                 mode, (width, height) = image.mode, image.size

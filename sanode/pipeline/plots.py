@@ -26,12 +26,14 @@ def save_figure(fig, path: str | os.PathLike) -> None:
 
 
 def image_panel(ax, values: np.ndarray, title: str, *, signed: bool = False) -> None:
-    """A square image from a flat (N,) array: grey for pixels, red-blue for signed states."""
-    side = round(math.sqrt(values.size))
+    """An image from a flat (N,) array: square where N is a square, else one row of N pixels;
+    grey for pixels, red-blue for signed states."""
+    side = math.isqrt(values.size)
+    shape = (side, side) if side * side == values.size else (1, values.size)
     kw = {"cmap": "RdBu_r", "vmin": -1, "vmax": 1} if signed else {"cmap": "gray_r"}
     if signed:
         values = values / max(float(np.abs(values).max()), 1e-12)
-    ax.imshow(values.reshape(side, side), **kw)
+    ax.imshow(values.reshape(shape), aspect="auto" if shape[0] == 1 else "equal", **kw)
     ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])

@@ -208,12 +208,40 @@ def data_digest(config: dict, study: str) -> str:
     """Digest of what determines a study's prepared data (data set, subset, seed, splits)."""
     base = train_settings(config, study)
     keys = ("dataset", "per_class", "letters_copies", "seed", "a")
+    extra = {}
+    if base.get("image_size") is not None:
+        extra["image_size"] = base["image_size"]
+    source = files_stamp(base.get("dataset", ""))
+    if source is not None:  # an .npz or image folder: its files' sizes and times too
+        extra["source"] = source
     return settings_digest(
         {
-            "train": {k: base.get(k) for k in keys},
+            "train": {**{k: base.get(k) for k in keys}, **extra},
             "prepare": prepare_settings(config, study).to_dict(),
         }
     )
+
+
+def files_stamp(dataset: str) -> str | None:
+    """For a data set given as a path (an .npz, an image folder): a digest of its files'
+    names, sizes and modification times, so that changed files prepare the data again (None
+    for a named data set)."""
+    from ..config import dataset_kind
+
+    if dataset_kind(dataset) not in ("npz", "folder"):
+        return None
+    root = Path(dataset).expanduser()
+    if root.is_file():
+        stat = root.stat()
+        return settings_digest([root.name, stat.st_size, stat.st_mtime_ns])
+    if not root.is_dir():
+        return None  # the prepare stage says what is missing
+    entries = [
+        [str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    ]
+    return settings_digest(entries)
 
 
 def study_digest(config: dict, study: str) -> str:

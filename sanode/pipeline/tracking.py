@@ -191,8 +191,13 @@ def log_datasets(
     from mlflow.entities import Dataset, DatasetInput, InputTag
     from mlflow.exceptions import MlflowException
 
+    from ..config import dataset_kind
+
     settings = meta.get("settings", {})
     checksums = meta.get("raw_md5") or {"prepared": meta.get("cache_sha256", "")}
+    name = str(meta.get("dataset", "data"))
+    if dataset_kind(name) in ("npz", "folder"):  # a user's own: its file or folder is the source
+        source, name = name, Path(name).stem
     inputs = []
     for split, eps in splits.items():
         key = json.dumps([checksums, meta.get("cache_sha256"), split], sort_keys=True)
@@ -205,7 +210,7 @@ def log_datasets(
             "prepared_sha256": meta.get("cache_sha256"),
         }
         dataset = Dataset(
-            name=f"{meta.get('dataset', 'data')}-{split}",
+            name=f"{name}-{split}",
             digest=hashlib.md5(key.encode()).hexdigest()[:12],
             source_type="local",
             source=json.dumps({"uri": str(source)}),

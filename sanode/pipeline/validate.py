@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..config import ConfigError, TrainConfig, settings_digest
+from ..config import ConfigError, TrainConfig, dataset_kind, named_sets, settings_digest
 from . import analyses
 from .study import (
     PipelineConfigError,
@@ -77,6 +77,14 @@ def config_problems(config: dict, *, schema: str | Path | None = None) -> list[s
             TrainConfig.from_dict(base)
         except ConfigError as err:
             problems.append(f"studies.{name}.train: {err}")
+            continue
+        dataset = str(base.get("dataset", ""))
+        if dataset_kind(dataset) in ("npz", "folder") and not Path(dataset).expanduser().exists():
+            problems.append(
+                f"studies.{name}.train.dataset: {dataset!r} is neither a data set name "
+                f"({', '.join(named_sets())}) nor an existing .npz file or image folder (a "
+                "relative path is taken from the folder the pipeline runs in)"
+            )
             continue
         space = spec.get("search_space", {})
         problems += [f"studies.{name}.{p}" for p in search_space_problems(base, space)]

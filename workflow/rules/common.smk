@@ -31,13 +31,21 @@ except PipelineConfigError as err:
 validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
 
 # A config may run in its own folder (project.workdir; the smoke config does, so it never
-# mixes its outputs with the default run's). Mirror paths are made absolute before the move.
+# mixes its outputs with the default run's). Mirror and data set paths are made absolute
+# before the move.
 from sanode.config import MIRROR_ENV
 
 if os.environ.get(MIRROR_ENV):
     os.environ[MIRROR_ENV] = str(Path(os.environ[MIRROR_ENV]).expanduser().resolve())
 if config["project"].get("mirror"):
     config["project"]["mirror"] = str(Path(config["project"]["mirror"]).expanduser().resolve())
+# a data set given as a path (an .npz, an image folder) is read from the jobs' folder too
+from sanode.config import dataset_kind
+
+for _spec in config["studies"].values():
+    _dataset = str(_spec["train"].get("dataset", ""))
+    if dataset_kind(_dataset) in ("npz", "folder"):
+        _spec["train"]["dataset"] = str(Path(_dataset).expanduser().resolve())
 
 
 workdir: config["project"]["workdir"]

@@ -216,7 +216,7 @@ def _advantage(baselines, accuracy, study: str, path: str) -> None:
 
     table = advantage_table(baselines, accuracy, study)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    for ax, (col, title) in zip(axes, (("h", "H (m_f = 1 counted)"),
+    for ax, (col, title) in zip(axes, (("h", "H (sign overlap >= 0.95)"),
                                        ("nearest", "nearest attractor")), strict=True):  # fmt: skip
         grid = table.pivot(index="eps_train", columns="eps_test", values=col) * 100
         sns.heatmap(grid, cmap="RdBu", center=0, annot=True, fmt=".0f", annot_kws={"size": 6},
