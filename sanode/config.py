@@ -128,6 +128,32 @@ def dataset_problem(name: object) -> str | None:
     return None
 
 
+# the classes of the named data sets (torchvision's EMNIST splits differ)
+NAMED_CLASSES = {"letters": 5, "mnist": 10, "fashion": 10, "kmnist": 10, "qmnist": 10,
+                 "emnist-byclass": 62, "emnist-bymerge": 47, "emnist-balanced": 47,
+                 "emnist-letters": 26, "emnist-digits": 10, "emnist-mnist": 10}  # fmt: skip
+
+
+def dataset_classes(name: str) -> int | None:
+    """K of a data set without loading its images: the named sets' known counts, an .npz's
+    largest training label + 1, an image folder's class folders; None where that cannot be
+    read (the data set's own check then says why)."""
+    if name in NAMED_CLASSES:
+        return NAMED_CLASSES[name]
+    from pathlib import Path
+
+    path = Path(name).expanduser()
+    try:
+        if dataset_kind(name) == "npz":
+            import numpy as np
+
+            with np.load(path, allow_pickle=False) as data:
+                return int(data["y_train"].max()) + 1
+        return sum(1 for p in (path / "train").iterdir() if p.is_dir()) or None
+    except (OSError, KeyError, ValueError):
+        return None
+
+
 def settings_digest(values: Any) -> str:
     """A short SHA-256 of JSON-serialisable settings (key order does not matter)."""
     import hashlib

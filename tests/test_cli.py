@@ -22,7 +22,6 @@ def test_help_everywhere(capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["train", "--dataset", "cifar"], "invalid choice: 'cifar' (choose from 'letters'"),
         (["train", "--lr", "fast"], "invalid float value"),
         (["train", "--eps-test", "1.5"], "noise levels lie in [0, 1]"),
         (["evaluate", "/nonexistent.pt"], "does not exist"),
@@ -34,6 +33,14 @@ def test_bad_arguments_exit_2_with_message(argv, message, capsys):
         main(argv)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_unknown_data_set_is_one_line(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    assert main(["train", "--dataset", "cifar", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "dataset cifar: neither a data set name (letters, mnist" in err[0]
+    assert not out.exists()
 
 
 RECIPES = sorted((Path(__file__).parents[1] / "workflow" / "config" / "recipes").glob("*.yaml"))

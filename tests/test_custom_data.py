@@ -13,6 +13,8 @@ from sanode.cli import main
 from sanode.data.datasets import load_split
 from sanode.data.raw import DataError
 
+from .workflow_helpers import ROOT
+
 RNG = np.random.default_rng(0)
 
 
@@ -203,3 +205,23 @@ def test_the_dag_runs_end_to_end_on_an_npz(tmp_path):
     assert set(base["model"]) == {"logistic", "mlp"}
     for figure in ("fig3_mf_vs_eps_test_own", "fig7_three_cases", "fig3_versus_mlp_own"):
         assert (results / "figures" / f"{figure}.png").stat().st_size > 5_000, figure
+
+
+def test_an_analysis_that_cannot_apply_is_refused_by_the_config_check(tmp_path, capsys):
+    """A test-image class the data set does not have: one line from check-config, before any
+    job, instead of a crash in the analysis' job."""
+    import yaml
+
+    data = write_npz(tmp_path / "mine.npz")  # K = 4
+    config = yaml.safe_load((ROOT / "workflow" / "config" / "smoke.yaml").read_text())
+    config["studies"] = {"own": {"train": {"dataset": str(data), "t_train": 1.0, "t_eval": 2.0}}}
+    config["analyses"] = {"mse_time": {"targets": [{"study": "own", "label": 7}]}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"{path}: analyses.mse_time: label 7 is not a class of study 'own' (its data "
+                   "set has K = 4 classes); choose a label in 0..3"]  # fmt: skip
+    config["analyses"]["mse_time"]["targets"][0]["label"] = 3
+    path.write_text(yaml.safe_dump(config))
+    assert main(["check-config", str(path)]) == 0

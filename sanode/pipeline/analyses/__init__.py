@@ -72,6 +72,33 @@ def problems(config: Mapping[str, Any]) -> list[str]:
             lines.append(str(err))
             continue
         lines += analysis.check(settings, config)
+        lines += _label_problems(name, settings, config)
+    return lines
+
+
+def _label_problems(name: str, settings: Any, config: Mapping[str, Any]) -> list[str]:
+    """A test image's class (``label``) that the study's data set does not have: the analysis
+    cannot apply to it, said by the config check instead of a crash in its job."""
+    from ...config import dataset_classes
+
+    if hasattr(settings, "chosen"):
+        targets = settings.chosen()
+    elif hasattr(settings, "probed"):
+        targets = settings.probed()
+    else:
+        targets = list(getattr(settings, "targets", ()))
+    lines = []
+    studies_ = config.get("studies") or {}
+    for t in targets:
+        label, study = getattr(t, "label", None), getattr(t, "study", None)
+        if label is None or study not in studies_:
+            continue
+        k = dataset_classes(str(studies_[study].get("train", {}).get("dataset", "")))
+        if k is not None and not 0 <= label < k:
+            lines.append(
+                f"analyses.{name}: label {label} is not a class of study {study!r} (its data "
+                f"set has K = {k} classes); choose a label in 0..{k - 1}"
+            )
     return lines
 
 
