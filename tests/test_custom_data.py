@@ -225,3 +225,19 @@ def test_an_analysis_that_cannot_apply_is_refused_by_the_config_check(tmp_path, 
     config["analyses"]["mse_time"]["targets"][0]["label"] = 3
     path.write_text(yaml.safe_dump(config))
     assert main(["check-config", str(path)]) == 0
+
+
+def test_kmnist_is_read_from_a_mirror_in_torchvisions_layout(tmp_path):
+    """torchvision's other sets by name: KMNIST from ``<mirror>/KMNIST/raw`` (no network), its
+    files' MD5s recorded; N = 784 and K = 10 from the data."""
+    from .idx import write_mirror
+
+    mirror = tmp_path / "mirror"
+    arrays = write_mirror(mirror, "KMNIST", n_train=30, n_test=10, gz=False)
+    cfg = TrainConfig(dataset="kmnist", mirror=str(mirror), data_root=str(tmp_path / "data"))
+    train, test = load_split(cfg, "train"), load_split(cfg, "test")
+    assert train.x.shape == (30, 784) and test.x.shape == (10, 784)
+    assert train.patterns.shape == (10, 784)
+    assert torch.equal(train.y, torch.from_numpy(arrays["train"][1].astype(np.int64)))
+    assert any(name.startswith("train-images") for name in train.checksums)
+    assert not (tmp_path / "data").exists()  # read in place, nothing downloaded
