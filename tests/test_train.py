@@ -105,10 +105,10 @@ def test_callback_sees_every_epoch_and_can_stop():
 
 
 def test_config_errors_name_key_and_choices():
-    with pytest.raises(
-        ConfigError, match=r"dataset must be one of \['letters', 'mnist', 'fashion'\]"
-    ):
-        TrainConfig(dataset="cifar")
+    with pytest.raises(ConfigError, match="EMNIST has the splits"):
+        TrainConfig(dataset="emnist-cifar")  # another name is a path, read when loaded
+    with pytest.raises(ConfigError, match="dataset must be a name"):
+        TrainConfig(dataset="")
     with pytest.raises(ConfigError, match=r"unknown training setting\(s\) \['learning_rate'\]"):
         TrainConfig.from_dict({"learning_rate": 1.0})
     with pytest.raises(ConfigError, match="eps_train must lie in"):
