@@ -294,6 +294,10 @@ def test_smoke_study_end_to_end(tmp_path, mlflow_server, monkeypatch):
             if searched:  # (a retrain searches nothing)
                 assert trial.data.params["search.searched"] == ",".join(searched)
                 assert trial.data.tags["sanode.searched"] == ",".join(searched)
+            # what the precision settings meant on the trial's node, with the measured times
+            assert trial.data.tags["sanode.train_products"] == "float32"
+            assert trial.data.tags["sanode.train_route"] in ("torch", "onednn")
+            assert json.loads(trial.data.tags["sanode.calibration_times_ms"])
             data = {d.dataset.name: d for d in trial.inputs.dataset_inputs}
             assert set(data) == {f"{dataset}-train", f"{dataset}-val"}
             assert json.loads(data[f"{dataset}-train"].dataset.profile)["size"] > 0

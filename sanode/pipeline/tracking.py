@@ -287,12 +287,13 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 def precision_tags(precision: Any) -> dict[str, str]:
-    """MLflow tags of a run's :class:`~sanode.core.precision.Precision` (None: no tags): the
+    """MLflow tags of a run's :class:`~sanode.core.precision.Precision` or of its record (a
+    checkpoint's ``precision``; None: no tags): the
     products and their routes, the LAPACK of A's solves (each rounds differently), where the
     choice came from and the times measured for it."""
     if precision is None:
         return {}
-    record = precision.record()
+    record = dict(precision) if isinstance(precision, Mapping) else precision.record()
     times = record.pop("times_ms")
     tags = {f"sanode.{key}": str(value) for key, value in record.items()}
     tags["sanode.calibration_times_ms"] = json.dumps(times, sort_keys=True)

@@ -267,6 +267,10 @@ class MlflowTrialCallback(tune.Callback):
         ckpt = trial_checkpoint(self.state_dir, trial_id)
         run = self.client.get_run(run_id)
         if ckpt.is_file() and "sanode.checkpoint_logged" not in run.data.tags:
+            # what the trial's precision settings meant on its node, and the times measured
+            record = files.load_checkpoint(ckpt).get("precision")
+            for key, value in tracking.precision_tags(record).items():
+                self.client.set_tag(run_id, key, value)
             self.client.log_artifact(run_id, str(ckpt), artifact_path="checkpoint")
             self.client.set_tag(run_id, "sanode.checkpoint_logged", "1")
         if error_file is not None:
