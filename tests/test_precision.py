@@ -183,7 +183,8 @@ def test_the_record_and_the_summary_name_every_part(tmp_path, all_candidates):
     rec = p.record()
     assert set(rec) == {"train_products", "train_route", "eval_products", "eval_route",
                         "coupling_dtype", "lapack", "calibration", "times_ms"}  # fmt: skip
-    assert rec["train_products"] == "bfloat16" and rec["times_ms"]["products:bfloat16/onednn"]
+    assert rec["train_products"] == "bfloat16" and rec["times_ms"]["train:bfloat16/onednn"]
+    assert rec["times_ms"]["eval:float32/torch"] and rec["times_ms"]["lapack:openblas"] == 500
     assert "training bfloat16 (oneDNN)" in p.summary()
 
 

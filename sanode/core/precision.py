@@ -81,8 +81,9 @@ def describe(products: str, route: str) -> str:
 class Precision:
     """The arithmetic of one run: training and evaluation products (each with its route),
     the dtype A is built in for training, the LAPACK of A's solves; ``times``: the seconds per
-    call of each candidate measured for this choice (``"products:float32/torch"``,
-    ``"lapack:openblas"``; empty where nothing was measured); ``source``: ``"measured"``,
+    call of each candidate measured for this choice (``"train:float32/torch"`` at the
+    training batch, ``"eval:bfloat16/onednn"`` at the evaluation batch, ``"lapack:openblas"``;
+    empty where nothing was measured); ``source``: ``"measured"``,
     ``"cache"``, ``"settings"`` (nothing said auto) or ``"cuda"``."""
 
     train: Products
@@ -195,7 +196,8 @@ class _Chooser:
         return "measured" if "measured" in self.sources else ("cache" if self.sources else
                                                               "settings")  # fmt: skip
 
-    def _timed(self, kind: str, n: int, batch: int, dtype: str, labels: list[str]) -> dict:
+    def _timed(self, kind: str, n: int, batch: int, dtype: str, labels: list[str],
+               role: str) -> dict:  # fmt: skip
         import torch
 
         key = (f"{cpu_model()} | torch {torch.__version__} | threads {torch.get_num_threads()}"
@@ -207,8 +209,7 @@ class _Chooser:
             self.sources.add("measured")
         else:
             self.sources.add("cache")
-        prefix = "products" if kind == "products" else "lapack"
-        self.times.update({f"{prefix}:{k}": float(times[k]) for k in labels})
+        self.times.update({f"{role}:{k}": float(times[k]) for k in labels})
         return {k: float(times[k]) for k in labels}
 
     def products(self, name: str | None, loop: str, gemm: str, *, n: int, batch: int,
@@ -223,14 +224,15 @@ class _Chooser:
                 raise ValueError(f"products {why}")
             names = ("bfloat16",) if chosen == TWO_PARTS else (chosen,)
         cands = [(p, r) for p, r in PRODUCT_CANDIDATES if p in names and available(p, r)]
-        if gemm != AUTO:
+        if gemm != AUTO and cands:
             cands = [(p, r) for p, r in cands if r == gemm] or [(names[0], gemm)]
         if not cands:  # float64 (no candidate to measure): torch's own product
             return Products(loop if chosen == AUTO else chosen, "torch")
         if len(cands) == 1:
             best = cands[0]
         else:
-            times = self._timed("products", n, batch, loop, [label(*c) for c in cands])
+            role = "train" if training else "eval"
+            times = self._timed("products", n, batch, loop, [label(*c) for c in cands], role)
             best = pick(cands, [times[label(*c)] for c in cands])
         name_out = best[0] if chosen == AUTO else chosen
         return Products(name_out, best[1])
@@ -239,7 +241,7 @@ class _Chooser:
         cands = [r for r in LAPACK_CANDIDATES if lapack_available(r, dtype)]
         if len(cands) == 1:
             return cands[0]
-        times = self._timed("lapack", n, n, dtype, cands)
+        times = self._timed("lapack", n, n, dtype, cands, "lapack")
         return pick(cands, [times[c] for c in cands])
 
 
