@@ -95,7 +95,7 @@ def deprecated_alias(parser, old: str, new: str, dest: str, **kwargs: Any) -> No
                         default=None, **kwargs)  # fmt: skip
 
 
-def _one_line(doc: str, limit: int = 120) -> str:
+def _one_line(doc: str, limit: int = 160) -> str:
     """A field's documentation as one help line: its first sentence, at most ``limit``
     characters."""
     first = doc.split(". ")[0].split("; ")[0].rstrip(".")
