@@ -29,7 +29,7 @@ from .selection import plain_value
 
 _DEFAULT_T_TRAIN = TrainConfig().t_train  # a lever run names T_train only where it differs
 
-DOC_FILES = ("README.md", "docs/*.md")
+DOC_FILES = ("README.md", "docs/*.md", "docs/journal/*.md")
 BLOCK = re.compile(
     r"(?P<open><!-- report:(?P<name>[\w-]+)(?P<args>[^\n]*?) -->\n)(?P<body>.*?)"
     r"(?P<close><!-- /report -->)",
