@@ -46,15 +46,51 @@ _WHERE = {
 
 # module paths before the layer folders -> where the modules live now
 MOVED = {
-    **{m: f"core.{m}" for m in ("model", "integrate", "euler_grad", "patterns", "converge",
-                                "metrics", "noise", "products")},
+    **{
+        m: f"core.{m}"
+        for m in (
+            "model",
+            "integrate",
+            "euler_grad",
+            "patterns",
+            "converge",
+            "metrics",
+            "noise",
+            "products",
+        )
+    },
     **{m: f"data.{m}" for m in ("datasets", "letters", "augment", "prepare")},
-    **{m: f"training.{m}" for m in ("train", "losses", "checkpoint", "evaluate", "memory",
-                                    "time_to_accuracy", "bench")},
-    **{m: f"pipeline.{m}" for m in ("study", "settings", "validate", "tune", "tracking",
-                                    "selection", "layout", "tables", "plots", "report",
-                                    "robustness", "classify", "analyses")},
-}  # fmt: skip
+    **{
+        m: f"training.{m}"
+        for m in (
+            "train",
+            "losses",
+            "checkpoint",
+            "evaluate",
+            "memory",
+            "time_to_accuracy",
+            "bench",
+        )
+    },
+    **{
+        m: f"pipeline.{m}"
+        for m in (
+            "study",
+            "settings",
+            "validate",
+            "tune",
+            "tracking",
+            "selection",
+            "layout",
+            "tables",
+            "plots",
+            "report",
+            "robustness",
+            "classify",
+            "analyses",
+        )
+    },
+}
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -70,9 +70,19 @@ CHOICES: dict[str, tuple[str, ...]] = {
 # Settings that say where and how a run executes, not what it computes: a run may resume
 # with other values, and they are left out of the settings digests that decide reruns.
 EXECUTION_KEYS = frozenset(
-    {"device", "threads", "eval_batch_size", "data_root", "mirror", "verify_checksums",
-     "grad_segment", "fuse_steps", "gemm", "lapack"}
-)  # fmt: skip
+    {
+        "device",
+        "threads",
+        "eval_batch_size",
+        "data_root",
+        "mirror",
+        "verify_checksums",
+        "grad_segment",
+        "fuse_steps",
+        "gemm",
+        "lapack",
+    }
+)
 # Where a run executed (its machine's folders, device, threads; a subset of EXECUTION_KEYS): a
 # recipe read back from a checkpoint leaves them to the machine that trains it again.
 PLACE_KEYS = frozenset({"data_root", "mirror", "device", "threads"})
@@ -129,9 +139,19 @@ def dataset_problem(name: object) -> str | None:
 
 
 # the classes of the named data sets (torchvision's EMNIST splits differ)
-NAMED_CLASSES = {"letters": 5, "mnist": 10, "fashion": 10, "kmnist": 10, "qmnist": 10,
-                 "emnist-byclass": 62, "emnist-bymerge": 47, "emnist-balanced": 47,
-                 "emnist-letters": 26, "emnist-digits": 10, "emnist-mnist": 10}  # fmt: skip
+NAMED_CLASSES = {
+    "letters": 5,
+    "mnist": 10,
+    "fashion": 10,
+    "kmnist": 10,
+    "qmnist": 10,
+    "emnist-byclass": 62,
+    "emnist-bymerge": 47,
+    "emnist-balanced": 47,
+    "emnist-letters": 26,
+    "emnist-digits": 10,
+    "emnist-mnist": 10,
+}
 
 
 def dataset_classes(name: str) -> int | None:
@@ -366,8 +386,17 @@ class TrainConfig(Settings):
         """Types against the annotations (:meth:`Settings.check_types`) and the words of
         :data:`CHOICES`."""
         self.check_types(self.where)
-        for key in ("dtype", "method", "matmul_precision", "coupling_dtype",
-                    "lr_schedule", "loss", "collapse_action", "gemm", "lapack"):  # fmt: skip
+        for key in (
+            "dtype",
+            "method",
+            "matmul_precision",
+            "coupling_dtype",
+            "lr_schedule",
+            "loss",
+            "collapse_action",
+            "gemm",
+            "lapack",
+        ):
             _one_of(key, getattr(self, key), CHOICES[key])
         why = dataset_problem(self.dataset)
         if why is not None:
@@ -416,9 +445,11 @@ class TrainConfig(Settings):
         """The products (:mod:`sanode.core.products`, the one rule) and the dtype A is built in."""
         for key in ("train_products", "eval_products"):
             value = getattr(self, key)
-            why = None if value is None else products.problem(
-                value, self.dtype, training=key == "train_products"
-            )  # fmt: skip
+            why = (
+                None
+                if value is None
+                else products.problem(value, self.dtype, training=key == "train_products")
+            )
             if why is not None:
                 raise ConfigError(f"{key} {why}")
         if self.coupling_dtype == "float32" and self.dtype != "float32":
@@ -496,8 +527,11 @@ class TrainConfig(Settings):
             _positive(key, getattr(self, key))
         for key in ("lr_warmup", "lr_final"):
             value = getattr(self, key)
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and 0.0 <= value < 1.0):  # fmt: skip
+            if not (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and 0.0 <= value < 1.0
+            ):
                 raise ConfigError(f"{key} must lie in [0, 1), got {value!r}")
         if self.lr_schedule == "onecycle" and not self.lr_warmup > 0:
             raise ConfigError(

@@ -18,8 +18,10 @@ def add(sub) -> None:
         NAME,
         help="each accuracy lever on alone over a base recipe at equal training work",
         description=__doc__.splitlines()[0].split(": ", 1)[1]
-        + " Arms: " + ", ".join(f"{a.name} ({a.what})" for a in ARMS) + ".",
-    )  # fmt: skip
+        + " Arms: "
+        + ", ".join(f"{a.name} ({a.what})" for a in ARMS)
+        + ".",
+    )
     p.add_argument("--out", help="run folder (default runs/ablation/<dataset>)")
     p.add_argument("--arms", help="comma-separated arms to run besides base (default: all of them)")
     p.add_argument("--result", help="also write the table's JSON here (e.g. results/ablation/)")
@@ -39,9 +41,15 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     arms = arms_named(None if not args.arms else [a.strip() for a in args.arms.split(",")])
     out_dir = Path(args.out or f"runs/ablation/{cfg.dataset}")
     summary = run_ablation(
-        cfg, out_dir, arms=arms, val_fraction=args.val_fraction, t_test=args.t_test,
-        test_tol=args.test_tol, progress=not args.quiet, result_path=args.result,
-    )  # fmt: skip
+        cfg,
+        out_dir,
+        arms=arms,
+        val_fraction=args.val_fraction,
+        t_test=args.t_test,
+        test_tol=args.test_tol,
+        progress=not args.quiet,
+        result_path=args.result,
+    )
     for r in summary["rows"]:
         delta = r.get("delta_test_points")
         print(

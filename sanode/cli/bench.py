@@ -18,8 +18,13 @@ def add(sub) -> None:
     p.add_argument("--n", type=int, default=784, help="nodes N (pixels; default 784)")
     p.add_argument("--k", type=int, default=10, help="classes K (default 10)")
     p.add_argument("--batch", type=int, default=200, help="training batch (default 200)")
-    p.add_argument("--steps", type=int, nargs="+", default=[55, 600],
-                   help="Euler steps per training pass (default 55 600)")  # fmt: skip
+    p.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=[55, 600],
+        help="Euler steps per training pass (default 55 600)",
+    )
     p.add_argument(
         "--train-products",
         nargs="+",
@@ -28,16 +33,23 @@ def add(sub) -> None:
         help="the training products of the rows: bfloat16 is a float32 loop with bfloat16 "
         "matrix products; auto: what this machine's measurement chooses",
     )
-    deprecated_alias(p, "--dtypes", "--train-products", "train_products", nargs="+",
-                     choices=CHOICES["train_products"])  # fmt: skip
+    deprecated_alias(
+        p,
+        "--dtypes",
+        "--train-products",
+        "train_products",
+        nargs="+",
+        choices=CHOICES["train_products"],
+    )
     p.add_argument(
         "--naive",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="also time the authors' per-step-inverse variant (55 steps)",
     )
-    p.add_argument("--repeats", type=int, default=3,
-                   help="timed repeats per row, the median kept (default 3)")  # fmt: skip
+    p.add_argument(
+        "--repeats", type=int, default=3, help="timed repeats per row, the median kept (default 3)"
+    )
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument(
@@ -52,8 +64,12 @@ def add(sub) -> None:
         default=True,
         help="measure each training row's peak memory in a fresh process",
     )
-    p.add_argument("--eval-batch", type=int, default=1000,
-                   help="evaluation batch of the eval rows (default 1000)")  # fmt: skip
+    p.add_argument(
+        "--eval-batch",
+        type=int,
+        default=1000,
+        help="evaluation batch of the eval rows (default 1000)",
+    )
     p.add_argument(
         "--eval-steps", type=int, default=1200, help="evaluation horizon in steps (0: no eval rows)"
     )
@@ -139,8 +155,9 @@ def _auto(args: argparse.Namespace) -> None:
 
     from ..training.bench_auto import auto_line, auto_versus_explicit
 
-    result = auto_versus_explicit(n=args.n, k=args.k, batch=args.batch,
-                                  steps=min(args.steps), rounds=args.repeats)  # fmt: skip
+    result = auto_versus_explicit(
+        n=args.n, k=args.k, batch=args.batch, steps=min(args.steps), rounds=args.repeats
+    )
     print(auto_line(result))
     if args.out:
         path = Path(args.out)

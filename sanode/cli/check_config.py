@@ -31,8 +31,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     schema = Path(args.schema) if args.schema else default_schema()
     if not schema.is_file():
-        why = ("" if args.schema else
-               ": this sanode runs outside its checkout, which holds the schema")  # fmt: skip
+        why = (
+            "" if args.schema else ": this sanode runs outside its checkout, which holds the schema"
+        )
         parser.error(
             f"the schema {schema} does not exist{why}; pass --schema with the path of "
             "workflow/schemas/config.schema.yaml of the sanode repository"

@@ -19,8 +19,13 @@ def add(sub) -> None:
     )
     p.add_argument("model", help="a checkpoint file or an MLflow URI (models:/sanode-mnist/latest)")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="PNG/JPEG files or .npy arrays")
-    p.add_argument("--test-images", "--mnist-test", type=int, metavar="N",
-                   help="also the first N test images of the model's data set")  # fmt: skip
+    p.add_argument(
+        "--test-images",
+        "--mnist-test",
+        type=int,
+        metavar="N",
+        help="also the first N test images of the model's data set",
+    )
     p.add_argument(
         "--invert",
         choices=["auto", "yes", "no"],
@@ -69,11 +74,24 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     x = torch.cat(xs)
     result = classify(classifier, x)
     rows = [
-        {"image": name, "label": "" if label is None else label, "class": k,
-         "overlap": q, "bucket": b if label in (None, k) else "wrong", "nearest": n}
-        for name, label, k, q, b, n in zip(names, labels, result.predicted, result.overlap,
-                                           result.bucket, result.nearest, strict=True)
-    ]  # fmt: skip
+        {
+            "image": name,
+            "label": "" if label is None else label,
+            "class": k,
+            "overlap": q,
+            "bucket": b if label in (None, k) else "wrong",
+            "nearest": n,
+        }
+        for name, label, k, q, b, n in zip(
+            names,
+            labels,
+            result.predicted,
+            result.overlap,
+            result.bucket,
+            result.nearest,
+            strict=True,
+        )
+    ]
     if args.json:
         print(json.dumps(rows))
     else:

@@ -15,8 +15,18 @@ from ..config import CHOICES, PLACE_KEYS, RENAMED, ConfigError, TrainConfig, fie
 
 NONE_WORDS = {"none", "null"}
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
-EVAL_COLUMNS = ["eps_test", "noise_seed", "n", "exact", "partial", "wrong", "accuracy",
-                "nearest_accuracy", "m_f", "work_fraction"]  # fmt: skip
+EVAL_COLUMNS = [
+    "eps_test",
+    "noise_seed",
+    "n",
+    "exact",
+    "partial",
+    "wrong",
+    "accuracy",
+    "nearest_accuracy",
+    "m_f",
+    "work_fraction",
+]
 
 
 def field_parser(kind):
@@ -72,8 +82,13 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
             + ")",
         )
     for old, new in RENAMED.items():
-        deprecated_alias(group, "--" + old.replace("_", "-"), "--" + new.replace("_", "-"), new,
-                         type=field_parser(hints[new]))  # fmt: skip
+        deprecated_alias(
+            group,
+            "--" + old.replace("_", "-"),
+            "--" + new.replace("_", "-"),
+            new,
+            type=field_parser(hints[new]),
+        )
 
 
 class _Deprecated(argparse.Action):
@@ -91,8 +106,9 @@ class _Deprecated(argparse.Action):
 def deprecated_alias(parser, old: str, new: str, dest: str, **kwargs: Any) -> None:
     """``old`` as a hidden alias of the flag ``new`` (same ``dest``) that prints one
     deprecation line when used."""
-    parser.add_argument(old, dest=dest, action=_Deprecated, new=new, help=argparse.SUPPRESS,
-                        default=None, **kwargs)  # fmt: skip
+    parser.add_argument(
+        old, dest=dest, action=_Deprecated, new=new, help=argparse.SUPPRESS, default=None, **kwargs
+    )
 
 
 def _one_line(doc: str, limit: int = 160) -> str:

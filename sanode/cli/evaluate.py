@@ -14,14 +14,24 @@ NAME = "evaluate"
 def add(sub) -> None:
     p = sub.add_parser(NAME, help="print the accuracy buckets of a checkpoint")
     p.add_argument("checkpoint", help="a model file written by sanode train (.pt)")
-    p.add_argument("--eps-test", type=unit_interval, nargs="+", default=[0.0],
-                   help="test pixel-noise level(s) in [0, 1] (default 0)")  # fmt: skip
-    p.add_argument("--split", choices=["train", "test"], default="test",
-                   help="the data split scored (default test)")  # fmt: skip
+    p.add_argument(
+        "--eps-test",
+        type=unit_interval,
+        nargs="+",
+        default=[0.0],
+        help="test pixel-noise level(s) in [0, 1] (default 0)",
+    )
+    p.add_argument(
+        "--split",
+        choices=["train", "test"],
+        default="test",
+        help="the data split scored (default test)",
+    )
     p.add_argument("--t-eval", type=float, help="evaluation horizon (default: the checkpoint's)")
     p.add_argument("--dt", type=float, help="integration time step (default: the checkpoint's)")
-    p.add_argument("--method", choices=CHOICES["method"],
-                   help="fixed-step solver (default: the checkpoint's)")  # fmt: skip
+    p.add_argument(
+        "--method", choices=CHOICES["method"], help="fixed-step solver (default: the checkpoint's)"
+    )
     p.add_argument(
         "--seed",
         type=int,

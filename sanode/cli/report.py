@@ -29,8 +29,11 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     rel = [str(p.relative_to(root.resolve())) for p in changed]
     if args.check:
         if rel:
-            print(f"out of date with the tables: {', '.join(rel)}; run `sanode report` and "
-                  "commit the result", file=sys.stderr)  # fmt: skip
+            print(
+                f"out of date with the tables: {', '.join(rel)}; run `sanode report` and "
+                "commit the result",
+                file=sys.stderr,
+            )
             return 1
         print(f"{len(doc_files(root))} file(s) agree with the tables")
         return 0

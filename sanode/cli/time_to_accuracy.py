@@ -80,9 +80,14 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         + f"; test H {test['accuracy']:.4f} ({test['exact']}/{test['partial']}/{test['wrong']}) "
         f"after {summary['epochs_run']} epochs, {summary['train_wall_s']:.0f} s"
     )
-    print("validation H levels: " + ", ".join(
-        f"{level} " + (f"epoch {hit['epoch']} ({hit['wall_s']:.0f} s)" if hit else "not reached")
-        for level, hit in summary["levels"].items()))  # fmt: skip
+    print(
+        "validation H levels: "
+        + ", ".join(
+            f"{level} "
+            + (f"epoch {hit['epoch']} ({hit['wall_s']:.0f} s)" if hit else "not reached")
+            for level, hit in summary["levels"].items()
+        )
+    )
     for sw in summary.get("eval_switches", []):
         print(
             f"evaluated with {sw['eval_products']} products instead: test H "

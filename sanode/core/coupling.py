@@ -70,8 +70,9 @@ def _match_threads() -> None:
         _threads = n
 
 
-def _solve(lu: torch.Tensor, pivots: torch.Tensor, rhs: torch.Tensor, route: str,
-           adjoint: bool) -> torch.Tensor:  # fmt: skip
+def _solve(
+    lu: torch.Tensor, pivots: torch.Tensor, rhs: torch.Tensor, route: str, adjoint: bool
+) -> torch.Tensor:
     """X (N, N) row-major with ``X Phi = R`` (``adjoint``: ``X Phi^T = R``) for R = ``rhs``
     (N, N; any strides for torch, row-major for OpenBLAS, which may overwrite it), (lu, pivots)
     the LU factors of Phi."""
@@ -80,8 +81,9 @@ def _solve(lu: torch.Tensor, pivots: torch.Tensor, rhs: torch.Tensor, route: str
     _match_threads()
     # X Phi = R <=> Phi^T X^T = R^T (trans=1); X Phi^T = R <=> Phi X^T = R^T (trans=0); R^T
     # and X^T column-major are R and X row-major, so neither is copied
-    x, info = _getrs(lu.dtype)(lu.numpy(), (pivots - 1).numpy(), rhs.numpy().T,
-                               trans=int(not adjoint), overwrite_b=1)  # fmt: skip
+    x, info = _getrs(lu.dtype)(
+        lu.numpy(), (pivots - 1).numpy(), rhs.numpy().T, trans=int(not adjoint), overwrite_b=1
+    )
     if info != 0:  # pragma: no cover - only for malformed arguments
         raise RuntimeError(f"LAPACK getrs failed with info={info}")
     return torch.from_numpy(x.T)
@@ -92,8 +94,15 @@ class _Coupling(torch.autograd.Function):
     fixed orthonormal block U (N, K); gradients for the first two (in their dtype)."""
 
     @staticmethod
-    def forward(ctx: Any, free: torch.Tensor, eigenvalues: torch.Tensor, fixed: torch.Tensor,
-                dtype: torch.dtype, lapack: str, gemm_route: str) -> torch.Tensor:  # fmt: skip
+    def forward(
+        ctx: Any,
+        free: torch.Tensor,
+        eigenvalues: torch.Tensor,
+        fixed: torch.Tensor,
+        dtype: torch.dtype,
+        lapack: str,
+        gemm_route: str,
+    ) -> torch.Tensor:
         n, m = free.shape
         phi = torch.empty(n, n, dtype=dtype, device=free.device)
         phi[:, :m].copy_(free)

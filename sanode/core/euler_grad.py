@@ -60,13 +60,18 @@ class _Product:
         self.mixed = w.dtype != like.dtype
         if self.mixed:
             self.operand = torch.empty(like.shape, dtype=w.dtype, device=like.device)
-            self.result = torch.empty((like.shape[0], w.shape[1]), dtype=w.dtype,
-                                      device=like.device)  # fmt: skip
+            self.result = torch.empty(
+                (like.shape[0], w.shape[1]), dtype=w.dtype, device=like.device
+            )
 
     def add(
-        self, scale: torch.Tensor, factor: torch.Tensor, x: torch.Tensor, out: torch.Tensor,
+        self,
+        scale: torch.Tensor,
+        factor: torch.Tensor,
+        x: torch.Tensor,
+        out: torch.Tensor,
         operand: torch.Tensor | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """out = scale * factor + x @ w (``scale`` is scratch: it may be overwritten);
         ``operand`` (mixed only): where to cast x (default: the reused buffer), e.g. a row that
         a later product reads again."""
@@ -165,9 +170,19 @@ class EulerLoop(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, x0, w, p, q, n_steps: int, clip, chunk: int, segment, mm_dtype=None, fused=False,
+        ctx,
+        x0,
+        w,
+        p,
+        q,
+        n_steps: int,
+        clip,
+        chunk: int,
+        segment,
+        mm_dtype=None,
+        fused=False,
         route="auto",
-    ):  # fmt: skip
+    ):
         pf, qf = float(p), float(q)
         grad_dtype = w.dtype
         if mm_dtype is not None and mm_dtype != w.dtype:
@@ -176,8 +191,9 @@ class EulerLoop(torch.autograd.Function):
         if segment is None or segment >= n_steps:
             states = x0.new_empty((n_steps + 1, *x0.shape))
             # mixed products: each state's cast is kept for the backward pass's dL/dW products
-            lows = (x0.new_empty((n_steps, *x0.shape), dtype=w.dtype) if stepper.product.mixed
-                    else None)  # fmt: skip
+            lows = (
+                x0.new_empty((n_steps, *x0.shape), dtype=w.dtype) if stepper.product.mixed else None
+            )
             states[0].copy_(x0)
             stepper.run(states, lows)
             out = states[n_steps].clone()
@@ -217,15 +233,17 @@ class EulerLoop(torch.autograd.Function):
         grad_w = torch.zeros_like(w, dtype=ctx.grad_dtype)
         grads_pq = torch.zeros(2, dtype=torch.float64, device=w.device)
         chunk = min(ctx.chunk, max(n_steps, 1), segment or n_steps or 1)
-        back = _Backward(states, g, w, pf, qf, ctx.clip, chunk, grad_w, grads_pq, ctx.fused,
-                         ctx.route)  # fmt: skip
+        back = _Backward(
+            states, g, w, pf, qf, ctx.clip, chunk, grad_w, grads_pq, ctx.fused, ctx.route
+        )
         if segment is None:
             g = back.span(states, g, lows)
         else:
             span = states.new_empty((segment + 1, *g.shape))
             stepper = _Stepper(w, g, pf, qf, ctx.clip, ctx.fused, ctx.route)
-            span_lows = (g.new_empty((segment, *g.shape), dtype=w.dtype)
-                         if stepper.product.mixed else None)  # fmt: skip
+            span_lows = (
+                g.new_empty((segment, *g.shape), dtype=w.dtype) if stepper.product.mixed else None
+            )
             for j in range(states.shape[0] - 1, -1, -1):
                 lo, hi = j * segment, min(n_steps, (j + 1) * segment)
                 span[0].copy_(states[j])
@@ -244,8 +262,9 @@ class _Backward:
     the states.
     """
 
-    def __init__(self, states, g, w, pf, qf, clip, chunk, grad_w, grads_pq, fused=False,
-                 route="auto") -> None:  # fmt: skip
+    def __init__(
+        self, states, g, w, pf, qf, clip, chunk, grad_w, grads_pq, fused=False, route="auto"
+    ) -> None:
         self.w, self.qf, self.clip = w, qf, clip
         self.p = torch.tensor(pf, dtype=g.dtype, device=g.device)
         self.q3 = torch.tensor(3.0 * qf, dtype=g.dtype, device=g.device)
@@ -254,8 +273,7 @@ class _Backward:
         self.product = _Product(w.t().contiguous(), g, route)
         self.route = route
         self.buf = states.new_empty((chunk, *g.shape))
-        self.buf_lo = (torch.empty_like(self.buf, dtype=w.dtype) if self.product.mixed
-                       else None)  # fmt: skip
+        self.buf_lo = torch.empty_like(self.buf, dtype=w.dtype) if self.product.mixed else None
         self.tmp = torch.empty_like(g)
         self.spare = [torch.empty_like(g), torch.empty_like(g)]
         # each step's dL/dp, dL/dq terms, sum(gy x) and sum(gy x^3), while x and gy are in cache
@@ -343,8 +361,9 @@ class _Backward:
         for j in range(rows - 1, -1, -1):
             r = self.product.weight(self.buf_lo[j], out=result)
             out, out_lo = (self.buf[j - 1], self.buf_lo[j - 1]) if j > 0 else (last, self.spare_lo)
-            self.kernel(states[lo + j], self.buf[j], r, out, out_lo, self.pq_rows[j],
-                        self.p, self.q3)  # fmt: skip
+            self.kernel(
+                states[lo + j], self.buf[j], r, out, out_lo, self.pq_rows[j], self.p, self.q3
+            )
         return last
 
     def _through(self, x: torch.Tensor, j: int, out: torch.Tensor) -> torch.Tensor:

@@ -45,8 +45,11 @@ def gemm_route(
     oneDNN linear kernels (:func:`onednn_available`); without them every route is torch's."""
     if route not in ROUTES:
         raise ValueError(f"unknown GEMM route {route!r}; choose one of {list(ROUTES)}")
-    if (device.type != "cpu" or dtype not in (torch.float32, torch.bfloat16)
-            or not onednn_available()):  # fmt: skip
+    if (
+        device.type != "cpu"
+        or dtype not in (torch.float32, torch.bfloat16)
+        or not onednn_available()
+    ):
         return "torch"
     if route != "auto":
         return route

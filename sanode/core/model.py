@@ -148,8 +148,14 @@ class SANode(nn.Module):
         kernel (|A p| ~ 3e-4 in float32 at initialisation), so A is projected onto the
         complement of their span, ``A - (A U) U^T`` (U: the fixed orthonormal block): the
         same A in exact arithmetic, with |A p| at float32 rounding (~2e-5)."""
-        return coupling_matrix(self.basis_free, self.eigenvalues(), self.basis_fixed, dtype,
-                               lapack=self.lapack, gemm_route=self.products.route)  # fmt: skip
+        return coupling_matrix(
+            self.basis_free,
+            self.eigenvalues(),
+            self.basis_fixed,
+            dtype,
+            lapack=self.lapack,
+            gemm_route=self.products.route,
+        )
 
     @property
     def products(self) -> Products:
@@ -277,9 +283,18 @@ class SANode(nn.Module):
             p = 1.0 + dt * dyn.c1
             q = dt * dyn.c2
             n = num_steps(t_end, dt)
-            return euler_loop(x0, w, p, q, n, clip=dyn.clip, segment=grad_segment,
-                              mm_dtype=self._product_dtype(self.products, self.dtype),
-                              fused=fuse_steps, route=self.products.route)  # fmt: skip
+            return euler_loop(
+                x0,
+                w,
+                p,
+                q,
+                n,
+                clip=dyn.clip,
+                segment=grad_segment,
+                mm_dtype=self._product_dtype(self.products, self.dtype),
+                fused=fuse_steps,
+                route=self.products.route,
+            )
         training = self.products if torch.is_grad_enabled() else None  # else eval_products
         return integrate(self.dynamics(products=training), x0, t_end, dt, method=method)
 

@@ -193,15 +193,19 @@ class _Chooser:
 
     @property
     def source(self) -> str:
-        return "measured" if "measured" in self.sources else ("cache" if self.sources else
-                                                              "settings")  # fmt: skip
+        return (
+            "measured" if "measured" in self.sources else ("cache" if self.sources else "settings")
+        )
 
-    def _timed(self, kind: str, n: int, batch: int, dtype: str, labels: list[str],
-               role: str) -> dict:  # fmt: skip
+    def _timed(
+        self, kind: str, n: int, batch: int, dtype: str, labels: list[str], role: str
+    ) -> dict:
         import torch
 
-        key = (f"{cpu_model()} | torch {torch.__version__} | threads {torch.get_num_threads()}"
-               f" | {kind} {dtype} n={n} batch={batch}")  # fmt: skip
+        key = (
+            f"{cpu_model()} | torch {torch.__version__} | threads {torch.get_num_threads()}"
+            f" | {kind} {dtype} n={n} batch={batch}"
+        )
         times = self.cache.get(key)
         if times is None or not set(labels) <= set(times):
             times = self.measure(kind, n, batch, dtype, labels)
@@ -212,8 +216,9 @@ class _Chooser:
         self.times.update({f"{role}:{k}": float(times[k]) for k in labels})
         return {k: float(times[k]) for k in labels}
 
-    def products(self, name: str | None, loop: str, gemm: str, *, n: int, batch: int,
-                 training: bool) -> Products:  # fmt: skip
+    def products(
+        self, name: str | None, loop: str, gemm: str, *, n: int, batch: int, training: bool
+    ) -> Products:
         """The products ``name`` means on the CPU, with the route measured where it is auto."""
         chosen = loop if name is None else name
         if chosen == AUTO:

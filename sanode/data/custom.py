@@ -164,11 +164,13 @@ def _npz(path: Path) -> Arrays:
         torch.from_numpy(((x - lo) / (hi - lo)).reshape(len(x), -1).astype(np.float32)) for x in xs
     ]
     return Arrays(
-        flat[0], _labels(arrays["y_train"], source, "y_train"),
-        flat[1], _labels(arrays["y_test"], source, "y_test"),
+        flat[0],
+        _labels(arrays["y_train"], source, "y_train"),
+        flat[1],
+        _labels(arrays["y_test"], source, "y_test"),
         shape=tuple(xs[0].shape[1:]),
         checksums={path.name: _sha256(path)},
-    )  # fmt: skip
+    )
 
 
 def _folder(path: Path, image_size: int | None) -> Arrays:
@@ -180,8 +182,11 @@ def _folder(path: Path, image_size: int | None) -> Arrays:
             f"dataset {source}: neither a data set name ({', '.join(named_sets())}) nor an "
             "existing .npz file or image folder"
         )
-    classes = sorted(p.name for p in (path / "train").iterdir() if p.is_dir()) if (
-        path / "train").is_dir() else []  # fmt: skip
+    classes = (
+        sorted(p.name for p in (path / "train").iterdir() if p.is_dir())
+        if (path / "train").is_dir()
+        else []
+    )
     if not classes or not (path / "test").is_dir():
         raise DataError(
             f"{source}: an image folder needs train/<class>/ and test/<class>/ subfolders "
@@ -224,14 +229,19 @@ def _folder(path: Path, image_size: int | None) -> Arrays:
             f"{source}: images of mixed sizes ({', '.join(shown)}, ...); set image_size (e.g. "
             f"--image-size 28) to resize every image to one square size"
         )
-    stacked = {s: torch.from_numpy(np.stack(imgs).reshape(len(imgs), -1)) if imgs else
-               torch.empty(0, 0) for s, (imgs, _) in out.items()}  # fmt: skip
+    stacked = {
+        s: torch.from_numpy(np.stack(imgs).reshape(len(imgs), -1)) if imgs else torch.empty(0, 0)
+        for s, (imgs, _) in out.items()
+    }
     shape = out["train"][0][0].shape
     return Arrays(
-        stacked["train"], torch.tensor(out["train"][1], dtype=torch.int64),
-        stacked["test"], torch.tensor(out["test"][1], dtype=torch.int64),
-        shape=tuple(shape), checksums={path.name: digest.hexdigest()},
-    )  # fmt: skip
+        stacked["train"],
+        torch.tensor(out["train"][1], dtype=torch.int64),
+        stacked["test"],
+        torch.tensor(out["test"][1], dtype=torch.int64),
+        shape=tuple(shape),
+        checksums={path.name: digest.hexdigest()},
+    )
 
 
 def _torchvision(name: str, root, mirror, verify_checksums: bool) -> Arrays:

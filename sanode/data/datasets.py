@@ -44,9 +44,13 @@ def load_split(cfg: TrainConfig, split: str, *, letters_eps: float = 0.0) -> Dat
     elif kind != "idx":  # torchvision's other sets, an .npz, an image folder (data.custom)
         if split not in ("train", "test"):
             raise DataError(f"unknown split {split!r}; choose train or test")
-        arrays = load_arrays(cfg.dataset, root=cfg.data_root, mirror=cfg.mirror,
-                             image_size=cfg.image_size,
-                             verify_checksums=cfg.verify_checksums)  # fmt: skip
+        arrays = load_arrays(
+            cfg.dataset,
+            root=cfg.data_root,
+            mirror=cfg.mirror,
+            image_size=cfg.image_size,
+            verify_checksums=cfg.verify_checksums,
+        )
         x, y = arrays.split(split)
         if cfg.per_class is not None:
             keep = balanced_subset(y, cfg.per_class, seed=cfg.seed)

@@ -32,9 +32,17 @@ class ClassifyError(ValueError):
 class AttractorClassifier(nn.Module):
     """images (B, N) in [0, 1] -> sign overlaps (B, K) of x(t_eval) with each pattern."""
 
-    def __init__(self, model: SANode, *, t_eval: float, dt: float, method: str = "euler",
-                 threshold: float = 0.95, tol: float | None = 1e-4,
-                 dataset: str = "mnist"):  # fmt: skip
+    def __init__(
+        self,
+        model: SANode,
+        *,
+        t_eval: float,
+        dt: float,
+        method: str = "euler",
+        threshold: float = 0.95,
+        tol: float | None = 1e-4,
+        dataset: str = "mnist",
+    ):
         super().__init__()
         self.model = model.eval()
         self.dataset = dataset  # the data set it was trained on (its test images, its side)
@@ -43,9 +51,15 @@ class AttractorClassifier(nn.Module):
 
     @classmethod
     def from_config(cls, model: SANode, cfg: TrainConfig, t_eval: float | None = None):
-        return cls(model, t_eval=cfg.t_eval if t_eval is None else t_eval, dt=cfg.dt,
-                   method=cfg.method, threshold=cfg.threshold, tol=cfg.eval_tol,
-                   dataset=cfg.dataset)  # fmt: skip
+        return cls(
+            model,
+            t_eval=cfg.t_eval if t_eval is None else t_eval,
+            dt=cfg.dt,
+            method=cfg.method,
+            threshold=cfg.threshold,
+            tol=cfg.eval_tol,
+            dataset=cfg.dataset,
+        )
 
     @property
     def num_nodes(self) -> int:
@@ -54,8 +68,14 @@ class AttractorClassifier(nn.Module):
     def final(self, x: torch.Tensor) -> torch.Tensor:
         """x(t_eval) (B, N) from images (B, N) (early exit on a fixed point with ``tol``)."""
         with torch.no_grad():
-            return final_states(self.model, x.to(torch.float32), t_end=self.t_eval, dt=self.dt,
-                                method=self.method, tol=self.tol)  # fmt: skip
+            return final_states(
+                self.model,
+                x.to(torch.float32),
+                t_end=self.t_eval,
+                dt=self.dt,
+                method=self.method,
+                tol=self.tol,
+            )
 
     def overlaps(self, final: torch.Tensor) -> torch.Tensor:
         """(B, K) fraction of pixels whose sign matches each planted pattern."""
@@ -155,9 +175,9 @@ def read_images(
             if array.max(initial=0.0) > 1.0:
                 array = array / 255.0
             rows.append(torch.from_numpy(array))
-            names += [f"{path.name}[{i}]" for i in range(len(array))] if len(array) > 1 else [
-                path.name
-            ]  # fmt: skip
+            names += (
+                [f"{path.name}[{i}]" for i in range(len(array))] if len(array) > 1 else [path.name]
+            )
             continue
         from PIL import Image, UnidentifiedImageError
 
@@ -188,8 +208,9 @@ def read_images(
     return x, names
 
 
-def _picture_notes(path: Path, mode: str, width: int, height: int, side: int,
-                   inverted: bool) -> list[str]:  # fmt: skip
+def _picture_notes(
+    path: Path, mode: str, width: int, height: int, side: int, inverted: bool
+) -> list[str]:
     """What was done to a picture to fit a ``side`` x ``side`` model, and a warning where its
     shape or size is far from that (aspect ratio over 1.25, or a side under half or over 8x
     the model's)."""
@@ -216,9 +237,14 @@ def _picture_notes(path: Path, mode: str, width: int, height: int, side: int,
 
 
 def plot_trajectories(
-    classifier: AttractorClassifier, x: torch.Tensor, names: list[str], path: str, *,
-    snapshots: int = 4, max_images: int = 8,
-) -> None:  # fmt: skip
+    classifier: AttractorClassifier,
+    x: torch.Tensor,
+    names: list[str],
+    path: str,
+    *,
+    snapshots: int = 4,
+    max_images: int = 8,
+) -> None:
     """One row per image: the input, x(t) at ``snapshots`` times, the final state and the
     pattern of the class it reached."""
     import matplotlib.pyplot as plt
@@ -229,9 +255,13 @@ def plot_trajectories(
     steps = max(1, round(classifier.t_eval / classifier.dt))
     every = max(1, steps // snapshots)
     with torch.no_grad():
-        times, traj = classifier.model.integrate(x.to(classifier.model.dtype), classifier.t_eval,
-                                                 classifier.dt, method=classifier.method,
-                                                 record_every=every)  # fmt: skip
+        times, traj = classifier.model.integrate(
+            x.to(classifier.model.dtype),
+            classifier.t_eval,
+            classifier.dt,
+            method=classifier.method,
+            record_every=every,
+        )
     result = classify(classifier, x)
     first = list(range(1, len(times)))[: snapshots - 1]
     shown = list(dict.fromkeys([*first, len(times) - 1]))
@@ -243,7 +273,10 @@ def plot_trajectories(
         for ax, j in zip(row[1:-1], shown, strict=True):
             image_panel(ax, traj[j, i].cpu().numpy(), f"t = {float(times[j]):.3g}", signed=True)
         k = result.predicted[i]
-        image_panel(row[-1], patterns[k].numpy(),
-                    f"class {k}: {result.bucket[i]} ({result.overlap[i]:.3f})",
-                    signed=True)  # fmt: skip
+        image_panel(
+            row[-1],
+            patterns[k].numpy(),
+            f"class {k}: {result.bucket[i]} ({result.overlap[i]:.3f})",
+            signed=True,
+        )
     save_figure(fig, path)

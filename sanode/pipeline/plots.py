@@ -85,8 +85,9 @@ def mf_vs_eps_test(accuracy: pd.DataFrame, study: str, path: str | os.PathLike) 
         per_seed = data.groupby(["eps_train", "eps_test", "train_seed"])["m_f"].mean()
         by = per_seed.groupby(["eps_train", "eps_test"])
         all_seeds = by.agg(m_f="mean", lo="min", hi="max").reset_index()
-        _mf_lines(axes[0, 1], all_seeds,
-                  f"(b) mean over {seeds} training seeds; band: worst to best seed")  # fmt: skip
+        _mf_lines(
+            axes[0, 1], all_seeds, f"(b) mean over {seeds} training seeds; band: worst to best seed"
+        )
     fig.suptitle(f"{study}: overlap with the target attractor (cf. paper Fig. 3)", fontsize=10)
     save_figure(fig, path)
 
@@ -95,8 +96,7 @@ def mse_lines(ax, curves: pd.DataFrame, title: str) -> None:
     """The MSE(t) panel of paper Fig. 4 on ``ax``: one line per eps_test (``curves``: columns
     t, mse, eps_test), symlog scale; the one drawing of MSE(t) (the evaluate stage's Fig. 4a
     and the ``mse_time`` analysis' Fig. 4 use it)."""
-    sns.lineplot(data=curves, x="t", y="mse", hue="eps_test", palette="magma", ax=ax,
-                 legend="full")  # fmt: skip
+    sns.lineplot(data=curves, x="t", y="mse", hue="eps_test", palette="magma", ax=ax, legend="full")
     ax.set(yscale="symlog", xlabel="time t", ylabel="MSE(t) (eq. 6)", title=title)
     ax.legend(title=r"$\epsilon_{test}$", fontsize=7, title_fontsize=8, ncol=2)
 
@@ -107,8 +107,11 @@ def mse_over_time(curves: pd.DataFrame, study: str, path: str | os.PathLike) -> 
     levels = sorted(data["eps_train"].unique())
     chosen = min(levels, key=lambda e: abs(e - 0.3)) if levels else 0.0
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    mse_lines(ax, data[data["eps_train"] == chosen],
-              f"{study}: MSE over time, eps_train = {chosen:g} (cf. paper Fig. 4a)")  # fmt: skip
+    mse_lines(
+        ax,
+        data[data["eps_train"] == chosen],
+        f"{study}: MSE over time, eps_train = {chosen:g} (cf. paper Fig. 4a)",
+    )
     save_figure(fig, path)
 
 
@@ -170,8 +173,11 @@ def final_trials(trials: pd.DataFrame, study: str, metric: str) -> pd.DataFrame:
     if metric not in data:
         return data.iloc[0:0].assign(n=[], setting=[])
     last = selection.finished(data, metric).sort_values("trial_id")
-    params = [c for c in last.columns if c.startswith("param_") and c != "param_eps_train"
-              and last[c].notna().any()]  # fmt: skip
+    params = [
+        c
+        for c in last.columns
+        if c.startswith("param_") and c != "param_eps_train" and last[c].notna().any()
+    ]
     if params:
         setting = last[params].apply(lambda row: ", ".join(map(_label, row.items())), axis=1)
     else:
@@ -203,13 +209,23 @@ def tuning_curves(trials: pd.DataFrame, study: str, metric: str, path: str | os.
             setting = settings["setting"].str.replace(r"(^|, )seed=[^,]*", "", regex=True)
             setting = setting.str.removeprefix(", ").replace("", "(one setting)")
             settings = settings.assign(setting=setting)
-        grid = settings.pivot_table(index="eps_train", columns="setting", values=metric,
-                                    aggfunc="mean")  # fmt: skip
-        sns.heatmap(grid, annot=grid.shape[1] <= 6, fmt=".2f", cmap="viridis", ax=b,
-                    cbar_kws={"label": metric})  # fmt: skip
+        grid = settings.pivot_table(
+            index="eps_train", columns="setting", values=metric, aggfunc="mean"
+        )
+        sns.heatmap(
+            grid,
+            annot=grid.shape[1] <= 6,
+            fmt=".2f",
+            cmap="viridis",
+            ax=b,
+            cbar_kws={"label": metric},
+        )
         b.set(xlabel="searched setting", ylabel=r"$\epsilon_{train}$")
-    a.set(xlabel="trial (creation order)", ylabel=metric,
-          title=f"(a) {len(data)} finished trials, {failed.nunique()} failed")  # fmt: skip
+    a.set(
+        xlabel="trial (creation order)",
+        ylabel=metric,
+        title=f"(a) {len(data)} finished trials, {failed.nunique()} failed",
+    )
     b.set_title("(b) final metric by eps_train and setting", fontsize=10)
     fig.suptitle(f"{study}: the hyperparameter search", fontsize=10)
     save_figure(fig, path)
@@ -220,8 +236,11 @@ def _learning_curve(trials: pd.DataFrame, study: str, metric: str, path) -> None
     rows = trials[trials["study"] == study].sort_values("epoch")
     fig, a = plt.subplots(figsize=(7, 4.2))
     a.plot(rows["epoch"], rows[metric], marker="o", ms=4, color="tab:blue", label=metric)
-    a.set(xlabel="epoch", ylabel=metric, title=f"one trial ({rows['trial_id'].iloc[0]}), "
-          f"final {metric} {rows[metric].iloc[-1]:.4f}")  # fmt: skip
+    a.set(
+        xlabel="epoch",
+        ylabel=metric,
+        title=f"one trial ({rows['trial_id'].iloc[0]}), final {metric} {rows[metric].iloc[-1]:.4f}",
+    )
     a.title.set_fontsize(10)
     if "learning_rate" in rows and rows["learning_rate"].notna().any():
         lr = a.twinx()

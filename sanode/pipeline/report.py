@@ -137,16 +137,39 @@ def tta(root: Path, args: list[str]) -> str:
         epoch = statistics.median(t["epoch_s"] for t in timeline) if timeline else float("nan")
 
         levels = [_level(r, key) for key in ("0.900", "0.950", "0.960", "0.970")]
-        body.append([
-            f"`{path.stem}`", _named(r, "train_products"),
-            cfg.get("coupling_dtype", "float64"), _named(r, "eval_products"),
-            _int(cfg["batch_size"]), f"{cfg['lr']:g}", f"{epoch:.1f} s", *levels,
-            _pct(r["best_val_accuracy"]), f"{r['epochs_run']} / {r['train_wall_s']:,.0f} s",
-            f"**{_pct(r['test']['accuracy'])}**", _buckets(r["test"]),
-        ])  # fmt: skip
-    header = ["run", "training products", "A built in", "evaluation products", "batch",
-              "peak lr", "median epoch", "val H ≥ 0.90", "≥ 0.95", "≥ 0.96", "≥ 0.97", "best val H",
-              "epochs / wall", "test H", "exact / partial / wrong"]  # fmt: skip
+        body.append(
+            [
+                f"`{path.stem}`",
+                _named(r, "train_products"),
+                cfg.get("coupling_dtype", "float64"),
+                _named(r, "eval_products"),
+                _int(cfg["batch_size"]),
+                f"{cfg['lr']:g}",
+                f"{epoch:.1f} s",
+                *levels,
+                _pct(r["best_val_accuracy"]),
+                f"{r['epochs_run']} / {r['train_wall_s']:,.0f} s",
+                f"**{_pct(r['test']['accuracy'])}**",
+                _buckets(r["test"]),
+            ]
+        )
+    header = [
+        "run",
+        "training products",
+        "A built in",
+        "evaluation products",
+        "batch",
+        "peak lr",
+        "median epoch",
+        "val H ≥ 0.90",
+        "≥ 0.95",
+        "≥ 0.96",
+        "≥ 0.97",
+        "best val H",
+        "epochs / wall",
+        "test H",
+        "exact / partial / wrong",
+    ]
     return _table(header, body)
 
 
@@ -217,17 +240,31 @@ def agreement(root: Path, args: list[str]) -> str:
         items = sum(int(first[f"val_{b}"]) for b in ("exact", "partial", "wrong"))
         gaps = [agree[k] for k in ("val_vs_whole_val", "val_vs_test", "whole_val_vs_test")]
         if level not in agree["levels"]["val"]:
-            raise ReportError(f"agreement: level={options['level']} is not one the audit "
-                              f"records; use one of {sorted(agree['levels']['val'])}")  # fmt: skip
+            raise ReportError(
+                f"agreement: level={options['level']} is not one the audit "
+                f"records; use one of {sorted(agree['levels']['val'])}"
+            )
         hits = [agree["levels"][k][level] for k in ("val", "whole_val", "test")]
-        body.append([
-            f"`{path.stem}`", _int(items), str(agree["epochs"]),
-            *(f"{g['mean_points']:.2f} / {g['max_points']:.2f}" for g in gaps),
-            " / ".join("—" if h is None else f"{h['epoch']} ({h['wall_s']:,.0f} s)" for h in hits),
-        ])  # fmt: skip
-    header = ["run", "validation items", "audited epochs", "val − whole val (points)",
-              "val − test", "whole val − test",
-              f"first epoch ≥ {float(level):g} (wall): val / whole val / test"]  # fmt: skip
+        body.append(
+            [
+                f"`{path.stem}`",
+                _int(items),
+                str(agree["epochs"]),
+                *(f"{g['mean_points']:.2f} / {g['max_points']:.2f}" for g in gaps),
+                " / ".join(
+                    "—" if h is None else f"{h['epoch']} ({h['wall_s']:,.0f} s)" for h in hits
+                ),
+            ]
+        )
+    header = [
+        "run",
+        "validation items",
+        "audited epochs",
+        "val − whole val (points)",
+        "val − test",
+        "whole val − test",
+        f"first epoch ≥ {float(level):g} (wall): val / whole val / test",
+    ]
     return _table(header, body)
 
 
@@ -239,11 +276,24 @@ def eval_switches(root: Path, args: list[str]) -> str:
         own = _named(r, "eval_products")
         body.append([f"`{path.stem}`", own, "—", _pct(r["test"]["accuracy"]), "—", "—"])
         for s in r.get("eval_switches", []):
-            body.append([f"`{path.stem}`", _named(s, "eval_products"), own,
-                         _pct(s["test"]["accuracy"]), _int(s["items_changing_bucket"]),
-                         _int(s["sign_flips"])])  # fmt: skip
-    header = ["model", "evaluation products", "against", "test H", "items changing bucket",
-              "flipped final signs"]  # fmt: skip
+            body.append(
+                [
+                    f"`{path.stem}`",
+                    _named(s, "eval_products"),
+                    own,
+                    _pct(s["test"]["accuracy"]),
+                    _int(s["items_changing_bucket"]),
+                    _int(s["sign_flips"]),
+                ]
+            )
+    header = [
+        "model",
+        "evaluation products",
+        "against",
+        "test H",
+        "items changing bucket",
+        "flipped final signs",
+    ]
     return _table(header, body)
 
 
@@ -259,13 +309,36 @@ def bench(root: Path, args: list[str]) -> str:
         f32 = f"{r['vs_float32']:.2f}" if "vs_float32" in r else ""
         share = f"{r['of_matmul_ratio']:.2f}" if "of_matmul_ratio" in r else ""
         roof = "—" if r["variant"] == "eval-early" else f"{100 * r['roofline_fraction']:.0f} %"
-        body.append([
-            r["variant"], r["dtype"], _int(r["steps"]), f"{r['image_steps_per_s']:,.0f}{work}",
-            roof, f"{r['vs_reference']:.1f}", f"{r['vs_reference_normalised']:.1f}", f32,
-            share, f"{r['matmul_gflops']:,.0f}", peak, saved,
-        ])  # fmt: skip
-    header = ["variant", "dtype", "steps", "image·steps/s", "of roofline", "× ref", "× ref*",
-              "× f32", "of matmul ratio", "matmul GFLOP/s", "peak MiB", "saved MiB"]  # fmt: skip
+        body.append(
+            [
+                r["variant"],
+                r["dtype"],
+                _int(r["steps"]),
+                f"{r['image_steps_per_s']:,.0f}{work}",
+                roof,
+                f"{r['vs_reference']:.1f}",
+                f"{r['vs_reference_normalised']:.1f}",
+                f32,
+                share,
+                f"{r['matmul_gflops']:,.0f}",
+                peak,
+                saved,
+            ]
+        )
+    header = [
+        "variant",
+        "dtype",
+        "steps",
+        "image·steps/s",
+        "of roofline",
+        "× ref",
+        "× ref*",
+        "× f32",
+        "of matmul ratio",
+        "matmul GFLOP/s",
+        "peak MiB",
+        "saved MiB",
+    ]
     return _table(header, body)
 
 
@@ -307,12 +380,30 @@ def levers(root: Path, args: list[str]) -> str:
         per = "all" if cfg.get("per_class") is None else f"{cfg['per_class']:,} per class"
         if cfg.get("train_on_validation"):
             per += " + validation"
-        body.append([f"`{path.stem}`", ", ".join(on), per, str(r["epochs_run"]),
-                     _named(r, "train_products"), _pct(r["best_val_accuracy"], 1),
-                     f"**{_pct(r['test']['accuracy'])}**", _buckets(r["test"]),
-                     f"{r['train_wall_s']:,.0f} s"])  # fmt: skip
-    header = ["run", "levers", "training images", "epochs", "products", "best val H",
-              "test H", "exact / partial / wrong", "training wall"]  # fmt: skip
+        body.append(
+            [
+                f"`{path.stem}`",
+                ", ".join(on),
+                per,
+                str(r["epochs_run"]),
+                _named(r, "train_products"),
+                _pct(r["best_val_accuracy"], 1),
+                f"**{_pct(r['test']['accuracy'])}**",
+                _buckets(r["test"]),
+                f"{r['train_wall_s']:,.0f} s",
+            ]
+        )
+    header = [
+        "run",
+        "levers",
+        "training images",
+        "epochs",
+        "products",
+        "best val H",
+        "test H",
+        "exact / partial / wrong",
+        "training wall",
+    ]
     return _table(header, body)
 
 
@@ -342,8 +433,16 @@ def seeds(root: Path, args: list[str]) -> str:
     for path in _files(root, paths):
         r = json.loads(path.read_text())
         seed = r.get("trained_seed", r["config"]["seed"])  # past any stalled seeds
-        runs.append((r["dataset"], f"`{path.stem}`", seed, r["config"],
-                     r["test"], _rollbacks(r.get("timeline", []))))  # fmt: skip
+        runs.append(
+            (
+                r["dataset"],
+                f"`{path.stem}`",
+                seed,
+                r["config"],
+                r["test"],
+                _rollbacks(r.get("timeline", [])),
+            )
+        )
     if "pipeline" in options:
         from ..files import load_checkpoint
 
@@ -358,13 +457,23 @@ def seeds(root: Path, args: list[str]) -> str:
             if not model.is_file():  # a study whose model is not kept (a search's trials)
                 continue
             if (frame["study"] == row["study"]).sum() > 1:
-                raise ReportError(f"{_rel(root, table)}: study {row['study']!r} has several "
-                                  "noise-free rows (seeds or training noises); its kept model "
-                                  "is one of them")  # fmt: skip
+                raise ReportError(
+                    f"{_rel(root, table)}: study {row['study']!r} has several "
+                    "noise-free rows (seeds or training noises); its kept model "
+                    "is one of them"
+                )
             payload = load_checkpoint(model)  # its seed: the one it learned with (reseeds)
             history = payload.get("history", [])
-            runs.append((row["dataset"], f"`{row['study']}`", int(payload["config"]["seed"]),
-                         payload["config"], row, _rollbacks(history)))  # fmt: skip
+            runs.append(
+                (
+                    row["dataset"],
+                    f"`{row['study']}`",
+                    int(payload["config"]["seed"]),
+                    payload["config"],
+                    row,
+                    _rollbacks(history),
+                )
+            )
     body = []
     for dataset in sorted({run[0] for run in runs}, key=[r[0] for r in runs].index):
         mine = sorted((run for run in runs if run[0] == dataset), key=lambda run: run[2])
@@ -372,19 +481,36 @@ def seeds(root: Path, args: list[str]) -> str:
         for run in mine[1:]:
             differ = sorted(k for k, v in _recipe(run[3]).items() if first.get(k) != v)
             if differ:
-                raise ReportError(f"{dataset}: {run[1]} is not the recipe of {mine[0][1]} "
-                                  f"(settings {differ} differ)")  # fmt: skip
+                raise ReportError(
+                    f"{dataset}: {run[1]} is not the recipe of {mine[0][1]} "
+                    f"(settings {differ} differ)"
+                )
         seen = [run[2] for run in mine]
         if len(set(seen)) != len(seen):
             raise ReportError(f"{dataset}: seeds {seen} repeat; each run needs its own seed")
         accuracy = [float(run[4]["accuracy"]) for run in mine]
-        body.append([dataset, ", ".join(run[1] for run in mine), ", ".join(map(str, seen)),
-                     " / ".join(_pct(a) for a in accuracy),
-                     f"**{_pct(statistics.mean(accuracy))}**",
-                     f"{100 * (max(accuracy) - min(accuracy)):.2f} points",
-                     _pct(min(accuracy)), str(sum(run[5] for run in mine))])  # fmt: skip
-    header = ["data set", "runs", "seeds", "test H by seed", "mean", "spread (max − min)",
-              "lowest", "collapse rollbacks"]  # fmt: skip
+        body.append(
+            [
+                dataset,
+                ", ".join(run[1] for run in mine),
+                ", ".join(map(str, seen)),
+                " / ".join(_pct(a) for a in accuracy),
+                f"**{_pct(statistics.mean(accuracy))}**",
+                f"{100 * (max(accuracy) - min(accuracy)):.2f} points",
+                _pct(min(accuracy)),
+                str(sum(run[5] for run in mine)),
+            ]
+        )
+    header = [
+        "data set",
+        "runs",
+        "seeds",
+        "test H by seed",
+        "mean",
+        "spread (max − min)",
+        "lowest",
+        "collapse rollbacks",
+    ]
     return _table(header, body)
 
 
@@ -399,13 +525,30 @@ def ablation(root: Path, args: list[str]) -> str:
             base = row["arm"] == "base"
             delta = "—" if base else f"{row['delta_test_points']:+.2f}"
             ratio = "" if base else f" ({row['wall_ratio']:.2f}×)"
-            body.append([r["dataset"], f"`{row['arm']}`", row["lever"], str(row["epochs"]),
-                         f"{row['train_wall_s']:,.0f} s{ratio}",
-                         _pct(row["best_val_accuracy"], 1),
-                         f"**{_pct(row['test_accuracy'])}**", delta,
-                         _buckets(row)])  # fmt: skip
-    header = ["data", "arm", "lever", "epochs", "training wall", "best val H", "test H",
-              "Δ test H (points)", "exact / partial / wrong"]  # fmt: skip
+            body.append(
+                [
+                    r["dataset"],
+                    f"`{row['arm']}`",
+                    row["lever"],
+                    str(row["epochs"]),
+                    f"{row['train_wall_s']:,.0f} s{ratio}",
+                    _pct(row["best_val_accuracy"], 1),
+                    f"**{_pct(row['test_accuracy'])}**",
+                    delta,
+                    _buckets(row),
+                ]
+            )
+    header = [
+        "data",
+        "arm",
+        "lever",
+        "epochs",
+        "training wall",
+        "best val H",
+        "test H",
+        "Δ test H (points)",
+        "exact / partial / wrong",
+    ]
     return _table(header, body)
 
 
@@ -422,12 +565,31 @@ def _best_value(value: Any) -> str:
 def sensitivity(root: Path, args: list[str]) -> str:
     """The search's sensitivity table (ARG: sensitivity.parquet): settings by variance share."""
     frame = pd.concat(pd.read_parquet(p) for p in _files(root, args))
-    body = [[r["study"], str(int(r["rank"])), f"`{r['setting']}`", f"{r['variance_share']:.2f}",
-             f"{r['chance_share']:.2f}", f"{r['spearman']:+.2f}", _best_value(r["best_value"]),
-             f"{r['best_metric']:.3f}", str(int(r["trials"]))]
-            for _, r in frame.sort_values(["study", "rank"]).iterrows()]  # fmt: skip
-    header = ["study", "rank", "setting", "variance share", "chance share", "Spearman",
-              "best value", "best val H", "trials"]  # fmt: skip
+    body = [
+        [
+            r["study"],
+            str(int(r["rank"])),
+            f"`{r['setting']}`",
+            f"{r['variance_share']:.2f}",
+            f"{r['chance_share']:.2f}",
+            f"{r['spearman']:+.2f}",
+            _best_value(r["best_value"]),
+            f"{r['best_metric']:.3f}",
+            str(int(r["trials"])),
+        ]
+        for _, r in frame.sort_values(["study", "rank"]).iterrows()
+    ]
+    header = [
+        "study",
+        "rank",
+        "setting",
+        "variance share",
+        "chance share",
+        "Spearman",
+        "best value",
+        "best val H",
+        "trials",
+    ]
     return _table(header, body)
 
 
@@ -437,8 +599,16 @@ def _setting(value: Any) -> Any:
     return "null" if value is None else value
 
 
-TRIAL_SETTINGS = ("loss", "batch_size", "lr", "t_train", "dt", "t_train_final",
-                  "augment_shift", "ema_decay")  # fmt: skip
+TRIAL_SETTINGS = (
+    "loss",
+    "batch_size",
+    "lr",
+    "t_train",
+    "dt",
+    "t_train_final",
+    "augment_shift",
+    "ema_decay",
+)
 
 
 def trials(root: Path, args: list[str]) -> str:
@@ -452,29 +622,64 @@ def trials(root: Path, args: list[str]) -> str:
         frame = frame[frame["study"] == options["study"]]
     missing = [k for k in keys if f"param_{k}" not in frame]
     if missing:
-        raise ReportError(f"settings {missing} were not searched; searched: "
-                          f"{sorted(c[6:] for c in frame if c.startswith('param_'))}")  # fmt: skip
+        raise ReportError(
+            f"settings {missing} were not searched; searched: "
+            f"{sorted(c[6:] for c in frame if c.startswith('param_'))}"
+        )
     frame = frame.sort_values("epoch")
-    per_trial = frame.groupby(["study", "trial_id"], sort=False).agg(
-        epochs=("epoch", "max"), best=("val_accuracy", "max"), last=("val_accuracy", "last"),
-        **{k: (f"param_{k}", "first") for k in keys},
-    ).reset_index()  # fmt: skip
+    per_trial = (
+        frame.groupby(["study", "trial_id"], sort=False)
+        .agg(
+            epochs=("epoch", "max"),
+            best=("val_accuracy", "max"),
+            last=("val_accuracy", "last"),
+            **{k: (f"param_{k}", "first") for k in keys},
+        )
+        .reset_index()
+    )
     per_trial = per_trial.sort_values(["study", "best"], ascending=[True, False])
-    body = [[r["study"], f"`{r['trial_id']}`", *(_cell(_setting(r[k])) for k in keys),
-             str(int(r["epochs"])), f"{r['best']:.3f}", f"{r['last']:.3f}"]
-            for _, r in per_trial.iterrows()]  # fmt: skip
+    body = [
+        [
+            r["study"],
+            f"`{r['trial_id']}`",
+            *(_cell(_setting(r[k])) for k in keys),
+            str(int(r["epochs"])),
+            f"{r['best']:.3f}",
+            f"{r['last']:.3f}",
+        ]
+        for _, r in per_trial.iterrows()
+    ]
     return _table(["study", "trial", *keys, "epochs", "best val H", "last val H"], body)
 
 
 def census(root: Path, args: list[str]) -> str:
     """Where inputs that are not digits flow (ARG: census.parquet)."""
     frame = pd.concat(pd.read_parquet(p) for p in _files(root, args))
-    body = [[r["study"], f"{r['eps_train']:g}", r["source"], _int(r["n"]), _int(r["planted"]),
-             _int(r["spurious"]),
-             _int(r["not_converged"]), _int(r["distinct_spurious"]),
-             _pct(r["planted_fraction"], 1)] for _, r in frame.iterrows()]  # fmt: skip
-    header = ["study", "ε_train", "inputs", "n", "planted attractor", "spurious fixed point",
-              "not converged", "distinct spurious", "planted share"]  # fmt: skip
+    body = [
+        [
+            r["study"],
+            f"{r['eps_train']:g}",
+            r["source"],
+            _int(r["n"]),
+            _int(r["planted"]),
+            _int(r["spurious"]),
+            _int(r["not_converged"]),
+            _int(r["distinct_spurious"]),
+            _pct(r["planted_fraction"], 1),
+        ]
+        for _, r in frame.iterrows()
+    ]
+    header = [
+        "study",
+        "ε_train",
+        "inputs",
+        "n",
+        "planted attractor",
+        "spurious fixed point",
+        "not converged",
+        "distinct spurious",
+        "planted share",
+    ]
     return _table(header, body)
 
 
@@ -509,19 +714,24 @@ def robustness(root: Path, args: list[str]) -> str:
     rows, lines = [], []
     for study in sorted(accuracy["study"].unique()):
         s = robustness_summary(baselines, accuracy, study, at)
-        rows.append([
-            study, f"{_pct(s['h'], 1)} ({s['h_eps_train']:g})",
-            f"{_pct(s['nearest'], 1)} ({s['nearest_eps_train']:g})",
-            f"{_pct(s['mlp'], 1)} ({s['mlp_eps_train']:g})",
-            f"{_pct(s['logistic'], 1)} ({s['logistic_eps_train']:g})",
-            f"{100 * s['clean_cost']:+.1f} pts",
-            f"{s['most_robust']:g} ({_pct(s['most_robust_mean_h'], 1)})",
-            f"{s['leads']} / {s['trails']} of {s['cells']}",
-        ])  # fmt: skip
+        rows.append(
+            [
+                study,
+                f"{_pct(s['h'], 1)} ({s['h_eps_train']:g})",
+                f"{_pct(s['nearest'], 1)} ({s['nearest_eps_train']:g})",
+                f"{_pct(s['mlp'], 1)} ({s['mlp_eps_train']:g})",
+                f"{_pct(s['logistic'], 1)} ({s['logistic_eps_train']:g})",
+                f"{100 * s['clean_cost']:+.1f} pts",
+                f"{s['most_robust']:g} ({_pct(s['most_robust_mean_h'], 1)})",
+                f"{s['leads']} / {s['trails']} of {s['cells']}",
+            ]
+        )
         gap = 100 * (s["nearest"] - s["mlp"])
-        where = (f"at every ε_train from ε_test {s['lead_from']:g} on"
-                 if s["lead_from"] is not None
-                 else "at no test-noise level for every ε_train")  # fmt: skip
+        where = (
+            f"at every ε_train from ε_test {s['lead_from']:g} on"
+            if s["lead_from"] is not None
+            else "at no test-noise level for every ε_train"
+        )
         smallest = accuracy.loc[accuracy["study"] == study, "eps_train"].min()
         lines.append(
             f"- **{study}**: at ε_test {at:g} the attractor classifier's nearest-attractor "
@@ -535,10 +745,15 @@ def robustness(root: Path, args: list[str]) -> str:
             f"{s['most_robust']:g}."
         )
     header = [
-        "study", f"SA-nODE H at ε_test {at:g} (ε_train)", "nearest attractor (ε_train)",
-        "MLP (ε_train)", "logistic (ε_train)", "clean H cost of that ε_train",
-        "most robust ε_train (mean H)", "nearest vs MLP: leads / trails",
-    ]  # fmt: skip
+        "study",
+        f"SA-nODE H at ε_test {at:g} (ε_train)",
+        "nearest attractor (ε_train)",
+        "MLP (ε_train)",
+        "logistic (ε_train)",
+        "clean H cost of that ε_train",
+        "most robust ε_train (mean H)",
+        "nearest vs MLP: leads / trails",
+    ]
     return _table(header, rows) + "\n\n" + "\n".join(lines)
 
 

@@ -60,32 +60,48 @@ def score(
         raise ValueError(f"noise_seeds must be >= 1, got {settings.noise_seeds}")
     t_end, dt, method = settings.horizon(cfg), cfg.dt, cfg.method
     batch_size = cfg.eval_batch_size if settings.batch_size is None else settings.batch_size
-    run: dict[str, Any] = dict(t_end=t_end, dt=dt, method=method, batch_size=batch_size,
-                               threshold=cfg.threshold, tol=settings.tol)  # fmt: skip
+    run: dict[str, Any] = dict(
+        t_end=t_end,
+        dt=dt,
+        method=method,
+        batch_size=batch_size,
+        threshold=cfg.threshold,
+        tol=settings.tol,
+    )
     rows, curves = [], []
     states: dict[str, torch.Tensor] = {}
     with matmul_precision(cfg.matmul_precision):
-        for r, (i, eps) in itertools.product(range(settings.noise_seeds),
-                                             enumerate(settings.eps_test)):  # fmt: skip
+        for r, (i, eps) in itertools.product(
+            range(settings.noise_seeds), enumerate(settings.eps_test)
+        ):
             noise_seed = settings.seed + r
             noisy = add_pixel_noise(x, eps, noise_generator(noise_seed, i))
             res = evaluate(model, noisy, y, **run)
             mf = metrics.magnetization(res.states, model.patterns.cpu(), y, model.a)
-            rows.append({"eps_test": float(eps), "noise_seed": noise_seed, **res.record(ROW_KEYS),
-                         "m_f_std": float(mf.std()) if len(mf) > 1 else 0.0,
-                         **res.record(("mse", "work_fraction"))})  # fmt: skip
+            rows.append(
+                {
+                    "eps_test": float(eps),
+                    "noise_seed": noise_seed,
+                    **res.record(ROW_KEYS),
+                    "m_f_std": float(mf.std()) if len(mf) > 1 else 0.0,
+                    **res.record(("mse", "work_fraction")),
+                }
+            )
             if r > 0:
                 continue
             if i == 0:
-                states = {"inputs": noisy, "labels": y, "final": res.states,
-                          "overlap": res.overlap}  # fmt: skip
+                states = {"inputs": noisy, "labels": y, "final": res.states, "overlap": res.overlap}
             if mse_items > 0:
                 with torch.no_grad():
-                    times, traj = model.integrate(noisy[:mse_items], t_end, dt, method=method,
-                                                  record_every=settings.mse_every)  # fmt: skip
+                    times, traj = model.integrate(
+                        noisy[:mse_items], t_end, dt, method=method, record_every=settings.mse_every
+                    )
                 curve = metrics.mse_curve(traj.cpu(), model.patterns.cpu(), y[:mse_items])
-                curves.append(pd.DataFrame({"eps_test": float(eps), "t": times.numpy(),
-                                            "mse": curve.double().numpy()}))  # fmt: skip
+                curves.append(
+                    pd.DataFrame(
+                        {"eps_test": float(eps), "t": times.numpy(), "mse": curve.double().numpy()}
+                    )
+                )
     mse = (
         pd.concat(curves, ignore_index=True)
         if curves

@@ -48,8 +48,13 @@ class EvaluateSettings(Settings):
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise ConfigError(f"{where}.{key} must be > 0 or null, got {value}")
-        for key, low in (("batch_size", 1), ("mse_items", 0), ("mse_every", 1), ("seed", 0),
-                         ("noise_seeds", 1)):  # fmt: skip
+        for key, low in (
+            ("batch_size", 1),
+            ("mse_items", 0),
+            ("mse_every", 1),
+            ("seed", 0),
+            ("noise_seeds", 1),
+        ):
             value = getattr(self, key)
             if value is not None and value < low:
                 raise ConfigError(f"{where}.{key} must be >= {low}, got {value}")

@@ -76,8 +76,9 @@ def tune_stage(
     if winner is not None:
         inherited = winner_settings(json.loads(Path(winner).read_text()))
         settings = dataclasses.replace(settings, base={**settings.base, **inherited})
-        log.info("study %s retrains the winner of %s: %s", study, winner_of(config, study),
-                 inherited)  # fmt: skip
+        log.info(
+            "study %s retrains the winner of %s: %s", study, winner_of(config, study), inherited
+        )
     table = run_study(
         settings,
         data_path=data,
@@ -242,8 +243,11 @@ def figures_stage(config: dict, tables_in: dict[str, str], outputs: dict[str, An
         plots.tuning_curves(trials, study, study_settings(config, study).metric, path)
     plots.buckets_vs_paper(pd.read_parquet(tables_in["secV"]), outputs["buckets"])
     for study in config["studies"]:
-        run = tracking.existing_run(tracking_uri(config), experiment_name(config),
-                                    {"sanode.study": study, "sanode.kind": "study"})  # fmt: skip
+        run = tracking.existing_run(
+            tracking_uri(config),
+            experiment_name(config),
+            {"sanode.study": study, "sanode.kind": "study"},
+        )
         if run is None:
             continue
         for group in ("fig3", "fig4", "tuning"):
@@ -306,8 +310,11 @@ def analysis_stage(
 
 def _analysis_key(config: dict, name: str) -> dict[str, str]:
     """The tags of an analysis' MLflow run: one run per set of settings."""
-    return {"sanode.kind": "analysis", "sanode.analysis": name,
-            "sanode.settings": analysis_digest(config, name)}  # fmt: skip
+    return {
+        "sanode.kind": "analysis",
+        "sanode.analysis": name,
+        "sanode.settings": analysis_digest(config, name),
+    }
 
 
 def _data_checksums(data: dict[str, str]) -> dict[str, str]:
@@ -334,8 +341,9 @@ def analysis_figures_stage(
     for path in figures_out.values():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     analysis.draw(analysis.settings(config), frames, figures_out, ours)
-    run = tracking.existing_run(tracking_uri(config), experiment_name(config),
-                                _analysis_key(config, name))  # fmt: skip
+    run = tracking.existing_run(
+        tracking_uri(config), experiment_name(config), _analysis_key(config, name)
+    )
     if run is not None:
         for path in figures_out.values():
             run.log_artifact(path, "figures")

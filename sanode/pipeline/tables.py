@@ -66,9 +66,18 @@ SCHEMAS: dict[str, dict[str, str]] = {
 
 SCHEMAS["secV_accuracy"] = {
     # Sec. V: accuracy on the clean test set beside the paper
-    "study": "O", "dataset": "O", "source": "O", "n": "i", "exact": "i", "partial": "i",
-    "wrong": "i", "accuracy": "f", "nearest_accuracy": "f", "t_eval": "f", "mlflow_run_id": "O",
-}  # fmt: skip
+    "study": "O",
+    "dataset": "O",
+    "source": "O",
+    "n": "i",
+    "exact": "i",
+    "partial": "i",
+    "wrong": "i",
+    "accuracy": "f",
+    "nearest_accuracy": "f",
+    "t_eval": "f",
+    "mlflow_run_id": "O",
+}
 
 # Sec. V of the paper: 10,000 test images, exact / partial (0.95 <= m_f < 1) / wrong.
 PAPER_BUCKETS = {
@@ -149,5 +158,4 @@ def secv_accuracy(accuracy: pd.DataFrame) -> pd.DataFrame:
                     "mlflow_run_id": "",
                 }
             )
-    return check_schema(pd.DataFrame(rows, columns=list(SCHEMAS["secV_accuracy"])),
-                        "secV_accuracy")  # fmt: skip
+    return check_schema(pd.DataFrame(rows, columns=list(SCHEMAS["secV_accuracy"])), "secV_accuracy")

@@ -239,8 +239,9 @@ def git_revision(cwd: str | os.PathLike | None = None) -> str:
     """``<sha>`` of HEAD, with ``-dirty`` if tracked files changed; ``unknown`` outside git."""
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()  # fmt: skip
+        return subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
 
     try:
         sha = git("rev-parse", "HEAD")
@@ -464,8 +465,9 @@ def run(
             "marked %d MLflow run(s) left RUNNING by an interrupted run as KILLED", len(closed)
         )
     parent_id = find_run(mlflow_client, exp_id, parent) if isinstance(parent, Mapping) else parent
-    run_id = start_or_resume_run(mlflow_client, exp_id, key=key, name=name, tags=tags,
-                                 parent_run_id=parent_id)  # fmt: skip
+    run_id = start_or_resume_run(
+        mlflow_client, exp_id, key=key, name=name, tags=tags, parent_run_id=parent_id
+    )
     try:
         yield Run(mlflow_client, exp_id, run_id, uri)
     except KeyboardInterrupt:

@@ -139,8 +139,17 @@ def trainable(
         tune.report(dict(record))
 
     try:
-        train(cfg, x, y, data.patterns, val=(xv, yv), checkpoint_path=ckpt_file, resume=True,
-              callback=report, progress=False)  # fmt: skip
+        train(
+            cfg,
+            x,
+            y,
+            data.patterns,
+            val=(xv, yv),
+            checkpoint_path=ckpt_file,
+            resume=True,
+            callback=report,
+            progress=False,
+        )
     except DivergenceError as err:
         # deterministic: a restart would diverge again, so it fails at once instead
         files.write_text(failed, str(err), what="failure record")
@@ -467,8 +476,17 @@ def _run_tuner(
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
     client, exp_id = study_run.client, study_run.experiment_id
-    callback = MlflowTrialCallback(tracking_uri, exp_id, study_run.run_id, settings, base, tags,
-                                   str(state_dir), data_path, meta)  # fmt: skip
+    callback = MlflowTrialCallback(
+        tracking_uri,
+        exp_id,
+        study_run.run_id,
+        settings,
+        base,
+        tags,
+        str(state_dir),
+        data_path,
+        meta,
+    )
     logging.getLogger("ray.tune.tune").addFilter(_RESTORE_HINT)  # once: filters are a set
     with ray_session(*ray):
         if tune.Tuner.can_restore(str(experiment_path)):
@@ -540,8 +558,9 @@ def unfinished_trials(experiment_path: Path) -> list[str]:
     return [t.trial_id for t in analysis.trials if t.status not in ("TERMINATED", "ERROR")]
 
 
-def _trials_table(grid, settings: StudySettings, client, exp_id: str,
-                  state_dir: Path) -> pd.DataFrame:  # fmt: skip
+def _trials_table(
+    grid, settings: StudySettings, client, exp_id: str, state_dir: Path
+) -> pd.DataFrame:
     frames = []
     for result in grid:
         if result.config is None:  # never started (cannot happen after a complete fit)
@@ -603,8 +622,9 @@ def _write_outputs(
         for seed, (_, checkpoint) in s.seeds.items():
             shutil.copy(checkpoint, layout.model_path(str(models), s.eps_train, seed))
     failed = selection.failed_trials(table)
-    record = selection.best_json(selected, metric=metric, mode=mode, models=str(models),
-                                 failed=failed)  # fmt: skip
+    record = selection.best_json(
+        selected, metric=metric, mode=mode, models=str(models), failed=failed
+    )
     files.write_json(out_dir / "best.json", record)
     study_run.log_artifact(out_dir / "trials.parquet", "tune")
     study_run.log_artifact(out_dir / "best.json", "tune")

@@ -121,12 +121,16 @@ def evaluate_horizon_problems(config: dict, study: str, ev: Any) -> list[str]:
     steps = ev.t_eval / dt
     where = f"studies.{study}.evaluate.t_eval"
     if steps < 1 - 1e-9:
-        return [f"{where}: {ev.t_eval:g} is shorter than one step of the study's dt ({dt:g}): "
-                f"no step would run; set a multiple of dt, e.g. {120 * dt:g}"]  # fmt: skip
+        return [
+            f"{where}: {ev.t_eval:g} is shorter than one step of the study's dt ({dt:g}): "
+            f"no step would run; set a multiple of dt, e.g. {120 * dt:g}"
+        ]
     if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
         lo, hi = math.floor(steps) * dt, math.ceil(steps) * dt
-        return [f"{where}: {ev.t_eval:g} is not a whole number of steps of the study's dt "
-                f"({dt:g}): {steps:.4g} steps; use {lo:.6g} or {hi:.6g}"]  # fmt: skip
+        return [
+            f"{where}: {ev.t_eval:g} is not a whole number of steps of the study's dt "
+            f"({dt:g}): {steps:.4g} steps; use {lo:.6g} or {hi:.6g}"
+        ]
     return []
 
 

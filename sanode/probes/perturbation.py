@@ -113,8 +113,11 @@ def collective(
         raise ValueError(f"order must be a permutation of the {n} coefficient indices")
     if points is not None and points < 2:
         raise ValueError(f"points must be at least 2 (m = 0 and m = N), got {points}")
-    ms = (torch.arange(n + 1) if points is None
-          else torch.linspace(0, n, min(points, n + 1)).round().long().unique())  # fmt: skip
+    ms = (
+        torch.arange(n + 1)
+        if points is None
+        else torch.linspace(0, n, min(points, n + 1)).round().long().unique()
+    )
     x = image.reshape(-1).to(torch.float64)
     with torch.no_grad():
         cols = model.basis().detach()[:, order]  # (N, N) columns in perturbation order

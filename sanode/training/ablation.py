@@ -39,18 +39,30 @@ class Arm:
 # where they chose one (the sign hinge of the MNIST winner: margin 0.8, no MSE term).
 ARMS: tuple[Arm, ...] = (
     Arm(BASE, {}, "the base recipe"),
-    Arm("sign_margin", {"loss": "sign_margin", "loss_margin": 0.8, "loss_mse_weight": 0.0},
-        "loss: per-pixel sign hinge, margin 0.8"),
-    Arm("overlap_ce", {"loss": "overlap_ce", "loss_temperature": 0.05, "loss_mse_weight": 0.0},
-        "loss: cross-entropy over the overlaps, temperature 0.05"),
+    Arm(
+        "sign_margin",
+        {"loss": "sign_margin", "loss_margin": 0.8, "loss_mse_weight": 0.0},
+        "loss: per-pixel sign hinge, margin 0.8",
+    ),
+    Arm(
+        "overlap_ce",
+        {"loss": "overlap_ce", "loss_temperature": 0.05, "loss_mse_weight": 0.0},
+        "loss: cross-entropy over the overlaps, temperature 0.05",
+    ),
     Arm("shift1", {"augment_shift": 1}, "random shifts <= 1 px"),
     Arm("ema", {"ema_decay": 0.999}, "EMA weights 0.999 (the better of raw and EMA kept)"),
     Arm("t_train8", {"t_train": 8.0}, "T_train 8 (from 5.5)"),
-    Arm("t_final20", {"t_train_final": 20.0, "t_train_final_epochs": 1},
-        "the last epoch at T_train 20"),
-    Arm("final_fit", {"train_on_validation": True},
-        "final fit: the validation images trained on too (val H in-sample)"),
-)  # fmt: skip
+    Arm(
+        "t_final20",
+        {"t_train_final": 20.0, "t_train_final_epochs": 1},
+        "the last epoch at T_train 20",
+    ),
+    Arm(
+        "final_fit",
+        {"train_on_validation": True},
+        "final fit: the validation images trained on too (val H in-sample)",
+    ),
+)
 
 
 def arms_named(names: list[str] | None) -> list[Arm]:
@@ -170,9 +182,15 @@ def run_ablation(
             if progress:
                 print(f"ablation arm {arm.name}: {arm.what}, {cfg.epochs} epochs", flush=True)
             result = time_to_accuracy(
-                cfg, folder, val_fraction=val_fraction, t_test=t_test, test_tol=test_tol,
-                compare_dtypes=False, data_path=data_path, progress=progress,
-            )  # fmt: skip
+                cfg,
+                folder,
+                val_fraction=val_fraction,
+                t_test=t_test,
+                test_tol=test_tol,
+                compare_dtypes=False,
+                data_path=data_path,
+                progress=progress,
+            )
         if arm.name == BASE:
             base_result = result
         rows.append(row(arm, cfg, result, None if arm.name == BASE else base_result))

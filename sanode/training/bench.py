@@ -106,9 +106,14 @@ def _row(kind, variant, dtype, steps, batch, n, seconds) -> dict:
 
 
 def matmul_flops(
-    n: int, batch: int, dtype: torch.dtype, *, device="cpu", seconds: float = 1.0,
+    n: int,
+    batch: int,
+    dtype: torch.dtype,
+    *,
+    device="cpu",
+    seconds: float = 1.0,
     gemm: str = "auto",
-) -> float:  # fmt: skip
+) -> float:
     """Measured flop/s of (batch, n) @ (n, n) in ``dtype`` (median of timed blocks), the
     product as the integration loops run it (:class:`sanode.core.gemm.Weight`: oneDNN with the
     (n, n) operand packed once where that route is taken, else ``torch.mm``)."""
@@ -182,9 +187,18 @@ def _training_setup(variant: str, **kwargs):
 
 
 def training_problem(
-    variant: str, *, n: int, k: int, batch: int, steps: int, dtype: torch.dtype,
-    device: torch.device, dt: float = 0.1, gemm: str = "auto", lapack: str = "auto",
-) -> TrainingProblem:  # fmt: skip
+    variant: str,
+    *,
+    n: int,
+    k: int,
+    batch: int,
+    steps: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    dt: float = 0.1,
+    gemm: str = "auto",
+    lapack: str = "auto",
+) -> TrainingProblem:
     """One training step of ``variant`` (:data:`TRAIN_VARIANTS`) at N = ``n``, K = ``k``,
     ``batch`` states, ``steps`` Euler steps, ``dtype`` (bfloat16: a float32 loop with bfloat16
     products), on a fixed random problem (seeded); ``gemm`` / ``lapack``: the products' and
@@ -196,8 +210,14 @@ def training_problem(
     patterns = block_patterns(n, k, 0.5)
     dtype, mm = loop_dtypes(dtype)
     coupling = torch.float32 if variant in ("sanode-a32", "sanode-fused") else torch.float64
-    model = SANode(patterns, dtype=dtype, products=Products(mm.name, gemm),
-                   coupling_dtype=coupling, lapack=lapack, seed=0).to(device)  # fmt: skip
+    model = SANode(
+        patterns,
+        dtype=dtype,
+        products=Products(mm.name, gemm),
+        coupling_dtype=coupling,
+        lapack=lapack,
+        seed=0,
+    ).to(device)
     opt = adam(model.parameters(), lr=1e-3)  # what training runs
     gen = torch.Generator().manual_seed(1)
     x0 = torch.rand(batch, n, generator=gen, dtype=dtype).to(device)
@@ -241,9 +261,17 @@ def time_training_step(
     """Median seconds of one training step of ``variant``; also the autograd-saved bytes."""
     device = torch.device(device)
     step, forward = _training_setup(
-        variant, n=n, k=k, batch=batch, steps=steps, dtype=dtype, device=device, dt=dt,
-        gemm=gemm, lapack=lapack,
-    )  # fmt: skip
+        variant,
+        n=n,
+        k=k,
+        batch=batch,
+        steps=steps,
+        dtype=dtype,
+        device=device,
+        dt=dt,
+        gemm=gemm,
+        lapack=lapack,
+    )
     step()  # warm-up
     seconds, _ = median_seconds(step, repeats, device)
     row = _row("train", variant, dtype, steps, batch, n, seconds)
@@ -339,8 +367,14 @@ def time_evaluation(
     label = "bfloat16x2" if split else dtype
     dtype, mm = loop_dtypes(dtype)
     own = Products("bfloat16x2" if split else mm.name, gemm)
-    model = SANode(block_patterns(n, k, 0.5), dtype=dtype, products=Products(mm.name, gemm),
-                   seed=0, eval_products=own, lapack=lapack).to(device)  # fmt: skip
+    model = SANode(
+        block_patterns(n, k, 0.5),
+        dtype=dtype,
+        products=Products(mm.name, gemm),
+        seed=0,
+        eval_products=own,
+        lapack=lapack,
+    ).to(device)
     x0 = torch.rand(batch, n, generator=torch.Generator().manual_seed(2), dtype=dtype).to(device)
     t_end = steps * dt
     with torch.no_grad():
@@ -406,8 +440,9 @@ def run_benchmark(
             train_rows = []
             for variant, s in jobs:
                 flops = matmul_flops(n, batch, dtype, device=dev, gemm=gemm)
-                size: dict[str, Any] = dict(n=n, k=k, batch=batch, steps=s, dtype=dtype,
-                                            gemm=gemm, lapack=lapack)  # fmt: skip
+                size: dict[str, Any] = dict(
+                    n=n, k=k, batch=batch, steps=s, dtype=dtype, gemm=gemm, lapack=lapack
+                )
                 reps = max(1, repeats - 1) if variant == "naive" else repeats
                 r = time_training_step(variant, **size, device=dev, repeats=reps)
                 _add_roofline(r, flops, GEMMS_PER_STEP[variant], n)
@@ -425,9 +460,17 @@ def run_benchmark(
                     for tol in (None, eval_tol) if eval_tol else (None,):
                         flops = matmul_flops(n, eval_batch, dtype, device=dev, gemm=gemm)
                         r = time_evaluation(
-                            n=n, k=k, batch=eval_batch, steps=eval_steps, dtype=dtype, tol=tol,
-                            device=dev, split=split, gemm=gemm, lapack=lapack,
-                        )  # fmt: skip
+                            n=n,
+                            k=k,
+                            batch=eval_batch,
+                            steps=eval_steps,
+                            dtype=dtype,
+                            tol=tol,
+                            device=dev,
+                            split=split,
+                            gemm=gemm,
+                            lapack=lapack,
+                        )
                         eval_rows.append(_add_roofline(r, flops, 2 if split else 1, n))
                     rows += _against(eval_rows, eval_rows[0])
     _against_float32(rows)

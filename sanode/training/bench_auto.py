@@ -35,14 +35,30 @@ def auto_versus_explicit(
     step seconds of every available (products, route) candidate over ``rounds`` rounds."""
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
-    prec = resolve("auto", None, loop="float32", coupling_dtype="float32", n=n, batch=batch,
-                   eval_batch=batch, measure=measure, cache_dir=cache_dir)  # fmt: skip
+    prec = resolve(
+        "auto",
+        None,
+        loop="float32",
+        coupling_dtype="float32",
+        n=n,
+        batch=batch,
+        eval_batch=batch,
+        measure=measure,
+        cache_dir=cache_dir,
+    )
     cands = [c for c in PRODUCT_CANDIDATES if available(*c)]
     runs = {}
     for name, route in cands:
         dtype = torch.bfloat16 if name == "bfloat16" else torch.float32
-        problem = training_problem("sanode-a32", n=n, k=k, batch=batch, steps=steps,
-                                   dtype=dtype, device=torch.device("cpu"))  # fmt: skip
+        problem = training_problem(
+            "sanode-a32",
+            n=n,
+            k=k,
+            batch=batch,
+            steps=steps,
+            dtype=dtype,
+            device=torch.device("cpu"),
+        )
         problem.model.products = Products(name, route)
         problem.model.lapack = prec.lapack
         problem.step()  # warm-up

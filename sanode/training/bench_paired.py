@@ -33,8 +33,11 @@ from ..core.gemm import Weight, gemm_route
 from .bench import _training_setup
 
 # (label, bench variant, product dtype): the float32 reference and the two bfloat16 steps
-STEPS = (("float32", "sanode", "float32"), ("bfloat16", "sanode-a32", "bfloat16"),
-         ("fused", "sanode-fused", "bfloat16"))  # fmt: skip
+STEPS = (
+    ("float32", "sanode", "float32"),
+    ("bfloat16", "sanode-a32", "bfloat16"),
+    ("fused", "sanode-fused", "bfloat16"),
+)
 _clock = time.perf_counter
 
 
@@ -49,9 +52,16 @@ def _mm_seconds(a: torch.Tensor, w: Weight | torch.Tensor, out: torch.Tensor, re
 
 
 def paired_speedup(
-    *, n: int = 784, k: int = 10, batch: int = 200, steps: int = 55, rounds: int = 7,
-    mm_reps: int = 40, gemm: str = "auto", lapack: str = "auto",
-) -> dict:  # fmt: skip
+    *,
+    n: int = 784,
+    k: int = 10,
+    batch: int = 200,
+    steps: int = 55,
+    rounds: int = 7,
+    mm_reps: int = 40,
+    gemm: str = "auto",
+    lapack: str = "auto",
+) -> dict:
     """One row: medians (and ranges) over ``rounds`` interleaved rounds of the float32/bfloat16
     step time ratio, the matmul ratio and their quotient ``of_matmul_ratio`` (CPU); the same
     for the fused bfloat16 step (``fused_*``). ``gemm`` / ``lapack``: the routes of every
@@ -61,9 +71,17 @@ def paired_speedup(
     device = torch.device("cpu")
     runs = {}
     for label, variant, dtype in STEPS:
-        step, _ = _training_setup(variant, n=n, k=k, batch=batch, steps=steps,
-                                  dtype=getattr(torch, dtype), device=device, gemm=gemm,
-                                  lapack=lapack)  # fmt: skip
+        step, _ = _training_setup(
+            variant,
+            n=n,
+            k=k,
+            batch=batch,
+            steps=steps,
+            dtype=getattr(torch, dtype),
+            device=device,
+            gemm=gemm,
+            lapack=lapack,
+        )
         step()  # warm-up (the fused step: its compilation)
         runs[label] = step
     gen = torch.Generator().manual_seed(0)
@@ -87,9 +105,13 @@ def paired_speedup(
         mm = {dtype: _mm_seconds(*mat, mm_reps) for dtype, mat in mats.items()}
         mm_ratio.append(mm["float32"] / mm["bfloat16"])
         torch_ratio.append(mm["torch-float32"] / mm["torch-bfloat16"])
-    row: dict = {"steps": steps, "batch": batch, "rounds": rounds,
-                 "lapack": lapack_route(device, torch.float32, lapack),
-                 "gemm": gemm_route(device, torch.float32, n * n, gemm)}  # fmt: skip
+    row: dict = {
+        "steps": steps,
+        "batch": batch,
+        "rounds": rounds,
+        "lapack": lapack_route(device, torch.float32, lapack),
+        "gemm": gemm_route(device, torch.float32, n * n, gemm),
+    }
     row.update({f"{label}_step_s": statistics.median(seconds[label]) for label in runs})
     row["matmul_ratio"] = statistics.median(mm_ratio)
     row["torch_matmul_ratio"] = statistics.median(torch_ratio)
@@ -114,8 +136,10 @@ def print_paired(rows: list[dict]) -> None:
         f"coupling solves: {rows[0]['lapack'] if rows else '-'}, products: "
         f"{rows[0]['gemm'] if rows else '-'}; torch.mm's ratio beside the loops' products'):"
     )
-    print(f"{'steps':>6} {'rounds':>6} {'f32 s':>7} {'mm x f32':>8} {'step':>6} {'s':>7} "
-          f"{'x f32':>6} {'of mm':>6} {'range':>11} {'torch.mm':>8} {'of it':>6}")  # fmt: skip
+    print(
+        f"{'steps':>6} {'rounds':>6} {'f32 s':>7} {'mm x f32':>8} {'step':>6} {'s':>7} "
+        f"{'x f32':>6} {'of mm':>6} {'range':>11} {'torch.mm':>8} {'of it':>6}"
+    )
     for r in rows:
         for prefix, label in (("", "bfloat16"), ("fused_", "fused")):
             print(

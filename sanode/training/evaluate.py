@@ -73,8 +73,9 @@ def final_states(
             out.append(integrate(dyn, xb, t_end, dt, method=method).cpu())
             steps.append(torch.full((len(xb),), n, dtype=torch.int64))
         else:
-            final, done = integrate_until_converged(dyn, xb, t_end, dt, method=method, tol=tol,
-                                                    finish=finish)  # fmt: skip
+            final, done = integrate_until_converged(
+                dyn, xb, t_end, dt, method=method, tol=tol, finish=finish
+            )
             out.append(final.cpu())
             steps.append(done.cpu())
     states = torch.cat(out) if out else x.new_empty((0, x.shape[1]))

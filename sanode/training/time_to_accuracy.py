@@ -60,8 +60,9 @@ def level_times(
     out: dict[str, dict[str, float] | None] = {}
     for level in sorted(set(levels)):
         rec = first_reaching(timeline, level)
-        out[f"{level:.3f}"] = None if rec is None else {
-            "epoch": int(rec["epoch"]), "wall_s": rec["wall_s"]}  # fmt: skip
+        out[f"{level:.3f}"] = (
+            None if rec is None else {"epoch": int(rec["epoch"]), "wall_s": rec["wall_s"]}
+        )
     return out
 
 
@@ -84,13 +85,29 @@ def _buckets(res: Evaluation) -> dict[str, Any]:
     )
 
 
-def _score(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,
-           products: Products | str) -> Evaluation:  # fmt: skip
+def _score(
+    model: SANode,
+    cfg: TrainConfig,
+    x,
+    y,
+    t_eval: float,
+    tol: float | None,
+    products: Products | str,
+) -> Evaluation:
     """Evaluate with the products ``products`` (a value, or an ``eval_products`` name)."""
     with matmul_precision(cfg.matmul_precision):
-        return evaluate(model, x, y, t_end=t_eval, dt=cfg.dt, method=cfg.method,
-                        batch_size=cfg.eval_batch_size, threshold=cfg.threshold, tol=tol,
-                        products=Products.parse(products, cfg.dtype))  # fmt: skip
+        return evaluate(
+            model,
+            x,
+            y,
+            t_end=t_eval,
+            dt=cfg.dt,
+            method=cfg.method,
+            batch_size=cfg.eval_batch_size,
+            threshold=cfg.threshold,
+            tol=tol,
+            products=Products.parse(products, cfg.dtype),
+        )
 
 
 class Timeline:
@@ -215,8 +232,16 @@ def agreement(timeline: list[dict[str, float]]) -> dict[str, Any] | None:
     }
 
 
-def _switch(model: SANode, cfg: TrainConfig, x, y, t_eval: float, tol: float | None,
-            own: Evaluation, products: str) -> dict[str, Any]:  # fmt: skip
+def _switch(
+    model: SANode,
+    cfg: TrainConfig,
+    x,
+    y,
+    t_eval: float,
+    tol: float | None,
+    own: Evaluation,
+    products: str,
+) -> dict[str, Any]:
     """The test scores with the products ``products`` instead, and what moved against
     ``own`` (the evaluation with the run's own products)."""
     switched = _score(model, cfg, x, y, t_eval, tol, products)
@@ -281,14 +306,25 @@ def time_to_accuracy(
         if audit:
             whole_val = _score(model, cfg, xv, yv, cfg.t_eval, cfg.eval_tol, own)
             test = _score(model, cfg, xt, yt, t_test, test_tol, own)
-            timeline.annotate(dict(zip(AUDIT_KEYS, (whole_val.accuracy, test.accuracy),
-                                       strict=True)))  # fmt: skip
+            timeline.annotate(
+                dict(zip(AUDIT_KEYS, (whole_val.accuracy, test.accuracy), strict=True))
+            )
         return stop_at_target and metrics.get("val_accuracy", 0.0) >= target
 
     trace = BatchTrace(out_dir / BATCHES, done=len(timeline.rows)) if trace_batches else None
-    result = train(cfg, x, y, data.patterns, val=(xv, yv), checkpoint_path=out_dir / CHECKPOINT,
-                   resume=True, callback=record, progress=progress,
-                   batch_callback=trace, precision=precision)  # fmt: skip
+    result = train(
+        cfg,
+        x,
+        y,
+        data.patterns,
+        val=(xv, yv),
+        checkpoint_path=out_dir / CHECKPOINT,
+        resume=True,
+        callback=record,
+        progress=progress,
+        batch_callback=trace,
+        precision=precision,
+    )
     model = result.model
     test = _score(model, cfg, xt, yt, t_test, test_tol, own)
     rows = timeline.rows

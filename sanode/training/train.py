@@ -121,9 +121,19 @@ def train(
         while True:
             run_cfg = cfg.replace(seed=reseeds.seed)
             try:
-                result = _train(run_cfg, x, y, patterns, val, checkpoint_path,
-                                resume or reseeds.stalled > 0, callback, progress,
-                                batch_callback, precision)  # fmt: skip
+                result = _train(
+                    run_cfg,
+                    x,
+                    y,
+                    patterns,
+                    val,
+                    checkpoint_path,
+                    resume or reseeds.stalled > 0,
+                    callback,
+                    progress,
+                    batch_callback,
+                    precision,
+                )
             except StallError as err:
                 if reseeds.stalled >= cfg.stall_reseeds:
                     raise
@@ -284,8 +294,9 @@ class _Run:
     """The state of one training run and its steps: resume, one epoch, the checks, validation,
     weight averaging, the collapse check, save. A new training lever joins one of them."""
 
-    def __init__(self, cfg, x, y, patterns, val, checkpoint_path, batch_callback,
-                 precision=None) -> None:  # fmt: skip
+    def __init__(
+        self, cfg, x, y, patterns, val, checkpoint_path, batch_callback, precision=None
+    ) -> None:
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         if cfg.train_on_validation and val is not None:
@@ -415,13 +426,24 @@ class _Run:
             yb = y_epoch[start:stop].to(device)
             self.optimizer.zero_grad(set_to_none=True)
             t_batch = horizons[index]
-            out = model(xb, t_batch, cfg.dt, method=cfg.method, grad_segment=cfg.grad_segment,
-                        fuse_steps=cfg.fuse_steps)  # fmt: skip
+            out = model(
+                xb,
+                t_batch,
+                cfg.dt,
+                method=cfg.method,
+                grad_segment=cfg.grad_segment,
+                fuse_steps=cfg.fuse_steps,
+            )
             loss = final_state_loss(
-                out, self.targets, yb, a=cfg.a, kind=cfg.loss,
-                temperature=cfg.loss_temperature, margin=cfg.loss_margin,
+                out,
+                self.targets,
+                yb,
+                a=cfg.a,
+                kind=cfg.loss,
+                temperature=cfg.loss_temperature,
+                margin=cfg.loss_margin,
                 mse_weight=cfg.loss_mse_weight,
-            )  # fmt: skip
+            )
             if cfg.ortho_penalty:
                 loss = loss + cfg.ortho_penalty * ortho_loss(model.basis_free)
             value = float(loss.detach())
@@ -553,8 +575,9 @@ class _Run:
         if cfg.collapse_action == "rollback" and self.rollbacks < cfg.collapse_max_rollbacks:
             # the best epoch's weights, optimiser moments and average; the schedule goes on
             # where it is (rewinding it would overrun its steps), its lr scaled down from now
-            hyper = [{k: v for k, v in g.items() if k != "params"}
-                     for g in self.optimizer.param_groups]  # fmt: skip
+            hyper = [
+                {k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups
+            ]
             self._load_state({k: v for k, v in self.best.items() if k != "scheduler"})
             for group, before in zip(self.optimizer.param_groups, hyper, strict=True):
                 group.update(before)
@@ -616,10 +639,11 @@ def batch_diagnostics(model: SANode, out: torch.Tensor, loss: float) -> dict[str
         "gamma": float(model.gamma),
         "eig_on_clip": float((model.eig_free >= top).double().mean()),
         "states_on_clip": (
-            0.0 if model.clip is None
+            0.0
+            if model.clip is None
             else float((out.detach().abs() >= model.clip * model.a * (1 - 1e-6)).double().mean())
         ),
-    }  # fmt: skip
+    }
     for name, p in (("basis", model.basis_free), ("eig", model.eig_free), ("gamma", model.gamma)):
         stats[f"grad_{name}"] = 0.0 if p.grad is None else float(p.grad.norm())
     stats.update(coupling_diagnostics(model))
@@ -656,8 +680,19 @@ def _copy(state: Any) -> Any:
     return state
 
 
-def _train(cfg, x, y, patterns, val, checkpoint_path, resume, callback, progress,
-           batch_callback=None, precision=None) -> TrainResult:  # fmt: skip
+def _train(
+    cfg,
+    x,
+    y,
+    patterns,
+    val,
+    checkpoint_path,
+    resume,
+    callback,
+    progress,
+    batch_callback=None,
+    precision=None,
+) -> TrainResult:
     _check_inputs(x, y, patterns, cfg.augment_shift)
     run = _Run(cfg, x, y, patterns, val, checkpoint_path, batch_callback, precision)
     if resume:

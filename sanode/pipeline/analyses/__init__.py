@@ -136,6 +136,7 @@ def inputs(config: Mapping[str, Any], name: str) -> dict[str, list[str] | str]:
         out["trials"] = [layout.trials_table(s) for s in names]
     if analysis.uses_states:
         (study,) = names
-        out["states"] = layout.evaluation(study, eps_train_grid(dict(config), study)[0],
-                                          "states.pt")  # fmt: skip
+        out["states"] = layout.evaluation(
+            study, eps_train_grid(dict(config), study)[0], "states.pt"
+        )
     return out

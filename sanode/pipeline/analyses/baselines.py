@@ -48,12 +48,24 @@ class Baselines(Analysis):
     Settings = BaselinesSettings
     uses_accuracy = True
     tables: ClassVar[dict[str, Table]] = {
-        "baselines": Table("baselines", {"study": "O", "dataset": "O", "model": "O",
-                                         "eps_train": "f", "eps_test": "f", "noise_seed": "i",
-                                         "n": "i", "accuracy": "f", "parameters": "i",
-                                         "epoch": "i", "epochs_run": "i",
-                                         "val_accuracy": "f"}),
-    }  # fmt: skip
+        "baselines": Table(
+            "baselines",
+            {
+                "study": "O",
+                "dataset": "O",
+                "model": "O",
+                "eps_train": "f",
+                "eps_test": "f",
+                "noise_seed": "i",
+                "n": "i",
+                "accuracy": "f",
+                "parameters": "i",
+                "epoch": "i",
+                "epochs_run": "i",
+                "val_accuracy": "f",
+            },
+        ),
+    }
 
     def studies(self, settings, config) -> list[str]:
         return list(config["studies"])
@@ -95,9 +107,13 @@ class Baselines(Analysis):
                         patience=settings.patience,
                     )
                     table = baselines.evaluate_baseline(
-                        fit.model, x_te, y_te, eps_test=list(ev.eps_test), seed=ev.seed,
+                        fit.model,
+                        x_te,
+                        y_te,
+                        eps_test=list(ev.eps_test),
+                        seed=ev.seed,
                         noise_seeds=ev.noise_seeds,
-                    )  # fmt: skip
+                    )
                     frames.append(
                         table.assign(
                             study=study,
@@ -110,9 +126,15 @@ class Baselines(Analysis):
                             val_accuracy=fit.val_accuracy,
                         )
                     )
-                    log.info("%s %s eps_train %g: epoch %d of %d, %s", study, kind, eps,
-                             fit.epoch, fit.epochs_run,
-                             table["accuracy"].round(4).tolist())  # fmt: skip
+                    log.info(
+                        "%s %s eps_train %g: epoch %d of %d, %s",
+                        study,
+                        kind,
+                        eps,
+                        fit.epoch,
+                        fit.epochs_run,
+                        table["accuracy"].round(4).tolist(),
+                    )
         return Result({"baselines": pd.concat(frames, ignore_index=True)})
 
     def draw(self, settings, tables, figures, accuracy=None) -> None:
@@ -121,8 +143,9 @@ class Baselines(Analysis):
         ours = accuracy if accuracy is not None else pd.DataFrame()
         for key, path in figures.items():
             kind, study = key.split("_", 1)
-            draw = {"baselines": _versus_sanode, "noisegrid": _noise_grid,
-                    "advantage": _advantage}[kind]  # fmt: skip
+            draw = {"baselines": _versus_sanode, "noisegrid": _noise_grid, "advantage": _advantage}[
+                kind
+            ]
             draw(tables["baselines"], ours, study, path)
 
 
@@ -146,9 +169,18 @@ def _versus_sanode(baselines, accuracy, study: str, path: str, *, max_panels: in
         rows.append(ours[["eps_train", "eps_test"]].assign(accuracy=ours[col], model=name))
     data = pd.concat(rows, ignore_index=True)
     data = data[data["eps_train"].isin(levels)]
-    grid = sns.relplot(data=data, kind="line", x="eps_test", y="accuracy", hue="model",
-                       style="model", markers=True, col="eps_train", height=3,
-                       aspect=1.0)  # fmt: skip
+    grid = sns.relplot(
+        data=data,
+        kind="line",
+        x="eps_test",
+        y="accuracy",
+        hue="model",
+        style="model",
+        markers=True,
+        col="eps_train",
+        height=3,
+        aspect=1.0,
+    )
     grid.set_axis_labels(r"test noise $\epsilon_{test}$", "accuracy")
     params = base.drop_duplicates("model").set_index("model")["parameters"].to_dict()
     grid.figure.suptitle(
@@ -171,20 +203,27 @@ def _noise_grid(baselines, accuracy, study: str, path: str) -> None:
     ours = accuracy[(accuracy["study"] == study) & accuracy["is_best"]]
     mlp = baselines[(baselines["study"] == study) & (baselines["model"] == "mlp")]
     levels = sorted(ours["eps_train"].unique())
-    palette = dict(zip(levels, sns.color_palette("viridis", n_colors=max(1, len(levels))),
-                       strict=True))  # fmt: skip
+    palette = dict(
+        zip(levels, sns.color_palette("viridis", n_colors=max(1, len(levels))), strict=True)
+    )
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
     for eps in levels:
         mine = ours[ours["eps_train"] == eps].groupby("eps_test")[["accuracy", "m_f"]].mean()
-        a.plot(mine.index, mine["accuracy"], marker="o", ms=3, color=palette[eps],
-               label=f"{eps:g}")  # fmt: skip
+        a.plot(mine.index, mine["accuracy"], marker="o", ms=3, color=palette[eps], label=f"{eps:g}")
         b.plot(mine.index, mine["m_f"], marker="o", ms=3, color=palette[eps], label=f"{eps:g}")
         theirs = mlp[mlp["eps_train"] == eps].groupby("eps_test")["accuracy"].mean()
         a.plot(theirs.index, theirs.to_numpy(), ls="--", lw=1, color=palette[eps])
-    a.set(xlabel=r"test noise $\epsilon_{test}$", ylabel="accuracy", ylim=(0, 1.02),
-          title="(a) SA-nODE H (solid), the MLP (dashed: same parameters, same noise)")  # fmt: skip
-    b.set(xlabel=r"test noise $\epsilon_{test}$", ylabel=r"$m_f$ (mean overlap)",
-          title="(b) SA-nODE $m_f$ (cf. paper Fig. 3)")  # fmt: skip
+    a.set(
+        xlabel=r"test noise $\epsilon_{test}$",
+        ylabel="accuracy",
+        ylim=(0, 1.02),
+        title="(a) SA-nODE H (solid), the MLP (dashed: same parameters, same noise)",
+    )
+    b.set(
+        xlabel=r"test noise $\epsilon_{test}$",
+        ylabel=r"$m_f$ (mean overlap)",
+        title="(b) SA-nODE $m_f$ (cf. paper Fig. 3)",
+    )
     for ax in (a, b):
         ax.title.set_fontsize(9)
     b.legend(title=r"$\epsilon_{train}$", fontsize=7, title_fontsize=8, ncol=2)
@@ -216,17 +255,32 @@ def _advantage(baselines, accuracy, study: str, path: str) -> None:
 
     table = advantage_table(baselines, accuracy, study)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
-    for ax, (col, title) in zip(axes, (("h", "H (sign overlap >= 0.95)"),
-                                       ("nearest", "nearest attractor")), strict=True):  # fmt: skip
+    for ax, (col, title) in zip(
+        axes, (("h", "H (sign overlap >= 0.95)"), ("nearest", "nearest attractor")), strict=True
+    ):
         grid = table.pivot(index="eps_train", columns="eps_test", values=col) * 100
-        sns.heatmap(grid, cmap="RdBu", center=0, annot=True, fmt=".0f", annot_kws={"size": 6},
-                    cbar_kws={"label": "points"}, ax=ax)  # fmt: skip
+        sns.heatmap(
+            grid,
+            cmap="RdBu",
+            center=0,
+            annot=True,
+            fmt=".0f",
+            annot_kws={"size": 6},
+            cbar_kws={"label": "points"},
+            ax=ax,
+        )
         ax.invert_yaxis()
-        ax.set(xlabel=r"test noise $\epsilon_{test}$", ylabel=r"training noise $\epsilon_{train}$",
-               title=f"SA-nODE {title} minus the MLP")  # fmt: skip
+        ax.set(
+            xlabel=r"test noise $\epsilon_{test}$",
+            ylabel=r"training noise $\epsilon_{train}$",
+            title=f"SA-nODE {title} minus the MLP",
+        )
         ax.title.set_fontsize(9)
-    fig.suptitle(f"{study}: where the attractor classifier leads (blue) or trails (red) an "
-                 "equal-size MLP trained at the same noise", fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"{study}: where the attractor classifier leads (blue) or trails (red) an "
+        "equal-size MLP trained at the same noise",
+        fontsize=10,
+    )
     save_figure(fig, path)
 
 

@@ -25,9 +25,19 @@ class Cases(Analysis):
     Settings = CasesSettings
     uses_states = True
     tables: ClassVar[dict[str, Table]] = {
-        "cases": Table("fig7_cases", {"study": "O", "eps_train": "f", "case": "O", "item": "i",
-                                      "label": "i", "overlap": "f", **_IMAGE}),
-    }  # fmt: skip
+        "cases": Table(
+            "fig7_cases",
+            {
+                "study": "O",
+                "eps_train": "f",
+                "case": "O",
+                "item": "i",
+                "label": "i",
+                "overlap": "f",
+                **_IMAGE,
+            },
+        ),
+    }
 
     def figures(self, settings, config):
         return {"fig7": Figure("fig7_three_cases", "fig7")}

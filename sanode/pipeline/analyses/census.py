@@ -28,14 +28,33 @@ class Census(Analysis):
     category = "Beyond the paper"
     Settings = CensusSettings
     tables: ClassVar[dict[str, Table]] = {
-        "stability": Table("stability", {"study": "O", "eps_train": "f",
-                                         "max_real_jacobian_eig": "f", "relaxation_time": "f",
-                                         "stability_bound": "f", "max_eigenvalue": "f",
-                                         "gamma": "f"}),
-        "census": Table("census", {"study": "O", "eps_train": "f", "source": "O", "n": "i",
-                                   "planted": "i", "spurious": "i", "not_converged": "i",
-                                   "distinct_spurious": "i", "planted_fraction": "f"}),
-    }  # fmt: skip
+        "stability": Table(
+            "stability",
+            {
+                "study": "O",
+                "eps_train": "f",
+                "max_real_jacobian_eig": "f",
+                "relaxation_time": "f",
+                "stability_bound": "f",
+                "max_eigenvalue": "f",
+                "gamma": "f",
+            },
+        ),
+        "census": Table(
+            "census",
+            {
+                "study": "O",
+                "eps_train": "f",
+                "source": "O",
+                "n": "i",
+                "planted": "i",
+                "spurious": "i",
+                "not_converged": "i",
+                "distinct_spurious": "i",
+                "planted_fraction": "f",
+            },
+        ),
+    }
 
     def studies(self, settings, config) -> list[str]:
         return list(config["studies"])
@@ -77,8 +96,7 @@ class Census(Analysis):
         from ..plots import save_figure
 
         stability, census = tables["stability"], tables["census"]
-        fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.6),
-                                   gridspec_kw={"width_ratios": [1, 1.6]})  # fmt: skip
+        fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.6), gridspec_kw={"width_ratios": [1, 1.6]})
         for study, group in stability.groupby("study"):
             a.plot(group["eps_train"], group["max_real_jacobian_eig"], marker="o", label=study)
         a.axhline(0, color="grey", lw=0.8)
@@ -89,9 +107,12 @@ class Census(Analysis):
         )
         a.legend(fontsize=8)
         frame = census.assign(
-            model=census["study"] + " " + census["eps_train"].map("{:g}".format) + "\n"
+            model=census["study"]
+            + " "
+            + census["eps_train"].map("{:g}".format)
+            + "\n"
             + census["source"]
-        )  # fmt: skip
+        )
         bottom = np.zeros(len(frame))
         colors = {"planted": "tab:green", "spurious": "tab:orange", "not_converged": "tab:grey"}
         for part, color in colors.items():

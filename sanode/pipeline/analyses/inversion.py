@@ -47,16 +47,46 @@ class Inversion(Analysis):
     )
     Settings = InversionSettings
     tables: ClassVar[dict[str, Table]] = {
-        "trajectories": Table("fig9_trajectories", {
-            "study": "O", "label": "i", "eps_train": "f", "t_inv": "f", "t": "f", "pixel": "i",
-            "value": "f"}),
-        "errors": Table("fig10_inversion", {
-            "study": "O", "label": "i", "eps_train": "f", "t_inv": "f", "dt": "f", "dtype": "O",
-            "method": "O", "max_error": "f", "rms_error": "f"}),
-        "images": Table("fig10_inversion_images", {
-            "study": "O", "label": "i", "eps_train": "f", "t_inv": "f", "shown_t_inv": "f",
-            "dt": "f", "dtype": "O", **_IMAGE}),
-    }  # fmt: skip
+        "trajectories": Table(
+            "fig9_trajectories",
+            {
+                "study": "O",
+                "label": "i",
+                "eps_train": "f",
+                "t_inv": "f",
+                "t": "f",
+                "pixel": "i",
+                "value": "f",
+            },
+        ),
+        "errors": Table(
+            "fig10_inversion",
+            {
+                "study": "O",
+                "label": "i",
+                "eps_train": "f",
+                "t_inv": "f",
+                "dt": "f",
+                "dtype": "O",
+                "method": "O",
+                "max_error": "f",
+                "rms_error": "f",
+            },
+        ),
+        "images": Table(
+            "fig10_inversion_images",
+            {
+                "study": "O",
+                "label": "i",
+                "eps_train": "f",
+                "t_inv": "f",
+                "shown_t_inv": "f",
+                "dt": "f",
+                "dtype": "O",
+                **_IMAGE,
+            },
+        ),
+    }
 
     def studies(self, settings: InversionSettings, config) -> list[str]:
         return list(dict.fromkeys(t.study for t in settings.targets))
@@ -169,8 +199,16 @@ def _inversion(errors, images, study: str, path: str) -> None:
         values = at[at["panel"] == panel].sort_values("pixel")["value"].to_numpy()
         image_panel(ax, values, title, signed=panel == "forward")
     ax = fig.add_subplot(grid[0, 4])
-    sns.lineplot(data=err, x="t_inv", y="max_error", hue="dt", style="dtype", marker="o",
-                 palette="crest", ax=ax)  # fmt: skip
+    sns.lineplot(
+        data=err,
+        x="t_inv",
+        y="max_error",
+        hue="dt",
+        style="dtype",
+        marker="o",
+        palette="crest",
+        ax=ax,
+    )
     ax.set(
         yscale="log",
         xlabel="T_inv",

@@ -142,11 +142,15 @@ class MseTime(Analysis):
         curves, finals = tables["curves"], tables["finals"]
         for i, t in enumerate(settings.targets):
             mine = (finals["study"] == t.study) & (finals["label"] == t.label)
-            eps = min(finals.loc[mine, "eps_train"].unique(),
-                      key=lambda e: (abs(e - t.eps_train), e))  # fmt: skip
+            eps = min(
+                finals.loc[mine, "eps_train"].unique(), key=lambda e: (abs(e - t.eps_train), e)
+            )
             pick = mine & (finals["eps_train"] == eps)
-            rows = ((curves["study"] == t.study) & (curves["label"] == t.label)
-                    & (curves["eps_train"] == eps))  # fmt: skip
+            rows = (
+                (curves["study"] == t.study)
+                & (curves["label"] == t.label)
+                & (curves["eps_train"] == eps)
+            )
             _draw_fig4(curves[rows], finals[pick], settings, figures[f"fig4_{i}"])
 
 

@@ -65,13 +65,36 @@ class Perturbation(Analysis):
     )
     Settings = PerturbationSettings
     tables: ClassVar[dict[str, Table]] = {
-        "single": Table("fig5_single_perturbation", {
-            "study": "O", "eps_train": "f", "label": "i", "coefficient": "i", "sigma": "f",
-            "mse": "f", "mse_std": "f", "mse_unperturbed": "f", "rank": "i", "shown": "b"}),
-        "collective": Table("fig6_collective_perturbation", {
-            "study": "O", "eps_train": "f", "label": "i", "m": "i", "fraction": "f", "mse": "f",
-            "degradation": "f", "within": "b", "f": "f"}),
-    }  # fmt: skip
+        "single": Table(
+            "fig5_single_perturbation",
+            {
+                "study": "O",
+                "eps_train": "f",
+                "label": "i",
+                "coefficient": "i",
+                "sigma": "f",
+                "mse": "f",
+                "mse_std": "f",
+                "mse_unperturbed": "f",
+                "rank": "i",
+                "shown": "b",
+            },
+        ),
+        "collective": Table(
+            "fig6_collective_perturbation",
+            {
+                "study": "O",
+                "eps_train": "f",
+                "label": "i",
+                "m": "i",
+                "fraction": "f",
+                "mse": "f",
+                "degradation": "f",
+                "within": "b",
+                "f": "f",
+            },
+        ),
+    }
 
     def studies(self, settings: PerturbationSettings, config) -> list[str]:
         return list(dict.fromkeys(t.study for t in settings.probed()))
@@ -110,9 +133,13 @@ class Perturbation(Analysis):
             for eps in levels:
                 model = ctx.model(study, eps)
                 single = perturbation.single_coefficient(
-                    model, image, label, sigmas=list(settings.sigmas), samples=settings.samples,
+                    model,
+                    image,
+                    label,
+                    sigmas=list(settings.sigmas),
+                    samples=settings.samples,
                     **kw,
-                )  # fmt: skip
+                )
                 order = single.drop_duplicates("coefficient").sort_values("rank")["coefficient"]
                 curve = perturbation.collective(
                     model,
@@ -151,8 +178,12 @@ class Perturbation(Analysis):
             eps = min(rows["eps_train"].unique(), key=lambda e: (abs(e - t.eps_train), e))
             _draw_fig5(rows[rows["eps_train"] == eps], figures[f"fig5_{i}"])
         for study in self.studies(settings, None):
-            _draw_fig6(collective[collective["study"] == study], settings,
-                       figures[f"fig6_{study}"], paper_point=False)  # fmt: skip
+            _draw_fig6(
+                collective[collective["study"] == study],
+                settings,
+                figures[f"fig6_{study}"],
+                paper_point=False,
+            )
 
 
 def _draw_fig5(single, path: str) -> None:
@@ -191,8 +222,15 @@ def _draw_fig6(collective, settings: PerturbationSettings, path: str, *, paper_p
     summary = collective.drop_duplicates("eps_train").sort_values("eps_train")
     a.plot(summary["eps_train"], 1 - summary["f"], marker="o", label="this run")
     if paper_point:
-        a.plot([0.3], [0.3], marker="*", ms=12, ls="", color="tab:red",
-               label="paper: ~70 % perturbable at eps_train = 0.3")  # fmt: skip
+        a.plot(
+            [0.3],
+            [0.3],
+            marker="*",
+            ms=12,
+            ls="",
+            color="tab:red",
+            label="paper: ~70 % perturbable at eps_train = 0.3",
+        )
     a.set(
         xlabel=r"training noise $\epsilon_{train}$",
         ylabel="1 - f (sensitive directions)",
@@ -200,10 +238,16 @@ def _draw_fig6(collective, settings: PerturbationSettings, path: str, *, paper_p
         title="(a) fraction that must stay unperturbed (smaller is better)",
     )
     a.legend(fontsize=7)
-    sns.lineplot(data=collective, x="fraction", y="degradation", hue="eps_train",
-                 palette="viridis", ax=b)  # fmt: skip
-    b.axhline(settings.tolerance, color="grey", ls="--", lw=0.8,
-              label=f"{settings.tolerance:.0%} tolerance")  # fmt: skip
+    sns.lineplot(
+        data=collective, x="fraction", y="degradation", hue="eps_train", palette="viridis", ax=b
+    )
+    b.axhline(
+        settings.tolerance,
+        color="grey",
+        ls="--",
+        lw=0.8,
+        label=f"{settings.tolerance:.0%} tolerance",
+    )
     b.set(
         xlabel="fraction of coefficients perturbed together (least sensitive first)",
         ylabel="MSE degradation / N(2a)^2",

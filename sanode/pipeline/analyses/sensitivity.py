@@ -50,15 +50,36 @@ class Sensitivity(Analysis):
     uses_models = False
     uses_trials = True
     tables: ClassVar[dict[str, Table]] = {
-        "ranking": Table("sensitivity", {"study": "O", "setting": "O", "metric": "O",
-                                         "epoch": "i", "variance_share": "f",
-                                         "chance_share": "f", "spearman": "f",
-                                         "rank": "i", "levels": "i", "trials": "i",
-                                         "best_value": "O", "best_metric": "f"}),
-        "points": Table("sensitivity_points", {"study": "O", "trial_id": "O", "setting": "O",
-                                               "value": "O", "numeric_value": "f",
-                                               "metric": "O", "metric_value": "f"}),
-    }  # fmt: skip
+        "ranking": Table(
+            "sensitivity",
+            {
+                "study": "O",
+                "setting": "O",
+                "metric": "O",
+                "epoch": "i",
+                "variance_share": "f",
+                "chance_share": "f",
+                "spearman": "f",
+                "rank": "i",
+                "levels": "i",
+                "trials": "i",
+                "best_value": "O",
+                "best_metric": "f",
+            },
+        ),
+        "points": Table(
+            "sensitivity_points",
+            {
+                "study": "O",
+                "trial_id": "O",
+                "setting": "O",
+                "value": "O",
+                "numeric_value": "f",
+                "metric": "O",
+                "metric_value": "f",
+            },
+        ),
+    }
 
     def studies(self, settings, config) -> list[str]:
         return list(config["studies"])
@@ -87,8 +108,7 @@ class Sensitivity(Analysis):
         metrics = {
             f"variance_share_{r.study}_{r.setting}": r.variance_share for r in ranking.itertuples()
         }
-        return Result({"ranking": ranking, "points": pd.concat(points, ignore_index=True)},
-                      metrics)  # fmt: skip
+        return Result({"ranking": ranking, "points": pd.concat(points, ignore_index=True)}, metrics)
 
     def draw(self, settings: SensitivitySettings, tables, figures, accuracy=None) -> None:
         for key, path in figures.items():
@@ -131,8 +151,19 @@ def sensitivity(
     import numpy as np
     import pandas as pd
 
-    columns = ["setting", "metric", "epoch", "variance_share", "chance_share", "spearman",
-               "rank", "levels", "trials", "best_value", "best_metric"]  # fmt: skip
+    columns = [
+        "setting",
+        "metric",
+        "epoch",
+        "variance_share",
+        "chance_share",
+        "spearman",
+        "rank",
+        "levels",
+        "trials",
+        "best_value",
+        "best_metric",
+    ]
     point_columns = ["trial_id", "setting", "value", "numeric_value", "metric", "metric_value"]
     if metric not in trials:
         raise ValueError(f"the trials table has no column {metric!r} (the study's metric)")
@@ -176,9 +207,16 @@ def sensitivity(
     # explicit dtypes: a study without searched settings gives empty frames, which must
     # concatenate with the others without turning their numbers into objects
     ranking = pd.DataFrame(rows, columns=[c for c in columns if c != "rank"]).astype(
-        {"epoch": "int64", "variance_share": "float64", "chance_share": "float64",
-         "spearman": "float64", "levels": "int64", "trials": "int64", "best_metric": "float64"}
-    )  # fmt: skip
+        {
+            "epoch": "int64",
+            "variance_share": "float64",
+            "chance_share": "float64",
+            "spearman": "float64",
+            "levels": "int64",
+            "trials": "int64",
+            "best_metric": "float64",
+        }
+    )
     ranking = ranking.sort_values(["variance_share", "setting"], ascending=[False, True])
     ranking.insert(4, "rank", np.arange(1, len(ranking) + 1, dtype=np.int64))
     ranking = ranking.reset_index(drop=True)
@@ -237,14 +275,22 @@ def _figure(ranking, points, study: str, path: str, *, top: int) -> None:
     from ..plots import save_figure
 
     shown = list(ranking["setting"][:top])
-    fig, axes = plt.subplots(1, 1 + max(1, len(shown)), figsize=(4.2 * (1 + max(1, len(shown))),
-                                                                   3.8), squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        1, 1 + max(1, len(shown)), figsize=(4.2 * (1 + max(1, len(shown))), 3.8), squeeze=False
+    )
     a = axes[0][0]
     if ranking.empty:
-        a.text(0.02, 0.5, "no searched setting takes more than one value in this study:\n"
-               "nothing to rank (the study's search_space names what to search;\n"
-               "workflow/config/search.yaml searches MNIST and Fashion-MNIST)",
-               ha="left", va="center", fontsize=9, transform=a.transAxes)  # fmt: skip
+        a.text(
+            0.02,
+            0.5,
+            "no searched setting takes more than one value in this study:\n"
+            "nothing to rank (the study's search_space names what to search;\n"
+            "workflow/config/search.yaml searches MNIST and Fashion-MNIST)",
+            ha="left",
+            va="center",
+            fontsize=9,
+            transform=a.transAxes,
+        )
         a.set_axis_off()
         for ax in axes[0][1:]:
             ax.set_axis_off()
@@ -254,8 +300,15 @@ def _figure(ranking, points, study: str, path: str, *, top: int) -> None:
             if row.spearman == row.spearman:  # not NaN
                 x = min(max(row.variance_share, row.chance_share), 0.75) + 0.02
                 a.text(x, i, f"rho {row.spearman:+.2f}", va="center", fontsize=7)
-        a.scatter(ranking["chance_share"], range(len(ranking)), marker="|", s=200, color="k",
-                  zorder=3, label="chance level")  # fmt: skip
+        a.scatter(
+            ranking["chance_share"],
+            range(len(ranking)),
+            marker="|",
+            s=200,
+            color="k",
+            zorder=3,
+            label="chance level",
+        )
         a.legend(fontsize=7, loc="lower right")
         first = ranking.iloc[0]
         a.set(
@@ -284,8 +337,7 @@ def _figure(ranking, points, study: str, path: str, *, top: int) -> None:
                 f"best {_short(best['best_value'])}",
             )
             ax.title.set_fontsize(8)
-    fig.suptitle(f"{study}: which searched settings matter (every trial at one epoch)",
-                 fontsize=10)  # fmt: skip
+    fig.suptitle(f"{study}: which searched settings matter (every trial at one epoch)", fontsize=10)
     save_figure(fig, path)
 
 

@@ -37,10 +37,21 @@ class Timestep(Analysis):
     description = "Fig. 8: MSE at t against dt, Euler and RK4, fitted order"
     Settings = TimestepSettings
     tables: ClassVar[dict[str, Table]] = {
-        "timestep": Table("fig8_timestep", {"study": "O", "eps_train": "f", "method": "O",
-                                            "dt": "f", "t": "f", "mse": "f", "error": "f",
-                                            "reference_mse": "f", "order": "f"}),
-    }  # fmt: skip
+        "timestep": Table(
+            "fig8_timestep",
+            {
+                "study": "O",
+                "eps_train": "f",
+                "method": "O",
+                "dt": "f",
+                "t": "f",
+                "mse": "f",
+                "error": "f",
+                "reference_mse": "f",
+                "order": "f",
+            },
+        ),
+    }
 
     def figures(self, settings, config):
         return {"fig8": Figure("fig8_timestep_convergence", "fig8")}
