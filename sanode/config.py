@@ -6,11 +6,9 @@ Snakemake process that has only Snakemake installed (``--use-conda``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -551,6 +549,8 @@ class TrainConfig(Settings):
 
     @property
     def torch_dtype(self) -> torch.dtype:
+        from .runtime import torch_dtype
+
         return torch_dtype(self.dtype)
 
     def precision(self, n: int, **kwargs: Any) -> Precision:
@@ -559,6 +559,7 @@ class TrainConfig(Settings):
         says ``auto`` (on the training batch and the evaluation batch; ``kwargs``:
         :func:`sanode.core.precision.resolve`'s ``measure`` and ``cache_dir``)."""
         from .core.precision import resolve
+        from .runtime import resolve_device
 
         return resolve(
             self.train_products,
@@ -663,41 +664,3 @@ def _positive(key: str, value: Any) -> None:
         and value > 0
     ):
         raise ConfigError(f"{key} must be a positive number, got {value!r}")
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    """``"float32"`` -> ``torch.float32`` (and float64, bfloat16)."""
-    import torch
-
-    _one_of("dtype", name, TRAIN_PRODUCTS)
-    return getattr(torch, name)
-
-
-@contextlib.contextmanager
-def matmul_precision(name: str) -> Iterator[None]:
-    """Run a block under ``torch.set_float32_matmul_precision(name)``, restored afterwards.
-
-    ``"high"`` lets float32 matrix products use TF32 tensor cores on CUDA (and bf16x3 on
-    CPUs that have it), ``"medium"`` bfloat16; float64 products are never affected.
-    """
-    import torch
-
-    _one_of("matmul_precision", name, MATMUL_PRECISIONS)
-    before = torch.get_float32_matmul_precision()
-    torch.set_float32_matmul_precision(name)
-    try:
-        yield
-    finally:
-        torch.set_float32_matmul_precision(before)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was requested but no CUDA device is available; use 'auto'")
-    return device

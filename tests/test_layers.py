@@ -12,7 +12,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sanode"
 # the layers, lowest first: a module imports only from its own layer and those below it
 LAYERS = [
     ("core",),  # the maths: the model, integrators, backward pass, patterns, metrics, noise
-    ("config", "typecheck", "files"),  # the settings, their type check, the file formats
+    (
+        "config",
+        "typecheck",
+        "files",
+        "runtime",
+    ),  # the settings, their type check, file formats, torch side
     ("data",),
     ("training",),
     ("probes",),  # the paper's measurements on one model

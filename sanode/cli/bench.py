@@ -113,8 +113,8 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..config import resolve_device
     from ..core.gemm import onednn_available
+    from ..runtime import resolve_device
     from ..training.bench import run_benchmark
 
     if args.gemm == "onednn" and not onednn_available():

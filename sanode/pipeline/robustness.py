@@ -13,10 +13,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..config import TrainConfig, matmul_precision
+from ..config import TrainConfig
 from ..core import metrics
 from ..core.model import SANode
 from ..core.noise import add_pixel_noise, noise_generator
+from ..runtime import matmul_precision
 from ..training.evaluate import evaluate
 from .settings import EvaluateSettings
 

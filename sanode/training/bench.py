@@ -42,7 +42,6 @@ from typing import Any, NamedTuple
 
 import torch
 
-from ..config import matmul_precision, torch_dtype
 from ..core.converge import integrate_until_converged
 from ..core.coupling import lapack_route
 from ..core.gemm import Weight, gemm_route
@@ -50,6 +49,7 @@ from ..core.integrate import Dynamics, get_solver, integrate
 from ..core.model import SANode
 from ..core.patterns import block_patterns
 from ..core.products import Products, dtype_name
+from ..runtime import matmul_precision, torch_dtype
 from .memory import keep_freed_memory, track_live_memory
 from .train import adam
 

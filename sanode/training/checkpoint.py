@@ -10,10 +10,11 @@ import os
 
 import torch
 
-from ..config import TrainConfig, torch_dtype
+from ..config import TrainConfig
 from ..core.model import SANode
 from ..core.precision import Precision
 from ..files import load_checkpoint, save_checkpoint
+from ..runtime import torch_dtype
 
 __all__ = ["load_checkpoint", "load_model", "model_from_config", "save_checkpoint"]
 

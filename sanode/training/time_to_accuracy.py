@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from ..config import TrainConfig, matmul_precision
+from ..config import TrainConfig
 from ..core.coupling import lapack_route
 from ..core.gemm import gemm_route
 from ..core.metrics import bucket_of
@@ -37,6 +37,7 @@ from ..core.model import SANode
 from ..core.products import TWO_PARTS, Products
 from ..data.prepare import load_prepared, prepare_dataset
 from ..files import write_json
+from ..runtime import matmul_precision
 from .evaluate import Evaluation, evaluate
 from .train import configure_threads, train
 

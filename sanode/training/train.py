@@ -17,12 +17,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import files
-from ..config import EXECUTION_KEYS, TrainConfig, matmul_precision, renamed, resolve_device
+from ..config import EXECUTION_KEYS, TrainConfig, renamed
 from ..core.model import SANode
 from ..core.noise import add_pixel_noise, augment_generator, epoch_generator
 from ..core.precision import Precision
 from ..data.augment import image_side, shift_images
 from ..data.raw import balanced_subset
+from ..runtime import matmul_precision, resolve_device
 from .checkpoint import load_checkpoint, model_from_config, save_checkpoint
 from .evaluate import evaluate
 from .losses import final_state_loss
