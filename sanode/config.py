@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .core import products
+from .runtime import MATMUL_PRECISIONS, resolve_device, torch_dtype
 from .typecheck import ConfigError, Settings
 
 if TYPE_CHECKING:
@@ -43,8 +44,6 @@ LR_SCHEDULES = ("constant", "cosine", "onecycle")
 LOSSES = ("mse", "overlap_ce", "sign_margin")
 # what a detected collapse does: restore the best epoch and lower the lr, or stop
 COLLAPSE_ACTIONS = ("rollback", "stop")
-# torch.set_float32_matmul_precision: full float32, TF32 (or bf16x3 on CPU), bfloat16
-MATMUL_PRECISIONS = ("highest", "high", "medium")
 METHODS = ("euler", "rk4")  # the fixed-step solvers (sanode.core.integrate.SOLVERS)
 # the dtype each training step builds A in (float32: with a float32 loop only)
 COUPLING_DTYPES = ("float64", "float32")
@@ -549,8 +548,6 @@ class TrainConfig(Settings):
 
     @property
     def torch_dtype(self) -> torch.dtype:
-        from .runtime import torch_dtype
-
         return torch_dtype(self.dtype)
 
     def precision(self, n: int, **kwargs: Any) -> Precision:
@@ -559,7 +556,6 @@ class TrainConfig(Settings):
         says ``auto`` (on the training batch and the evaluation batch; ``kwargs``:
         :func:`sanode.core.precision.resolve`'s ``measure`` and ``cache_dir``)."""
         from .core.precision import resolve
-        from .runtime import resolve_device
 
         return resolve(
             self.train_products,

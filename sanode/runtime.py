@@ -8,7 +8,11 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from .config import MATMUL_PRECISIONS, TRAIN_PRODUCTS, ConfigError
+from .core import products
+from .typecheck import ConfigError
+
+# torch.set_float32_matmul_precision: full float32, TF32 (or bf16x3 on CPU), bfloat16
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 if TYPE_CHECKING:
     import torch
@@ -23,7 +27,7 @@ def torch_dtype(name: str) -> torch.dtype:
     """``"float32"`` -> ``torch.float32`` (and float64, bfloat16)."""
     import torch
 
-    _one_of("dtype", name, TRAIN_PRODUCTS)
+    _one_of("dtype", name, (*products.TRAINING_NAMES, products.AUTO))
     return getattr(torch, name)
 
 
