@@ -9,7 +9,6 @@ import pytest
 
 from sanode.cli import main
 from sanode.config import ConfigError, TrainConfig
-from sanode.pipeline.study import PipelineConfigError
 from sanode.pipeline.tracking import TrackingStoreError, check_store
 from sanode.pipeline.validate import config_problems, validate_config
 
@@ -104,7 +103,7 @@ def test_pipeline_config_problems_are_one_line_each(change, line):
     problems = config_problems(config, schema=SCHEMA)
     assert any(p.startswith(line) for p in problems), problems
     assert all("\n" not in p and len(p) < 600 for p in problems)  # no schema dumps
-    with pytest.raises(PipelineConfigError) as err:
+    with pytest.raises(ConfigError) as err:
         validate_config(config, schema=SCHEMA, source="bad.yaml")
     assert str(err.value).startswith("bad.yaml: ")
 

@@ -26,7 +26,7 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..pipeline.study import PipelineConfigError
+    from ..config import ConfigError
     from ..pipeline.validate import default_schema, validate_config
 
     schema = Path(args.schema) if args.schema else default_schema()
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             parser.error(f"config {path}: must hold a mapping (project, studies, ...)")
         try:
             validate_config(config, schema=schema, source=str(path))
-        except PipelineConfigError as err:
+        except ConfigError as err:
             print(err, file=sys.stderr)
             return 2
         print(f"{path}: valid")

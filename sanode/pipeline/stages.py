@@ -25,7 +25,6 @@ from ..training.checkpoint import load_model
 from . import analyses, layout, plots, tables, tracking
 from .robustness import score
 from .study import (
-    PipelineConfigError,
     eps_train_grid,
     evaluate_settings,
     evaluation_digest,
@@ -359,7 +358,7 @@ def run_stage(stage, *args, **kwargs) -> None:
 
     try:
         stage(*args, **kwargs)
-    except (DataError, ConfigError, PipelineConfigError, TrackingStoreError, DiskFullError) as err:
+    except (DataError, ConfigError, TrackingStoreError, DiskFullError) as err:
         log.error("%s", err)
         raise SystemExit(f"sanode: error: {err}") from None
     except KeyboardInterrupt as err:  # Ctrl-C, or Tune's graceful stop (StudyInterrupted)

@@ -190,8 +190,8 @@ class StudySettings:
 _OLD_NAMES = {new: old for old, new in RENAMED.items()}
 
 
-class PipelineConfigError(ValueError):
-    """The pipeline config is inconsistent; the message names the key and what is allowed."""
+# one error type for every config problem; the old name still imports
+PipelineConfigError = ConfigError
 
 
 def train_settings(config: dict, study: str) -> dict[str, Any]:

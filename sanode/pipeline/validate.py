@@ -12,7 +12,6 @@ from typing import Any
 from ..config import ConfigError, TrainConfig, dataset_kind, named_sets, settings_digest
 from . import analyses
 from .study import (
-    PipelineConfigError,
     evaluate_settings,
     evaluation_digest,
     prepare_settings,
@@ -40,12 +39,12 @@ def validate_config(
 ) -> None:
     """One validation pass over a pipeline config, before any job runs: the JSON schema (when
     given), then the checks the schema cannot express (types and relations of every training
-    setting, search-space values and bounds, analyses). Raises :class:`PipelineConfigError`
+    setting, search-space values and bounds, analyses). Raises :class:`ConfigError`
     with one line per problem: ``<source>: <key path>: <what is wrong and how to fix it>``."""
     problems = config_problems(config, schema=schema)
     if problems:
         where = f"{source}: " if source else ""
-        raise PipelineConfigError("\n".join(where + p for p in problems))
+        raise ConfigError("\n".join(where + p for p in problems))
 
 
 def default_schema() -> Path:

@@ -9,8 +9,8 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir).resolve()))  # import sanode from this checkout
 
 from sanode import analyses, layout
+from sanode.config import ConfigError
 from sanode.pipeline.study import (
-    PipelineConfigError,
     data_digest,
     eps_train_grid,
     evaluation_digest,
@@ -26,7 +26,7 @@ try:
     validate_config(
         config, schema=SCHEMA, source=", ".join(map(str, workflow.configfiles)) or "config"
     )
-except PipelineConfigError as err:
+except ConfigError as err:
     raise WorkflowError(f"invalid config:\n{err}") from None
 validate(config, "../schemas/config.schema.yaml")  # fills in the schema's defaults
 
