@@ -72,6 +72,12 @@ def convert(where: str, value: Any, hint: Any, *, coerce: bool = True) -> Any:
             raise ConfigError(f"{where} must be a list, got {value!r}")
         items = [convert(f"{where}[{i}]", v, args[0], coerce=coerce) for i, v in enumerate(value)]
         return tuple(items) if coerce else value
+    if origin is dict:  # a free-form mapping (its keys strings; values checked elsewhere)
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where} must be a mapping of names, got {value!r}")
+        if args and args[1] is not Any:
+            return {k: convert(f"{where}.{k}", v, args[1], coerce=coerce) for k, v in value.items()}
+        return value
     if isinstance(hint, type) and hasattr(hint, "from_mapping"):  # a nested settings block
         if isinstance(value, hint):
             return value

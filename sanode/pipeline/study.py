@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..config import EXECUTION_KEYS, RENAMED, ConfigError, TrainConfig, settings_digest
 from .layout import eps_label
@@ -127,8 +127,11 @@ def searcher_problems(searcher: dict[str, Any], space: dict[str, Any]) -> list[s
 
 
 @dataclass(frozen=True)
-class StudySettings:
-    """What one study searches and how (validated by the workflow schema and here)."""
+class StudySettings(Settings):
+    """What one study searches and how (validated by the workflow schema and here): a
+    :class:`~sanode.typecheck.Settings` block like every other, its types checked."""
+
+    where: ClassVar[str] = "studies"
 
     name: str
     base: dict[str, Any]  # TrainConfig settings shared by every trial
@@ -144,6 +147,7 @@ class StudySettings:
     max_failures: int = 2  # restarts of a trial whose worker or node was lost
 
     def __post_init__(self) -> None:
+        self.check_types(f"studies.{self.name}")
         TrainConfig.from_dict(self.base)  # unknown keys / bad values fail here
         problems = search_space_problems(self.base, self.search_space)
         problems += searcher_problems(self.searcher, self.search_space)
