@@ -88,4 +88,4 @@ clean-results:  ## start over: models, Ray experiments, tables, logs, MLflow sto
 
 # on a CUDA machine: bench (float32, TF32, bfloat16), one paper-protocol epoch, GPU tests
 gpu-check: $(VENV)/.installed  ## on a CUDA machine: GPU bench, a paper epoch, GPU tests
-	bench/gpu-check.sh results/gpu
+	sanode/lab/scripts/gpu-check.sh results/gpu

@@ -68,10 +68,9 @@ MOVED = {
             "checkpoint",
             "evaluate",
             "memory",
-            "time_to_accuracy",
-            "bench",
         )
     },
+    **{m: f"lab.{m}" for m in ("time_to_accuracy", "bench")},
     **{
         m: f"pipeline.{m}"
         for m in (

@@ -9,8 +9,8 @@ import pytest
 
 from sanode.cli import main
 from sanode.config import ConfigError, TrainConfig
-from sanode.pipeline.report import ablation as render_ablation
-from sanode.training.ablation import ARMS, BASE, arm_config, arms_named, equal_work_epochs, work
+from sanode.lab.ablation import ARMS, BASE, arm_config, arms_named, equal_work_epochs, work
+from sanode.lab.report import ablation as render_ablation
 
 BASE_CFG = TrainConfig(dataset="mnist", epochs=16, t_train=5.5, dt=0.1)
 
@@ -88,7 +88,7 @@ def test_ablation_trains_each_arm_resumes_and_renders(tmp_path, capsys):
 
 
 def test_an_ablation_without_its_base_arm_first_is_refused(tmp_path):
-    from sanode.training.ablation import run_ablation
+    from sanode.lab.ablation import run_ablation
 
     with pytest.raises(ValueError, match="first arm must be 'base'"):
         run_ablation(BASE_CFG, tmp_path, arms=[ARMS[1]])

@@ -107,7 +107,7 @@ def test_bench_has_bfloat16_rows_against_float32(tmp_path, capsys):
 def test_bench_paired_rounds_interleave_float32_and_bfloat16(tmp_path, capsys, monkeypatch):
     import statistics
 
-    import sanode.training.bench_paired as bp
+    import sanode.lab.bench_paired as bp
 
     out = tmp_path / "p.json"
     argv = ["bench", "--paired", "3", "--n", "49", "--k", "5", "--batch", "8", "--steps", "4",
@@ -152,9 +152,9 @@ def test_bench_paired_rounds_interleave_float32_and_bfloat16(tmp_path, capsys, m
 
 
 def test_step_parts_bench_splits_each_step_into_its_parts(monkeypatch):
-    # bench/step_parts.py (a script beside bf16_capability.py): each dtype's step, products,
+    # sanode/lab/scripts/step_parts.py (beside bf16_capability.py): each dtype's step, products,
     # coupling and optimiser, and the remainder; tiny sizes, one round
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "bench"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "sanode" / "lab" / "scripts"))
     step_parts = importlib.import_module("step_parts")
     row = step_parts.measure(steps=3, rounds=1, n=16, k=2, batch=4)
     for dtype in ("float32", "bfloat16"):

@@ -223,7 +223,7 @@ def test_bench_runs_small(capsys, tmp_path):
 
 
 def test_peak_memory_probe_sees_the_stored_states():
-    from sanode.training.bench import peak_training_mib
+    from sanode.lab.bench import peak_training_mib
 
     # 301 stored (50, 200) float32 states = 11.5 MiB; checkpointed: about 17 + 19 + 18 of them
     kw = dict(n=200, k=4, batch=50, steps=300, dtype=torch.float32, device="cpu", threads=1)

@@ -1,7 +1,7 @@
 """The coupling matrix A = Phi diag(lambda) Phi^-1 and its written-out backward pass
 (``sanode.core.coupling``) through either LAPACK, and the thread settings that let scipy's
 OpenBLAS share the cores with torch (``sanode.core.lapack_env``). Speed: ``sanode bench
---lapack``, ``bench/coupling_routes.py``; never here."""
+--lapack``, ``sanode/lab/scripts/coupling_routes.py``; never here."""
 
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from sanode.cli import main
-from sanode.pipeline.report import RENDERERS, ReportError, doc_files, render, render_text
+from sanode.pipeline.report import ReportError, doc_files, render, render_text, renderers
+
+RENDERERS = renderers()  # the product's and the lab's (entry points)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -153,7 +155,7 @@ def test_time_to_accuracy_renderers_read_the_committed_results(tmp_path):
 
 
 def test_agreement_renderer_shows_how_a_runs_validation_sits_from_the_whole_splits(tmp_path):
-    from sanode.training.time_to_accuracy import agreement
+    from sanode.lab.time_to_accuracy import agreement
 
     timeline = [
         {"epoch": e, "wall_s": 10.0 * e, "val_exact": 9 * e, "val_partial": 0,

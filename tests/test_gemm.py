@@ -1,6 +1,6 @@
 """The products' route (sanode.core.gemm): oneDNN's linear kernel with packed operands against
 torch.mm, the route rule, and the loops that use it. Speed is measured in ``sanode bench
---paired`` and ``bench/step_parts.py``, never here."""
+--paired`` and ``sanode/lab/scripts/step_parts.py``, never here."""
 
 import pytest
 import torch

@@ -23,7 +23,10 @@ LAYERS = [
     ("probes",),  # the paper's measurements on one model
     ("pipeline",),  # the study: settings, Ray Tune, MLflow, stages, analyses, tables, figures
     ("cli",),
+    ("lab",),  # the measurements (bench, time to accuracy, ablation): above the product
 ]
+PRODUCT = ("core", "config", "typecheck", "files", "runtime", "data", "training", "probes",
+           "pipeline", "cli")  # fmt: skip
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 
@@ -160,3 +163,28 @@ def test_config_validation_sits_above_the_study_settings_and_the_analyses():
     ]
     assert "sanode.pipeline.validate" not in graph["sanode.pipeline.study"]
     assert not any(d.startswith("sanode.pipeline.analyses") for d in graph["sanode.pipeline.study"])
+
+
+def test_the_product_imports_nothing_from_the_lab():
+    """The measurement code (sanode.lab) plugs into the product through entry points; no
+    module of the product imports it, anywhere in its body."""
+    graph = _graph()
+    offending = sorted(
+        f"{name} -> {dep}"
+        for name, deps in graph.items()
+        if name.split(".")[1:2] and name.split(".")[1] in PRODUCT
+        for dep in deps
+        if dep.startswith("sanode.lab")
+    )
+    assert offending == []
+    assert any(name.startswith("sanode.lab.") for name in graph)  # the lab is there
+
+
+def test_the_lab_reaches_the_command_and_the_report_as_entry_points():
+    from sanode.cli import build_parser
+    from sanode.pipeline.report import renderers
+
+    parser = build_parser()
+    text = parser.format_help()
+    assert all(name in text for name in ("bench", "time-to-accuracy", "ablation"))
+    assert {"bench", "tta", "levers", "ablation"} <= set(renderers())

@@ -191,7 +191,7 @@ def test_batch_trace_replaces_the_lines_of_a_repeated_epoch(tmp_path):
     the kill interrupted (it is trained again), keeps those of the finished epochs."""
     import json
 
-    from sanode.training.time_to_accuracy import BatchTrace
+    from sanode.lab.time_to_accuracy import BatchTrace
 
     path = tmp_path / "batches.jsonl"
     trace = BatchTrace(path, done=0)
@@ -206,7 +206,7 @@ def test_batch_trace_replaces_the_lines_of_a_repeated_epoch(tmp_path):
 
 
 def test_trace_summary_is_one_row_per_epoch(tmp_path):
-    from sanode.training.time_to_accuracy import BatchTrace, trace_summary
+    from sanode.lab.time_to_accuracy import BatchTrace, trace_summary
 
     path = tmp_path / "batches.jsonl"
     trace = BatchTrace(path, done=0)

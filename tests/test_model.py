@@ -102,7 +102,7 @@ def test_checkpointed_segments_give_the_same_gradients(small_patterns, clip, seg
 
 
 def test_checkpointed_segments_save_fewer_states(small_patterns):
-    from sanode.training.bench import _saved_bytes
+    from sanode.lab.bench import _saved_bytes
 
     model = _model(small_patterns, dtype=torch.float32)
     x0 = torch.rand(8, 20, generator=torch.Generator().manual_seed(5))

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from sanode.cli import main
-from sanode.training import time_to_accuracy as tta
+from sanode.lab import time_to_accuracy as tta
 
 
 def test_annotate_leaves_the_audit_out_of_the_wall_time(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
-"""Command line: ``sanode train``, ``evaluate``, ``classify``, ``time-to-accuracy``,
-``ablation``, ``bench``, ``check-config``, ``report``; one module per command, each with
-``add(sub)`` (its parser) and ``run(args, parser)``."""
+"""Command line: ``sanode train``, ``evaluate``, ``classify``, ``check-config``, ``report``;
+one module per command, each with ``add(sub)`` (its parser) and ``run(args, parser)``. The
+lab's commands (``bench``, ``time-to-accuracy``, ``ablation``: :mod:`sanode.lab`) join them
+as entry points of group ``sanode.commands``; the product imports nothing from the lab."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ import argparse
 import sys
 
 from ..config import ConfigError
-from . import (
-    ablation,
-    bench,
-    check_config,
-    classify,
-    evaluate,
-    report,
-    time_to_accuracy,
-    train,
-)
+from . import check_config, classify, evaluate, report, train
 
-COMMANDS = (train, time_to_accuracy, ablation, check_config, classify, evaluate, bench, report)
+COMMANDS = (train, check_config, classify, evaluate, report)
+
+
+def commands() -> list:
+    """The product's command modules, then those of the installed entry points (group
+    ``sanode.commands``, e.g. the lab's), each with ``add(sub)`` and ``run(args, parser)``."""
+    from importlib.metadata import entry_points
+
+    found = list(COMMANDS)
+    for point in sorted(entry_points(group="sanode.commands"), key=lambda p: p.name):
+        found.append(point.load())
+    return found
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS:
+    for command in commands():
         command.add(sub)
     return parser
 

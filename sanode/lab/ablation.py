@@ -7,7 +7,7 @@ schedule): a lever that makes an epoch dearer (a longer T_train, a last epoch at
 final fit on the validation images too) gets fewer epochs, so every arm costs the same
 training wall time up to what the products do not pay (validation, the loss, the shifts),
 which the result records as measured (``train_wall_s``). Each arm is one
-:func:`sanode.training.time_to_accuracy.time_to_accuracy` run in ``<out>/<arm>`` (resumable
+:func:`sanode.lab.time_to_accuracy.time_to_accuracy` run in ``<out>/<arm>`` (resumable
 from its checkpoint; a finished arm is read back, not retrained), all on one prepared data
 cache.
 """

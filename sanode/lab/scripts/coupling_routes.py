@@ -24,7 +24,7 @@ Each row: the median milliseconds over rounds, A's and the gradients' relative e
 the float64 solve. Medians over rounds; each round times every route back to back. Run it as
 a script (``sanode`` is imported first, so its thread settings hold).
 
-    python bench/coupling_routes.py results/bench/coupling-routes.json [--rounds 15]
+    python sanode/lab/scripts/coupling_routes.py results/bench/coupling-routes.json [--rounds 15]
 """
 
 from __future__ import annotations

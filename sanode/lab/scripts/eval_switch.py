@@ -6,7 +6,7 @@ bucket and the final pixel signs that flip against the float32 early-exit evalua
 ``--tol``; the float32 fixed horizon and a ten times looser early exit show what stopping
 at convergence itself changes.
 
-    python bench/eval_switch.py RUN/model.pt RUN/data.pt OUT.json
+    python sanode/lab/scripts/eval_switch.py RUN/model.pt RUN/data.pt OUT.json
 
 (RUN: a ``sanode time-to-accuracy`` folder; results/bench/eval-switch-mnist.json).
 """

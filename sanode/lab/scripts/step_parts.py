@@ -20,7 +20,8 @@ step the target needs (float32 step / (0.8 x matmul ratio)), and how far that is
 bfloat16 step's products and coupling. Run as a script (``sanode`` is imported first, so its
 thread settings hold):
 
-    python bench/step_parts.py results/bench/step-parts.json [--steps 55 600] [--rounds 7]
+    python sanode/lab/scripts/step_parts.py results/bench/step-parts.json \
+        [--steps 55 600] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from bf16_capability import cpu_model  # this folder's script (on sys.path when 
 from sanode.core.coupling import lapack_route
 from sanode.core.gemm import Weight, gemm_route, matmul
 from sanode.files import write_json
-from sanode.training.bench import training_problem
-from sanode.training.bench_paired import STEPS, _mm_seconds
+from sanode.lab.bench import training_problem
+from sanode.lab.bench_paired import STEPS, _mm_seconds
 from sanode.training.memory import keep_freed_memory
 
 CHUNK = 32  # the backward pass's weight-gradient chunk (sanode.core.euler_grad)

@@ -8,7 +8,7 @@ float32 (the recipe's training pass), with and without ``grad_segment: auto``. A
 each loop's gradients against a float64 pass (the same model, float64 loop and products).
 Medians over rounds; the ratio is per round (both loops timed in the same minute).
 
-    python bench/loop_ab.py results/bench/loop-ab.json --old 06a1563 [--rounds 7]
+    python sanode/lab/scripts/loop_ab.py results/bench/loop-ab.json --old 06a1563 [--rounds 7]
 """
 
 from __future__ import annotations

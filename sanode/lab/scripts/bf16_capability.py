@@ -5,7 +5,7 @@ and in bfloat16 (median of ``--repeats`` after a warm-up, ``--threads`` threads)
 what oneDNN reports (:func:`sanode.core.products.native_bfloat16`), torch's CPU capability
 and what ``auto`` resolves to, beside the measured ratio.
 
-    python bench/bf16_capability.py results/bench/bf16-capability-<machine>.json
+    python sanode/lab/scripts/bf16_capability.py results/bench/bf16-capability-<machine>.json
 """
 
 from __future__ import annotations

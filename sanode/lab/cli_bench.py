@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli.common import deprecated_alias, optional_float
 from ..config import CHOICES
-from .common import deprecated_alias, optional_float
 
 NAME = "bench"
 
@@ -115,7 +115,7 @@ def add(sub) -> None:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..core.gemm import onednn_available
     from ..runtime import resolve_device
-    from ..training.bench import run_benchmark
+    from .bench import run_benchmark
 
     if args.gemm == "onednn" and not onednn_available():
         parser.error(
@@ -153,7 +153,7 @@ def _auto(args: argparse.Namespace) -> None:
     import json
     from pathlib import Path
 
-    from ..training.bench_auto import auto_line, auto_versus_explicit
+    from .bench_auto import auto_line, auto_versus_explicit
 
     result = auto_versus_explicit(
         n=args.n, k=args.k, batch=args.batch, steps=min(args.steps), rounds=args.repeats
@@ -171,8 +171,8 @@ def _paired(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     import torch
 
-    from ..training.bench_paired import paired_speedup, print_paired
     from ..training.memory import keep_freed_memory
+    from .bench_paired import paired_speedup, print_paired
 
     if args.paired < 1 or args.device != "cpu":
         parser.error("--paired needs a positive round count and --device cpu")

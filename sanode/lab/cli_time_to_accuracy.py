@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_training_arguments, config_from_args, optional_float, unit_interval
+from ..cli.common import add_training_arguments, config_from_args, optional_float, unit_interval
 
 NAME = "time-to-accuracy"
 
@@ -49,7 +49,7 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..training.time_to_accuracy import time_to_accuracy
+    from .time_to_accuracy import time_to_accuracy
 
     cfg = config_from_args(args, parser)
     out_dir = Path(args.out or f"runs/tta/{cfg.dataset}-{cfg.train_products or cfg.dtype}")

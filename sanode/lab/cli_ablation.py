@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_training_arguments, config_from_args, optional_float
+from ..cli.common import add_training_arguments, config_from_args, optional_float
 
 NAME = "ablation"
 
 
 def add(sub) -> None:
-    from ..training.ablation import ARMS
+    from .ablation import ARMS
 
     p = sub.add_parser(
         NAME,
@@ -35,7 +35,7 @@ def add(sub) -> None:
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..training.ablation import arms_named, run_ablation
+    from .ablation import arms_named, run_ablation
 
     cfg = config_from_args(args, parser)
     arms = arms_named(None if not args.arms else [a.strip() for a in args.arms.split(",")])

@@ -14,7 +14,7 @@ take where :func:`sanode.core.gemm.gemm_route` picks it (asked for here by name)
 Each row: medians over rounds (microseconds), the speed-up of oneDNN's route over torch.mm and
 both routes' relative errors against float64. Run as a script:
 
-    python bench/gemm_routes.py results/bench/gemm-routes.json [--rounds 9]
+    python sanode/lab/scripts/gemm_routes.py results/bench/gemm-routes.json [--rounds 9]
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ from ..core.products import TWO_PARTS, Products
 from ..data.prepare import load_prepared, prepare_dataset
 from ..files import write_json
 from ..runtime import matmul_precision
-from .evaluate import Evaluation, evaluate
-from .train import configure_threads, train
+from ..training.evaluate import Evaluation, evaluate
+from ..training.train import configure_threads, train
 
 CHECKPOINT = "model.pt"
 TIMELINE = "timeline.json"

@@ -7,7 +7,8 @@ the product into one kernel (cubic term and cast) and the two after it into anot
 script times, back to back in rounds, the eager step and the compiled one (the product
 outside the compiled regions, as oneDNN runs it), and the compile time, and writes a JSON.
 
-    python bench/compile_step.py results/bench/compile-step.json [--steps 600] [--rounds 7]
+    python sanode/lab/scripts/compile_step.py results/bench/compile-step.json \
+        [--steps 600] [--rounds 7]
 """
 
 from __future__ import annotations

@@ -50,8 +50,8 @@ from ..core.model import SANode
 from ..core.patterns import block_patterns
 from ..core.products import Products, dtype_name
 from ..runtime import matmul_precision, torch_dtype
-from .memory import keep_freed_memory, track_live_memory
-from .train import adam
+from ..training.memory import keep_freed_memory, track_live_memory
+from ..training.train import adam
 
 TRAIN_VARIANTS = ("naive", "autograd", "sanode", "sanode-seg", "sanode-a32", "sanode-fused")
 BENCH_DTYPES = ("float32", "float64", "bfloat16")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check, one command (about 5-8 min on one H100/H200-class GPU):
-#   bench/gpu-check.sh [OUT_DIR]      (default $OUT, else results/gpu)
+#   sanode/lab/scripts/gpu-check.sh [OUT_DIR]      (default $OUT, else results/gpu)
 # Needs CUDA and the MNIST IDX files: set SANODE_DATA_MIRROR to a folder laid out like
 # ../shared/data (MNIST/raw/*.gz), else torchvision downloads them into data/.
 # Writes under OUT_DIR: bench-<precision>.json (sanode bench on CUDA: float32, TF32 and

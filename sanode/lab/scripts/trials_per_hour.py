@@ -8,7 +8,7 @@ of the training images and a few epochs so that both fit in minutes, with the FI
 are seeded random draws, the same trials in both). Writes the wall time, trials and epochs
 per hour of each and their ratio.
 
-    python bench/trials_per_hour.py --out results/bench/trials-per-hour.json
+    python sanode/lab/scripts/trials_per_hour.py --out results/bench/trials-per-hour.json
         [--study mnist] [--per-class 300] [--epochs 2] [--trials 4]
 
 Needs the data (``--mirror`` or ``$SANODE_DATA_MIRROR``, else torchvision downloads).
