@@ -132,7 +132,8 @@ def test_study_on_a_ray_cluster(tmp_path, ray_env):
 
 
 def test_study_settings_and_search_space_are_checked():
-    from sanode.pipeline.tune import _param_space, _trial_id_from_path
+    from sanode.pipeline.tune import _param_space
+    from sanode.pipeline.tune_outputs import _trial_id_from_path
 
     with pytest.raises(ValueError, match=r"search_space.learning_rate: unknown setting"):
         StudySettings(name="x", base=BASE, search_space={"learning_rate": [1.0]})
