@@ -7,82 +7,98 @@ Snakemake process that has only Snakemake installed (``--use-conda``).
 from __future__ import annotations
 
 import logging
-import math
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .core import products
-from .runtime import MATMUL_PRECISIONS, resolve_device, torch_dtype
+# the settings' words live in sanode.choices; re-exported here, where they were
+from .choices import (
+    CHOICES as CHOICES,
+)
+from .choices import (
+    COLLAPSE_ACTIONS as COLLAPSE_ACTIONS,
+)
+from .choices import (
+    COUPLING_DTYPES as COUPLING_DTYPES,
+)
+from .choices import (
+    DATASETS as DATASETS,
+)
+from .choices import (
+    DTYPES as DTYPES,
+)
+from .choices import (
+    EMNIST_SPLITS as EMNIST_SPLITS,
+)
+from .choices import (
+    EVAL_PRODUCTS as EVAL_PRODUCTS,
+)
+from .choices import (
+    EXECUTION_KEYS as EXECUTION_KEYS,
+)
+from .choices import (
+    GEMM_ROUTES as GEMM_ROUTES,
+)
+from .choices import (
+    LAPACK_ROUTES as LAPACK_ROUTES,
+)
+from .choices import (
+    LOSSES as LOSSES,
+)
+from .choices import (
+    LR_SCHEDULES as LR_SCHEDULES,
+)
+from .choices import (
+    METHODS as METHODS,
+)
+from .choices import (
+    MIRROR_ENV as MIRROR_ENV,
+)
+from .choices import (
+    NAMED_CLASSES as NAMED_CLASSES,
+)
+from .choices import (
+    PLACE_KEYS as PLACE_KEYS,
+)
+from .choices import (
+    RENAMED as RENAMED,
+)
+from .choices import (
+    TORCHVISION as TORCHVISION,
+)
+from .choices import (
+    TRAIN_PRODUCTS as TRAIN_PRODUCTS,
+)
+from .choices import (
+    dataset_classes as dataset_classes,
+)
+from .choices import (
+    dataset_kind as dataset_kind,
+)
+from .choices import (
+    dataset_problem as dataset_problem,
+)
+from .choices import (
+    named_sets as named_sets,
+)
+from .config_checks import (
+    check_horizon as check_horizon,
+)
+from .config_checks import (
+    check_levers,
+    check_products,
+    check_schedule,
+    check_sizes,
+    check_words,
+)
+from .runtime import MATMUL_PRECISIONS as MATMUL_PRECISIONS
+from .runtime import resolve_device, torch_dtype
 from .typecheck import ConfigError, Settings
 
 if TYPE_CHECKING:
     import torch
 
     from .core.precision import Precision
-
-# the data sets by name (a path to an .npz or an image folder is a data set too:
-# sanode.data.custom): the paper's three, and torchvision's other grayscale sets
-DATASETS = ("letters", "mnist", "fashion")
-TORCHVISION = {"kmnist": "KMNIST", "qmnist": "QMNIST"}
-EMNIST_SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
-MIRROR_ENV = "SANODE_DATA_MIRROR"  # the mirror folder of the MNIST/Fashion-MNIST IDX files
-DTYPES = ("float32", "float64")
-# the (B, N) @ (N, N) products of the loop (sanode.core.products); None: the loop dtype itself.
-# Evaluation may also split A into two bfloat16 parts: two products, A's rounding error gone
-# (auto: bfloat16 where the device has native bfloat16 products, else the loop dtype)
-TRAIN_PRODUCTS = (*products.TRAINING_NAMES, products.AUTO)
-EVAL_PRODUCTS = (*products.NAMES, products.AUTO)
-# the products' route (torch.mm or oneDNN) and the LAPACK of A's solves; auto: measured
-# (sanode.core.precision)
-GEMM_ROUTES = ("auto", "torch", "onednn")
-LAPACK_ROUTES = ("auto", "torch", "openblas")
-# old setting names still read (one deprecation line naming the new key)
-RENAMED = {"matmul_dtype": "train_products", "eval_matmul_dtype": "eval_products"}
-LR_SCHEDULES = ("constant", "cosine", "onecycle")
-# the loss on the final state x(T) (sanode.training.losses)
-LOSSES = ("mse", "overlap_ce", "sign_margin")
-# what a detected collapse does: restore the best epoch and lower the lr, or stop
-COLLAPSE_ACTIONS = ("rollback", "stop")
-METHODS = ("euler", "rk4")  # the fixed-step solvers (sanode.core.integrate.SOLVERS)
-# the dtype each training step builds A in (float32: with a float32 loop only)
-COUPLING_DTYPES = ("float64", "float32")
-# the TrainConfig settings that take one of a few words: validated here, and the choices of
-# their command-line flags (sanode.cli)
-CHOICES: dict[str, tuple[str, ...]] = {
-    "dtype": DTYPES,
-    "method": METHODS,
-    "matmul_precision": MATMUL_PRECISIONS,
-    "train_products": TRAIN_PRODUCTS,
-    "eval_products": EVAL_PRODUCTS,
-    "gemm": GEMM_ROUTES,
-    "lapack": LAPACK_ROUTES,
-    "coupling_dtype": COUPLING_DTYPES,
-    "lr_schedule": LR_SCHEDULES,
-    "loss": LOSSES,
-    "collapse_action": COLLAPSE_ACTIONS,
-}
-
-
-# Settings that say where and how a run executes, not what it computes: a run may resume
-# with other values, and they are left out of the settings digests that decide reruns.
-EXECUTION_KEYS = frozenset(
-    {
-        "device",
-        "threads",
-        "eval_batch_size",
-        "data_root",
-        "mirror",
-        "verify_checksums",
-        "grad_segment",
-        "fuse_steps",
-        "gemm",
-        "lapack",
-    }
-)
-# Where a run executed (its machine's folders, device, threads; a subset of EXECUTION_KEYS): a
-# recipe read back from a checkpoint leaves them to the machine that trains it again.
-PLACE_KEYS = frozenset({"data_root", "mirror", "device", "threads"})
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -105,70 +121,6 @@ def field_docs(cls: type) -> dict[str, str]:
                 docs[match[1]] = doc
         block = []
     return docs
-
-
-def named_sets() -> list[str]:
-    """Every data set ``dataset`` takes by name."""
-    return [*DATASETS, *TORCHVISION, *(f"emnist-{s}" for s in EMNIST_SPLITS)]
-
-
-def dataset_kind(name: str) -> str:
-    """``"letters"``, ``"idx"`` (MNIST, Fashion-MNIST), ``"torchvision"``, ``"npz"`` or
-    ``"folder"`` (any other value is a path)."""
-    if name == "letters":
-        return "letters"
-    if name in ("mnist", "fashion"):
-        return "idx"
-    if name in TORCHVISION or name.startswith("emnist-"):
-        return "torchvision"
-    return "npz" if name.lower().endswith(".npz") else "folder"
-
-
-def dataset_problem(name: object) -> str | None:
-    """Why ``name`` cannot name a data set (None: it can; a path is checked when it is read)."""
-    if not isinstance(name, str) or not name.strip():
-        return f"dataset must be a name ({', '.join(named_sets())}) or a path, got {name!r}"
-    if name.startswith("emnist-") and name.removeprefix("emnist-") not in EMNIST_SPLITS:
-        return (
-            f"dataset {name!r}: EMNIST has the splits {list(EMNIST_SPLITS)}; e.g. emnist-balanced"
-        )
-    return None
-
-
-# the classes of the named data sets (torchvision's EMNIST splits differ)
-NAMED_CLASSES = {
-    "letters": 5,
-    "mnist": 10,
-    "fashion": 10,
-    "kmnist": 10,
-    "qmnist": 10,
-    "emnist-byclass": 62,
-    "emnist-bymerge": 47,
-    "emnist-balanced": 47,
-    "emnist-letters": 26,
-    "emnist-digits": 10,
-    "emnist-mnist": 10,
-}
-
-
-def dataset_classes(name: str) -> int | None:
-    """K of a data set without loading its images: the named sets' known counts, an .npz's
-    largest training label + 1, an image folder's class folders; None where that cannot be
-    read (the data set's own check then says why)."""
-    if name in NAMED_CLASSES:
-        return NAMED_CLASSES[name]
-    from pathlib import Path
-
-    path = Path(name).expanduser()
-    try:
-        if dataset_kind(name) == "npz":
-            import numpy as np
-
-            with np.load(path, allow_pickle=False) as data:
-                return int(data["y_train"].max()) + 1
-        return sum(1 for p in (path / "train").iterdir() if p.is_dir()) or None
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def settings_digest(values: Any) -> str:
@@ -373,178 +325,9 @@ class TrainConfig(Settings):
     def __post_init__(self) -> None:
         """Every setting checked where it is set; a problem raises :class:`ConfigError` saying
         what was wrong and what fits."""
-        self._check_types()
-        self._check_sizes()
-        self._check_products()
-        self._check_levers()
-        self._check_schedule()
-
-    def _check_types(self) -> None:
-        """Types against the annotations (:meth:`Settings.check_types`) and the words of
-        :data:`CHOICES`."""
         self.check_types(self.where)
-        for key in (
-            "dtype",
-            "method",
-            "matmul_precision",
-            "coupling_dtype",
-            "lr_schedule",
-            "loss",
-            "collapse_action",
-            "gemm",
-            "lapack",
-        ):
-            _one_of(key, getattr(self, key), CHOICES[key])
-        why = dataset_problem(self.dataset)
-        if why is not None:
-            raise ConfigError(why)
-        if self.image_size is not None and self.image_size < 2:
-            raise ConfigError(f"image_size must be >= 2 pixels or null, got {self.image_size}")
-        _one_of("device", self.device.split(":")[0], ("auto", "cpu", "cuda"))
-
-    def _check_sizes(self) -> None:
-        """The model, data and execution numbers: positive, counts, fractions, the clip, the
-        gradient segments."""
-        for key in ("a", "lr", "t_train", "t_eval", "dt", "basis_gain", "eig_std"):
-            _positive(key, getattr(self, key))
-        for key in ("batch_size", "epochs", "letters_copies", "eval_batch_size"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{key} must be a positive integer, got {value!r}")
-        for key in ("eps_train", "threshold"):
-            value = getattr(self, key)
-            if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
-                raise ConfigError(f"{key} must lie in [0, 1], got {value!r}")
-        if self.clip is not None and not self.clip > 1:
-            raise ConfigError(f"clip must be > 1 (units of a) or null to disable, got {self.clip}")
-        if self.ortho_penalty < 0 or self.margin < 0:
-            raise ConfigError("ortho_penalty and margin must be >= 0")
-        if self.per_class is not None and self.per_class < 1:
-            raise ConfigError(f"per_class must be a positive integer or null, got {self.per_class}")
-        if self.val_per_class is not None and self.val_per_class < 1:
-            raise ConfigError(
-                f"val_per_class must be a positive integer or null, got {self.val_per_class}"
-            )
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be a positive integer or null, got {self.threads}")
-        seg = self.grad_segment
-        if not (
-            seg is None
-            or seg == "auto"
-            or (isinstance(seg, int) and not isinstance(seg, bool) and seg >= 1)
-        ):
-            raise ConfigError(
-                "grad_segment must be null (keep every state), 'auto' (sqrt of the step count) "
-                f"or a positive step count, got {seg!r}"
-            )
-
-    def _check_products(self) -> None:
-        """The products (:mod:`sanode.core.products`, the one rule) and the dtype A is built in."""
-        for key in ("train_products", "eval_products"):
-            value = getattr(self, key)
-            why = (
-                None
-                if value is None
-                else products.problem(value, self.dtype, training=key == "train_products")
-            )
-            if why is not None:
-                raise ConfigError(f"{key} {why}")
-        if self.coupling_dtype == "float32" and self.dtype != "float32":
-            raise ConfigError(
-                f"coupling_dtype 'float32' needs dtype 'float32' (got {self.dtype!r}): a float64 "
-                "loop builds A in float64; set coupling_dtype: float64"
-            )
-
-    def _check_levers(self) -> None:
-        """The accuracy levers: the loss, averaging, the collapse check, the horizon schedule, the
-        random end time, random shifts."""
-        for key in ("loss_temperature", "loss_margin"):
-            _positive(key, getattr(self, key))
-        if self.loss_mse_weight < 0:
-            raise ConfigError(f"loss_mse_weight must be >= 0, got {self.loss_mse_weight!r}")
-        for key in ("ema_decay", "collapse_fraction", "collapse_lr_factor"):
-            value = getattr(self, key)
-            if value is not None and not 0.0 < value < 1.0:
-                raise ConfigError(f"{key} must lie in (0, 1), got {value!r}")
-        if self.collapse_patience < 1:
-            raise ConfigError(
-                f"collapse_patience must be a positive integer, got {self.collapse_patience!r}"
-            )
-        if not 0.0 <= self.collapse_min_best <= 1.0:
-            raise ConfigError(
-                f"collapse_min_best must lie in [0, 1], got {self.collapse_min_best!r}"
-            )
-        if self.stall_epochs is not None and self.stall_epochs < 1:
-            raise ConfigError(
-                f"stall_epochs must be a positive integer or null, got {self.stall_epochs!r}"
-            )
-        if not 0.0 <= self.stall_floor <= 1.0:
-            raise ConfigError(f"stall_floor must lie in [0, 1], got {self.stall_floor!r}")
-        if self.stall_reseeds < 0:
-            raise ConfigError(f"stall_reseeds must be >= 0, got {self.stall_reseeds!r}")
-        if self.stall_reseeds and self.stall_epochs is None:
-            raise ConfigError(
-                f"stall_reseeds {self.stall_reseeds} needs the stall check: set stall_epochs "
-                "(e.g. 2) or stall_reseeds: 0"
-            )
-        if self.collapse_max_rollbacks < 0:
-            raise ConfigError(
-                f"collapse_max_rollbacks must be >= 0, got {self.collapse_max_rollbacks!r}"
-            )
-        if self.t_train_final_epochs < 1:
-            raise ConfigError(
-                f"t_train_final_epochs must be a positive integer, got {self.t_train_final_epochs}"
-            )
-        if self.t_train_final is not None:
-            check_horizon("t_train_final", self.t_train_final, self.dt)
-            if not 1 <= self.t_train_final_epochs <= self.epochs:
-                raise ConfigError(
-                    f"t_train_final ({self.t_train_final}) needs t_train_final_epochs in "
-                    f"[1, epochs = {self.epochs}], got {self.t_train_final_epochs}: the number "
-                    "of last epochs trained at that horizon"
-                )
-        shortest = min(self.t_train, self.t_train_final or self.t_train)
-        jitter = self.t_train_jitter
-        if not (isinstance(jitter, (int, float)) and 0.0 <= jitter < shortest):
-            raise ConfigError(
-                f"t_train_jitter must lie in [0, {shortest}) (the shortest training horizon; "
-                f"each batch's is drawn from [T - jitter, T + jitter]), got {jitter!r}"
-            )
-        shift = self.augment_shift
-        if not 0 <= shift <= 4:  # an int: the type check above
-            raise ConfigError(
-                f"augment_shift must be an integer in [0, 4] (the largest random shift of a "
-                f"training image in pixels; 0: off), got {shift!r}"
-            )
-
-    def _check_schedule(self) -> None:
-        """The optimiser: the lr recipe, clipping, the divergence stop, the seed; the horizons fit
-        dt."""
-        for key in ("lr_eig_mult", "lr_basis_mult", "lr_gamma_mult"):
-            _positive(key, getattr(self, key))
-        for key in ("lr_warmup", "lr_final"):
-            value = getattr(self, key)
-            if not (
-                isinstance(value, (int, float))
-                and not isinstance(value, bool)
-                and 0.0 <= value < 1.0
-            ):
-                raise ConfigError(f"{key} must lie in [0, 1), got {value!r}")
-        if self.lr_schedule == "onecycle" and not self.lr_warmup > 0:
-            raise ConfigError(
-                "lr_schedule 'onecycle' needs a warm-up: set lr_warmup in (0, 1), e.g. 0.15"
-            )
-        for key in ("grad_clip_norm", "divergence_factor", "eval_tol"):
-            if getattr(self, key) is not None:
-                _positive(key, getattr(self, key))
-        if self.divergence_factor is not None and self.divergence_factor <= 1:
-            raise ConfigError(
-                f"divergence_factor must be > 1 or null, got {self.divergence_factor!r}"
-            )
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ConfigError(f"seed must be a non-negative integer, got {self.seed!r}")
-        for key in ("t_eval", "t_train"):
-            check_horizon(key, getattr(self, key), self.dt)
+        for check in (check_words, check_sizes, check_products, check_levers, check_schedule):
+            check(self)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -633,30 +416,3 @@ def renamed(values: Any, where: str = "", *, warn: bool = True) -> Any:
                 "sanode: the setting %r is deprecated; it was read as %r (rename it)", old, new
             )
     return out
-
-
-def check_horizon(key: str, t: float, dt: float) -> None:
-    """The horizon ``t`` must hold at least one step ``dt`` and a whole number of them."""
-    if dt > t:
-        raise ConfigError(f"dt ({dt}) is larger than {key} ({t}): no step would run; lower dt")
-    steps = t / dt
-    if abs(steps - round(steps)) > 1e-6 * max(1.0, steps):
-        raise ConfigError(
-            f"{key} ({t}) is not a whole number of steps dt ({dt}): {steps:.4g} steps; choose a "
-            f"dt that divides it, e.g. {t / max(1, round(steps)):.6g}"
-        )
-
-
-def _one_of(key: str, value: Any, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key} must be one of {list(allowed)}, got {value!r}")
-
-
-def _positive(key: str, value: Any) -> None:
-    if not (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    ):
-        raise ConfigError(f"{key} must be a positive number, got {value!r}")

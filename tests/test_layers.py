@@ -12,12 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "sanode"
 # the layers, lowest first: a module imports only from its own layer and those below it
 LAYERS = [
     ("core",),  # the maths: the model, integrators, backward pass, patterns, metrics, noise
-    (
-        "config",
-        "typecheck",
-        "files",
-        "runtime",
-    ),  # the settings, their type check, file formats, torch side
+    # the settings, their words and checks, their type check, file formats, the torch side
+    ("config", "choices", "config_checks", "typecheck", "files", "runtime"),
     ("data",),
     ("training",),
     ("probes",),  # the paper's measurements on one model
@@ -25,8 +21,8 @@ LAYERS = [
     ("cli",),
     ("lab",),  # the measurements (bench, time to accuracy, ablation): above the product
 ]
-PRODUCT = ("core", "config", "typecheck", "files", "runtime", "data", "training", "probes",
-           "pipeline", "cli")  # fmt: skip
+PRODUCT = ("core", "config", "choices", "config_checks", "typecheck", "files", "runtime",
+           "data", "training", "probes", "pipeline", "cli")  # fmt: skip  # fmt: skip
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 
