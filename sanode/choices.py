@@ -4,10 +4,13 @@ Snakemake's own process)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 from .core import products
 from .runtime import MATMUL_PRECISIONS
+from .typecheck import ConfigError
 
 # the data sets by name (a path to an .npz or an image folder is a data set too:
 # sanode.data.custom): the paper's three, and torchvision's other grayscale sets
@@ -134,3 +137,32 @@ def dataset_classes(name: str) -> int | None:
         return sum(1 for p in (path / "train").iterdir() if p.is_dir()) or None
     except (OSError, KeyError, ValueError):
         return None
+
+
+_warned: set[str] = set()
+
+
+def renamed(values: Any, where: str = "", *, warn: bool = True) -> Any:
+    """``values`` with the old names of :data:`RENAMED` replaced by the new ones (``warn``:
+    one deprecation line per old name and process, on the ``sanode`` logger; off for results
+    written before the rename, read back as they are); both names at once is a
+    :class:`ConfigError`."""
+    if not isinstance(values, dict) or not RENAMED.keys() & values.keys():
+        return values
+    out = dict(values)
+    prefix = f"{where}." if where else ""
+    for old, new in RENAMED.items():
+        if old not in out:
+            continue
+        if new in out:
+            raise ConfigError(
+                f"{prefix}{old} and {prefix}{new} are one setting ({old} is its old name): "
+                f"keep {new} only"
+            )
+        out[new] = out.pop(old)
+        if warn and old not in _warned:
+            _warned.add(old)
+            logging.getLogger("sanode").warning(
+                "sanode: the setting %r is deprecated; it was read as %r (rename it)", old, new
+            )
+    return out

@@ -6,7 +6,6 @@ Snakemake process that has only Snakemake installed (``--use-conda``).
 
 from __future__ import annotations
 
-import logging
 import random
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -81,6 +80,9 @@ from .choices import (
 from .choices import (
     named_sets as named_sets,
 )
+from .choices import (
+    renamed as renamed,
+)
 from .config_checks import (
     check_horizon as check_horizon,
 )
@@ -93,34 +95,14 @@ from .config_checks import (
 )
 from .runtime import MATMUL_PRECISIONS as MATMUL_PRECISIONS
 from .runtime import resolve_device, torch_dtype
-from .typecheck import ConfigError, Settings
+from .typecheck import ConfigError as ConfigError
+from .typecheck import Settings
+from .typecheck import field_docs as field_docs
 
 if TYPE_CHECKING:
     import torch
 
     from .core.precision import Precision
-
-
-def field_docs(cls: type) -> dict[str, str]:
-    """Each field's documentation from the class source: its inline comment, else the
-    comment lines right above it (one line: the command-line help of its flag)."""
-    import inspect
-    import re
-
-    docs: dict[str, str] = {}
-    block: list[str] = []
-    for line in inspect.getsource(cls).splitlines():
-        text = line.strip()
-        if text.startswith("#"):
-            block.append(text.lstrip("# ").strip())
-            continue
-        match = re.match(r"^(\w+): [^=]+=[^#]*(?:#\s*(.*))?$", text)
-        if match and not text.startswith(("def ", "return")):
-            doc = match[2] or " ".join(block)
-            if doc:
-                docs[match[1]] = doc
-        block = []
-    return docs
 
 
 def settings_digest(values: Any) -> str:
@@ -387,32 +369,3 @@ class TrainConfig(Settings):
 
     def replace(self, **changes: Any) -> TrainConfig:
         return self.from_dict({**self.to_dict(), **changes})
-
-
-_warned: set[str] = set()
-
-
-def renamed(values: Any, where: str = "", *, warn: bool = True) -> Any:
-    """``values`` with the old names of :data:`RENAMED` replaced by the new ones (``warn``:
-    one deprecation line per old name and process, on the ``sanode`` logger; off for results
-    written before the rename, read back as they are); both names at once is a
-    :class:`ConfigError`."""
-    if not isinstance(values, dict) or not RENAMED.keys() & values.keys():
-        return values
-    out = dict(values)
-    prefix = f"{where}." if where else ""
-    for old, new in RENAMED.items():
-        if old not in out:
-            continue
-        if new in out:
-            raise ConfigError(
-                f"{prefix}{old} and {prefix}{new} are one setting ({old} is its old name): "
-                f"keep {new} only"
-            )
-        out[new] = out.pop(old)
-        if warn and old not in _warned:
-            _warned.add(old)
-            logging.getLogger("sanode").warning(
-                "sanode: the setting %r is deprecated; it was read as %r (rename it)", old, new
-            )
-    return out

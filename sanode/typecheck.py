@@ -184,3 +184,25 @@ class Settings:
             elif f.default_factory is not dataclasses.MISSING:
                 out[f.name] = _plain(f.default_factory())
         return out
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Each field's documentation from the class source: its inline comment, else the
+    comment lines right above it (one line: the command-line help of its flag)."""
+    import inspect
+    import re
+
+    docs: dict[str, str] = {}
+    block: list[str] = []
+    for line in inspect.getsource(cls).splitlines():
+        text = line.strip()
+        if text.startswith("#"):
+            block.append(text.lstrip("# ").strip())
+            continue
+        match = re.match(r"^(\w+): [^=]+=[^#]*(?:#\s*(.*))?$", text)
+        if match and not text.startswith(("def ", "return")):
+            doc = match[2] or " ".join(block)
+            if doc:
+                docs[match[1]] = doc
+        block = []
+    return docs

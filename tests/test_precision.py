@@ -226,7 +226,7 @@ def test_the_route_travels_with_the_model(tmp_path, all_candidates, monkeypatch)
 
 
 def test_old_setting_names_load_with_one_deprecation_line(caplog):
-    from sanode import config
+    from sanode import choices as config  # the renamed settings live in sanode.choices
 
     config._warned.clear()
     with caplog.at_level(logging.WARNING, logger="sanode"):
@@ -242,7 +242,7 @@ def test_old_setting_names_load_with_one_deprecation_line(caplog):
 
 
 def test_a_checkpoint_with_the_old_names_loads(tmp_path, caplog):
-    from sanode import config
+    from sanode import choices as config  # the renamed settings live in sanode.choices
     from sanode.files import load_checkpoint, save_checkpoint
     from sanode.training.checkpoint import load_model, model_from_config
 
