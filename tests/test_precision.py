@@ -127,7 +127,9 @@ def test_a_read_only_cache_folder_still_works(tmp_path, all_candidates, monkeypa
         def refused(*args, **kwargs):
             raise PermissionError(13, "Read-only file system")
 
-        monkeypatch.setattr(precision.tempfile, "mkstemp", refused)
+        from sanode.core import calibration
+
+        monkeypatch.setattr(calibration.tempfile, "mkstemp", refused)
     try:
         calls: list = []
         for _ in range(2):

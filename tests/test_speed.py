@@ -154,7 +154,7 @@ def test_lean_loop_reuses_buffers_without_changing_values(segment, clip):
 def test_backward_skips_the_clip_mask_only_where_no_state_is_on_the_clip(monkeypatch):
     """Chunks whose states are all inside the clip take the mask-free steps; the gradients are
     autograd's (float64) and bit-identical to masking every chunk."""
-    import sanode.core.euler_grad as eg
+    import sanode.core.euler_backward as eg  # where the backward pass asks for the mask
 
     gen = torch.Generator().manual_seed(4)
     x0 = (0.3 * torch.rand(6, 20, generator=gen, dtype=torch.float64)).requires_grad_()
