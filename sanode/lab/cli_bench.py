@@ -115,7 +115,7 @@ def add(sub) -> None:
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from ..core.gemm import onednn_available
     from ..runtime import resolve_device
-    from .bench import run_benchmark
+    from .bench_table import run_benchmark
 
     if args.gemm == "onednn" and not onednn_available():
         parser.error(

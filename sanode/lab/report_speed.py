@@ -247,7 +247,7 @@ def bench(root: Path, args: list[str]) -> str:
 
 def matmul_ratio(root: Path, args: list[str]) -> str:
     """One line: the bfloat16 / float32 matmul speed of a bench run (medians of its rows)."""
-    from .bench import matmul_speeds
+    from .bench_table import matmul_speeds
 
     (path,) = _files(root, args[:1]) if args else _files(root, [])
     speed = matmul_speeds(json.loads(path.read_text()))
