@@ -349,30 +349,10 @@ class SANode(nn.Module):
     # -- analysis --------------------------------------------------------------------------
     @torch.no_grad()
     def stability_report(self, *, numeric: bool = False) -> dict[str, float]:
-        """Linear stability of the planted attractors.
+        """Linear stability of the planted attractors (:func:`sanode.core.stability.report`)."""
+        from .stability import report
 
-        At every ±a attractor the Jacobian is ``beta A - 8|gamma| a^2 I``; its eigenvalues are
-        ``beta lambda_alpha - 8|gamma| a^2`` in closed form. Returns the largest real part
-        (negative means stable), the relaxation time ``t_s = 1 / min |f'(±a) + beta lambda|``,
-        the bound and the largest eigenvalue. ``numeric=True`` adds the largest real part of
-        the eigenvalues of the Jacobian matrix computed by ``torch.linalg.eigvals``.
-        """
-        lam = self.eigenvalues()
-        fprime = -8.0 * self.gamma.abs() * self.a**2
-        rates = fprime + self.beta * lam
-        report = {
-            "max_real_jacobian_eig": float(rates.max()),
-            "relaxation_time": float(1.0 / rates.abs().min()),
-            "stability_bound": float(self.stability_bound()),
-            "max_eigenvalue": float(lam.max()),
-            "gamma": float(self.gamma),
-        }
-        if numeric:
-            jac = self.beta * self.coupling() + fprime * torch.eye(
-                self.num_nodes, dtype=torch.float64, device=lam.device
-            )
-            report["max_real_jacobian_eig_numeric"] = float(torch.linalg.eigvals(jac).real.max())
-        return report
+        return report(self, numeric=numeric)
 
     def __setstate__(self, state: dict) -> None:
         """Unpickle, also a model pickled before the products value (an MLflow registry
