@@ -8,43 +8,39 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from .. import files
-from ..config import EXECUTION_KEYS, TrainConfig, renamed
+from ..config import TrainConfig
 from ..core.model import SANode
 from ..core.noise import add_pixel_noise, augment_generator, epoch_generator
 from ..core.precision import Precision
 from ..data.augment import image_side, shift_images
 from ..data.raw import balanced_subset
 from ..runtime import matmul_precision, resolve_device
-from .checkpoint import load_checkpoint, model_from_config, save_checkpoint
+from .checkpoint import model_from_config
 from .evaluate import evaluate
+from .guards import CollapseError as CollapseError
+from .guards import DivergenceError as DivergenceError
+from .guards import Guards, Reseeds
+from .guards import StallError as StallError
+from .guards import batch_diagnostics as batch_diagnostics
+from .guards import coupling_diagnostics as coupling_diagnostics
 from .losses import final_state_loss
 from .memory import keep_freed_memory
+from .optim import adam as adam
+from .optim import epoch_batches as epoch_batches
+from .optim import make_optimizer as make_optimizer
+from .optim import make_scheduler as make_scheduler
+from .optim import ortho_loss as ortho_loss
+from .run_state import RunState
 
 EpochCallback = Callable[[int, dict[str, float], SANode], Any]
 BatchCallback = Callable[[int, int, dict[str, float]], Any]
-
-
-class DivergenceError(RuntimeError):
-    """The loss or the parameters became NaN/inf; the last good checkpoint is untouched."""
-
-
-class CollapseError(DivergenceError):
-    """Validation H collapsed and stayed down (after the allowed rollbacks); the checkpoint
-    holds the best validated epoch."""
-
-
-class StallError(DivergenceError):
-    """Validation H stayed under ``stall_floor`` for ``stall_epochs`` epochs: the run never
-    started learning; the checkpoint holds the epoch before."""
 
 
 @dataclass
@@ -53,15 +49,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
     stalled_seeds: list[int] = field(default_factory=list)  # seeds that stalled first
-
-
-def ortho_loss(basis: torch.Tensor) -> torch.Tensor:
-    """Mean squared off-diagonal entry of the Gram matrix of the unit-normalised columns."""
-    unit = basis / basis.norm(dim=0, keepdim=True)
-    gram = unit.T @ unit
-    m = gram.shape[0]
-    off = gram - torch.eye(m, dtype=gram.dtype, device=gram.device)
-    return (off**2).sum() / max(m * (m - 1), 1)
 
 
 def configure_threads(threads: int | None) -> None:
@@ -117,7 +104,7 @@ def train(
             stalled run's checkpoint is kept as ``<stem>.stalled-seed=<s>.pt``.
     """
     configure_threads(cfg.threads)
-    reseeds = _Reseeds(cfg, checkpoint_path, resume)
+    reseeds = Reseeds(cfg, checkpoint_path, resume)
     with matmul_precision(cfg.matmul_precision):
         while True:
             run_cfg = cfg.replace(seed=reseeds.seed)
@@ -144,139 +131,6 @@ def train(
             return result
 
 
-class _Reseeds:
-    """The seeds a run has stalled with (``stall_reseeds``): a stalled run starts over with the
-    next seed. With a checkpoint, each stalled seed leaves ``<stem>.stalled-seed=<s>.pt`` (its
-    checkpoint) and ``.txt`` (why) beside it, so a resumed run continues with the right seed;
-    ``resume=False`` removes them."""
-
-    def __init__(self, cfg: TrainConfig, checkpoint_path, resume: bool) -> None:
-        self.base = cfg.seed
-        self.path = None if checkpoint_path is None else Path(checkpoint_path)
-        self.stalled = 0
-        if self.path is None:
-            return
-        for record in self.path.parent.glob(f"{self.path.stem}.stalled-seed=*.txt"):
-            if resume:
-                self.stalled += 1
-            else:
-                record.unlink()
-                record.with_suffix(".pt").unlink(missing_ok=True)
-
-    @property
-    def seed(self) -> int:
-        return self.base + self.stalled
-
-    def stalled_seeds(self) -> list[int]:
-        return [self.base + i for i in range(self.stalled)]
-
-    def set_aside(self, err: StallError) -> None:
-        """Keep the stalled run's checkpoint and reason under its seed; the next seed starts."""
-        if self.path is not None:
-            aside = self.path.with_name(f"{self.path.stem}.stalled-seed={self.seed}.pt")
-            if self.path.is_file():
-                os.replace(self.path, aside)
-            files.write_text(aside.with_suffix(".txt"), str(err), what="stall record")
-        tqdm.write(f"seed {self.seed} stalled ({err}); starting over with seed {self.seed + 1}")
-        self.stalled += 1
-
-
-def epoch_batches(n_items: int, batch_size: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` of the ``ceil(n_items / batch_size)`` mini-batches of an epoch, sizes
-    differing by at most one (54,001 items in batches of 200: 72 of 200 and 199 of 199).
-
-    Slicing off full batches would leave a remainder batch of as little as one item (MNIST's
-    stratified 10 % validation split leaves 54,001 training images); Adam takes a full-size
-    step on its one-image gradient, and near the peak of a one-cycle schedule that step broke
-    the MNIST recipe with eps_train 0.1: validation H 0.59 -> 0.003, then a 10^9 gradient in
-    the next batch (states on the clip, where explicit Euler is unstable) that froze Adam
-    (README, *Training recipe*). Where ``batch_size`` divides ``n_items`` the batches are the
-    plain slices.
-    """
-    if n_items < 1 or batch_size < 1:
-        raise ValueError(f"need n_items >= 1 and batch_size >= 1, got {n_items}, {batch_size}")
-    count = math.ceil(n_items / batch_size)
-    base, extra = divmod(n_items, count)
-    bounds, start = [], 0
-    for i in range(count):
-        stop = start + base + (1 if i < extra else 0)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
-
-
-def make_optimizer(cfg: TrainConfig, model: SANode) -> torch.optim.Adam:
-    """Adam with one parameter group per block (eigenvectors, eigenvalues, gamma), each at
-    ``lr`` times its multiplier."""
-    groups = [
-        {"params": [model.basis_free], "lr": cfg.lr * cfg.lr_basis_mult, "name": "basis"},
-        {"params": [model.eig_free], "lr": cfg.lr * cfg.lr_eig_mult, "name": "eig"},
-        {"params": [model.gamma], "lr": cfg.lr * cfg.lr_gamma_mult, "name": "gamma"},
-    ]
-    return adam(groups, lr=cfg.lr)
-
-
-FUSED_ADAM_DEVICES = ("cpu", "cuda")
-
-
-def adam(params: Iterable[Any], lr: float) -> torch.optim.Adam:
-    """Adam, fused into one kernel a parameter where the parameters' device has it (CPU, CUDA):
-    the same update to float rounding (relative 1e-16 in float64), in a quarter of the time
-    of the per-tensor loop here (0.35 ms against 1.3-1.6 ms a step for the 614k float64
-    eigenvector entries of MNIST, 2 cores)."""
-    groups = list(params)
-    tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
-    fused = all(p.device.type in FUSED_ADAM_DEVICES for p in tensors) or None
-    return torch.optim.Adam(groups, lr=lr, fused=fused)
-
-
-def make_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
-    """The per-step learning-rate schedule over ``epochs * steps_per_epoch`` optimiser steps.
-
-    ``constant``: lr throughout (after an optional linear warm-up over ``lr_warmup`` of the
-    steps); ``cosine``: linear warm-up, then cosine decay to ``lr_final * lr``; ``onecycle``:
-    :class:`torch.optim.lr_scheduler.OneCycleLR` (warm-up from lr/25 over ``lr_warmup`` of the
-    steps, cosine annealing to ``lr_final * lr`` or lr/1e4, Adam's beta1 cycled 0.95 -> 0.85).
-    """
-    total = max(1, cfg.epochs * steps_per_epoch)
-    if cfg.lr_schedule == "onecycle":
-        peaks = [g["lr"] for g in optimizer.param_groups]
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer,
-            max_lr=peaks,
-            total_steps=total,
-            pct_start=cfg.lr_warmup,
-            final_div_factor=(1 / (25 * cfg.lr_final)) if cfg.lr_final > 0 else 1e4,
-        )
-    warm = round(cfg.lr_warmup * total)
-    cosine = cfg.lr_schedule == "cosine"
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if not cosine:
-            return 1.0
-        progress = min(1.0, (step - warm) / max(1, total - warm))
-        return cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def parameters_sane(model: SANode, limit: float = 1e8) -> str | None:
-    """``None`` if every parameter and the coupling A are finite and below ``limit`` in size;
-    else a description of what is not."""
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not torch.isfinite(p).all():
-                return f"parameter {name} is not finite"
-            if p.abs().max() > limit:
-                return f"parameter {name} reached {float(p.abs().max()):.3g} (> {limit:g})"
-        coupling = model.coupling()
-        if not torch.isfinite(coupling).all():
-            return "the coupling matrix A is not finite (ill-conditioned eigenvectors)"
-    return None
-
-
 def _check_inputs(
     x: torch.Tensor, y: torch.Tensor, patterns: torch.Tensor, augment_shift: int = 0
 ) -> None:
@@ -291,7 +145,7 @@ def _check_inputs(
         raise ValueError(f"labels must lie in [0, {patterns.shape[0]}), got [{y.min()}, {y.max()}]")
 
 
-class _Run:
+class _Run(RunState, Guards):
     """The state of one training run and its steps: resume, one epoch, the checks, validation,
     weight averaging, the collapse check, save. A new training lever joins one of them."""
 
@@ -322,90 +176,6 @@ class _Run:
         self.low_epochs = 0  # epochs in a row under the collapse floor
         self.best: dict[str, Any] | None = None  # the best validated epoch's state
         self.kept = "The last good checkpoint is kept." if checkpoint_path else ""
-
-    # -- resume and save ---------------------------------------------------------------------
-    def resume(self) -> None:
-        """Continue from the checkpoint, if one exists; refuse one of other settings."""
-        cfg, path = self.cfg, self.path
-        if path is None or not Path(path).is_file():
-            return
-        state = load_checkpoint(path, map_location=self.device)
-        # a key the checkpoint predates had its default value then
-        # (and a renamed key its old name: read under the new one)
-        saved = {**TrainConfig().to_dict(), **renamed(state["config"], warn=False)}
-        resumable = _resumable(cfg)
-        saved = {k: v for k, v in saved.items() if k not in resumable}
-        current = {k: v for k, v in cfg.to_dict().items() if k not in resumable}
-        if saved != current:
-            diff = sorted(k for k in current if saved.get(k) != current[k])
-            raise ValueError(
-                f"checkpoint {path} was written with different settings {diff}; "
-                "delete it or start over (sanode train --no-resume; train(..., resume=False))"
-            )
-        self._load_state(state)
-        self.history = list(state["history"])
-        self.start_epoch = int(state["epoch"])
-        self.initial_loss = state.get("initial_loss")
-        self.lr_scale = float(state.get("lr_scale", 1.0))
-        self.rollbacks = int(state.get("rollbacks", 0))
-        self.low_epochs = int(state.get("low_epochs", 0))
-        self.best = state.get("best")
-
-    def _state(self) -> dict[str, Any]:
-        """Everything a resumed run continues from (weights, optimiser, schedule, average)."""
-        out = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-        }
-        if self.ema is not None:
-            out["ema"] = self.ema.state_dict()
-        return out
-
-    def _load_state(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if "scheduler" in state:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.ema is not None and "ema" in state:
-            self.ema.load_state_dict(state["ema"])
-
-    def save(self, epoch: int) -> None:
-        """Write the checkpoint of the run after ``epoch`` (1-based) epochs, atomically."""
-        if self.path is None:
-            return
-        payload = {
-            **self._state(),
-            "config": self.cfg.to_dict(),
-            "epoch": epoch,
-            "history": self.history,
-            "initial_loss": self.initial_loss,
-            "lr_scale": self.lr_scale,
-            "rollbacks": self.rollbacks,
-            "low_epochs": self.low_epochs,
-            "weights": self.selected_weights(),
-            # what the precision settings meant on the machine that trained (auto resolved,
-            # with the times measured for it)
-            "precision": self.model.precision.record(),
-        }
-        if self.ema is not None:
-            payload["ema_model"] = self.ema.module.state_dict()
-        if self.best is not None:
-            payload["best"] = self.best
-        save_checkpoint(self.path, payload)
-
-    def selected_weights(self) -> str:
-        """``"ema"`` when the averaged weights validated at least as well as the raw ones in
-        the last epoch, else ``"raw"`` (what :func:`sanode.training.checkpoint.load_model`
-        loads)."""
-        last = self.history[-1] if self.history else {}
-        return "ema" if last.get("weights_ema") == 1.0 else "raw"
-
-    def final_model(self) -> SANode:
-        """The model the run ends with: raw or averaged weights (:meth:`selected_weights`)."""
-        if self.ema is not None and self.selected_weights() == "ema":
-            return self.ema.module
-        return self.model
 
     # -- one epoch ---------------------------------------------------------------------------
     def epoch(self, epoch: int) -> dict[str, float]:
@@ -485,32 +255,6 @@ class _Run:
             for group in self.optimizer.param_groups:
                 group["lr"] *= self.lr_scale
 
-    # -- checks --------------------------------------------------------------------------------
-    def check(self, epoch: int, record: dict[str, float], grad_max: float, total: float) -> None:
-        """Divergence checks after an epoch: parameters, all-zero gradients, the loss."""
-        cfg, kept = self.cfg, self.kept
-        problem = parameters_sane(self.model)
-        if problem is not None:
-            raise DivergenceError(
-                f"{problem} after epoch {epoch + 1}; lower lr (now {cfg.lr}). {kept}"
-            )
-        if grad_max == 0.0 and total > 0.0:  # (a perfect fit has zero gradients too)
-            raise DivergenceError(
-                f"every gradient was zero in epoch {epoch + 1}: the model stopped learning (its "
-                "states sit where the state clip cuts the gradient, e.g. after a too large step); "
-                f"try a smaller lr (now {cfg.lr}). {kept}"
-            )
-        if (
-            cfg.divergence_factor is not None
-            and self.initial_loss
-            and record["train_loss"] > cfg.divergence_factor * self.initial_loss
-        ):
-            raise DivergenceError(
-                f"the mean training loss of epoch {epoch + 1} ({record['train_loss']:.4g}) is over "
-                f"{cfg.divergence_factor:g}x the first batch's ({self.initial_loss:.4g}); try a "
-                f"smaller lr (now {cfg.lr}) or set divergence_factor. {kept}"
-            )
-
     # -- validation and weight averaging -------------------------------------------------------
     def validate(self, record: dict[str, float]) -> None:
         """Validation H of the raw weights and, with ``ema_decay``, of the averaged ones; the
@@ -543,80 +287,6 @@ class _Run:
             products=self.model.eval_products,
         )
 
-    # -- collapse ------------------------------------------------------------------------------
-    def collapse(self, epoch: int, record: dict[str, float]) -> None:
-        """Keep the best validated epoch; on a collapse (validation H under
-        ``collapse_fraction`` x the best for ``collapse_patience`` epochs in a row) restore it
-        and lower the lr, or stop (:class:`CollapseError`, the best epoch in the checkpoint)."""
-        cfg = self.cfg
-        if cfg.collapse_fraction is None or "val_accuracy" not in record:
-            return
-        accuracy = record["val_accuracy"]
-        if self.best is None or accuracy > self.best["val_accuracy"]:
-            self.best = {
-                **_copy(self._state()),
-                "epoch": epoch + 1,
-                "val_accuracy": accuracy,
-                "history": [*self.history, record],
-            }
-            return
-        best = self.best["val_accuracy"]
-        if best < cfg.collapse_min_best or accuracy >= cfg.collapse_fraction * best:
-            self.low_epochs = 0
-            return
-        self.low_epochs += 1
-        if self.low_epochs < cfg.collapse_patience:
-            return
-        self.low_epochs = 0
-        what = (
-            f"validation H collapsed in epoch {epoch + 1}: {accuracy:.4f}, under "
-            f"{cfg.collapse_fraction:g} x the best {self.best['val_accuracy']:.4f} (epoch "
-            f"{self.best['epoch']}) for {cfg.collapse_patience} epoch(s)"
-        )
-        if cfg.collapse_action == "rollback" and self.rollbacks < cfg.collapse_max_rollbacks:
-            # the best epoch's weights, optimiser moments and average; the schedule goes on
-            # where it is (rewinding it would overrun its steps), its lr scaled down from now
-            hyper = [
-                {k: v for k, v in g.items() if k != "params"} for g in self.optimizer.param_groups
-            ]
-            self._load_state({k: v for k, v in self.best.items() if k != "scheduler"})
-            for group, before in zip(self.optimizer.param_groups, hyper, strict=True):
-                group.update(before)
-                group["lr"] *= cfg.collapse_lr_factor
-            self.rollbacks += 1
-            self.lr_scale *= cfg.collapse_lr_factor
-            record["rollback"] = float(self.best["epoch"])
-            record["lr_scale"] = self.lr_scale
-            tqdm.write(
-                f"sanode: {what}; back to epoch {self.best['epoch']}'s weights, lr x "
-                f"{self.lr_scale:g} (rollback {self.rollbacks} of {cfg.collapse_max_rollbacks})"
-            )
-            return
-        # stop: the checkpoint holds the best epoch, so nothing bad is handed out
-        self._load_state(self.best)
-        self.history = list(self.best["history"])
-        self.save(int(self.best["epoch"]))
-        raise CollapseError(
-            f"{what}; stopped after {self.rollbacks} rollback(s). The checkpoint holds epoch "
-            f"{self.best['epoch']}'s weights; try a smaller lr (now {cfg.lr}) or a longer warm-up"
-        )
-
-    def stall(self, epoch: int, record: dict[str, float]) -> None:
-        """Stop (:class:`StallError`) when validation H has stayed under ``stall_floor`` through
-        the first ``stall_epochs`` epochs or more: a deterministic run that does not start
-        learning would not start after a restart either."""
-        cfg = self.cfg
-        if cfg.stall_epochs is None or epoch + 1 < cfg.stall_epochs or "val_accuracy" not in record:
-            return
-        best = max(r.get("val_accuracy", 0.0) for r in [*self.history, record])
-        if best >= cfg.stall_floor:
-            return
-        raise StallError(
-            f"validation H stayed under {cfg.stall_floor:g} for {epoch + 1} epochs (best "
-            f"{best:.4f}): the run has not started learning; try another seed, a smaller lr "
-            f"(now {cfg.lr}) or a longer warm-up. {self.kept}"
-        )
-
 
 def averaged_model(model: SANode, decay: float | None):
     """An exponential moving average of ``model``'s parameters (``decay`` per optimiser
@@ -626,59 +296,6 @@ def averaged_model(model: SANode, decay: float | None):
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay))
-
-
-@torch.no_grad()
-def batch_diagnostics(model: SANode, out: torch.Tensor, loss: float) -> dict[str, float]:
-    """What a batch looked like after its backward pass (before its optimiser step): the loss,
-    gamma, the share of the trainable eigenvalues on their clip, the share of final states on
-    the state clip, the gradient norm of each block (eigenvectors, eigenvalues, gamma) and
-    :func:`coupling_diagnostics` (Phi's condition number, the error of A's build)."""
-    top = model.stability_bound() - model.margin
-    stats = {
-        "loss": loss,
-        "gamma": float(model.gamma),
-        "eig_on_clip": float((model.eig_free >= top).double().mean()),
-        "states_on_clip": (
-            0.0
-            if model.clip is None
-            else float((out.detach().abs() >= model.clip * model.a * (1 - 1e-6)).double().mean())
-        ),
-    }
-    for name, p in (("basis", model.basis_free), ("eig", model.eig_free), ("gamma", model.gamma)):
-        stats[f"grad_{name}"] = 0.0 if p.grad is None else float(p.grad.norm())
-    stats.update(coupling_diagnostics(model))
-    return stats
-
-
-@torch.no_grad()
-def coupling_diagnostics(model: SANode) -> dict[str, float]:
-    """How well the training pass's A is determined: ``basis_cond``, the 1-norm condition
-    number of Phi (its estimate |Phi|_1 |Phi^-1|_1, float64), and ``coupling_error``, the
-    relative Frobenius error of A as the training pass builds it (``coupling_dtype``) against
-    the float64 build (0 where it is float64). A solve in float32 loses about cond x 6e-8 of A.
-    Costs one float64 inverse (the reference A is built from it: Phi diag(lambda) Phi^-1, as
-    exact as the solve to float64 rounding) and the float32 build: batch traces only."""
-    phi = model.basis().to(torch.float64)
-    inverse = torch.linalg.inv(phi)
-    cond = torch.linalg.matrix_norm(phi, 1) * torch.linalg.matrix_norm(inverse, 1)
-    error = 0.0
-    if model.coupling_dtype != torch.float64:
-        exact = (phi * model.eigenvalues().to(torch.float64)) @ inverse
-        built = model.coupling(model.coupling_dtype).to(torch.float64)
-        error = float(torch.linalg.matrix_norm(built - exact) / torch.linalg.matrix_norm(exact))
-    return {"basis_cond": float(cond), "coupling_error": error}
-
-
-def _copy(state: Any) -> Any:
-    """A deep copy of nested state dicts (tensors cloned), so that later steps leave it be."""
-    if isinstance(state, torch.Tensor):
-        return state.detach().clone()
-    if isinstance(state, dict):
-        return {k: _copy(v) for k, v in state.items()}
-    if isinstance(state, list):
-        return [_copy(v) for v in state]
-    return state
 
 
 def _train(
@@ -723,15 +340,3 @@ def _train(
             break
     bar.close()
     return TrainResult(model=run.final_model(), history=run.history, stopped_early=stopped)
-
-
-def _resumable(cfg: TrainConfig) -> set[str]:
-    """Settings that may change between a run and its resumption without changing its result
-    so far; ``epochs`` only under a constant schedule (else the schedule's length changes)."""
-    if cfg.lr_schedule == "constant" and not cfg.lr_warmup:
-        return _RESUMABLE | {"epochs"}
-    return _RESUMABLE
-
-
-# Settings that may change between a run and its resumption without changing its result so far.
-_RESUMABLE = set(EXECUTION_KEYS)
