@@ -67,8 +67,12 @@ def main() -> None:
     w = (torch.randn(n, n, generator=gen) * 0.02).to(torch.bfloat16)
     p = torch.tensor(1.01)
     q, clip = 0.04, 5.0
-    bufs = [torch.empty(b, n), torch.empty(b, n, dtype=torch.bfloat16),
-            torch.empty(b, n, dtype=torch.bfloat16), torch.empty(b, n)]  # fmt: skip
+    bufs = [
+        torch.empty(b, n),
+        torch.empty(b, n, dtype=torch.bfloat16),
+        torch.empty(b, n, dtype=torch.bfloat16),
+        torch.empty(b, n),
+    ]
 
     t0 = time.perf_counter()
     cpre = torch.compile(pre, dynamic=False)

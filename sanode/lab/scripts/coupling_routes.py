@@ -146,14 +146,23 @@ def main() -> None:
     out = []
     for row in rows.values():
         ms = row.pop("ms")
-        row.update(ms=statistics.median(ms), ms_min=min(ms), ms_max=max(ms),
-                   of_solve_float32=statistics.median(ms) / base)  # fmt: skip
+        row.update(
+            ms=statistics.median(ms),
+            ms_min=min(ms),
+            ms_max=max(ms),
+            of_solve_float32=statistics.median(ms) / base,
+        )
         out.append(row)
-        print(f"{row['route']:>22}: {row['ms']:7.2f} ms ({row['of_solve_float32']:.2f}x "
-              f"solve-float32), A err {row['a_rel_error']:.1e}, grad err "
-              f"{row['basis_grad_rel_error']:.1e} / {row['eig_grad_rel_error']:.1e}")  # fmt: skip
-    write_json(args.out, {"cpu": cpu_model(), "threads": args.threads, "rounds": args.rounds,
-                          "rows": out}, what="coupling routes")  # fmt: skip
+        print(
+            f"{row['route']:>22}: {row['ms']:7.2f} ms ({row['of_solve_float32']:.2f}x "
+            f"solve-float32), A err {row['a_rel_error']:.1e}, grad err "
+            f"{row['basis_grad_rel_error']:.1e} / {row['eig_grad_rel_error']:.1e}"
+        )
+    write_json(
+        args.out,
+        {"cpu": cpu_model(), "threads": args.threads, "rounds": args.rounds, "rows": out},
+        what="coupling routes",
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,12 @@ from sanode.core import gemm
 from sanode.files import write_json
 from sanode.training.memory import keep_freed_memory
 
-SHAPES = {"step": (200, 784, 784), "eval": (2000, 784, 784), "grad_w": (784, 6400, 784),
-          "coupling": (784, 784, 774)}  # fmt: skip
+SHAPES = {
+    "step": (200, 784, 784),
+    "eval": (2000, 784, 784),
+    "grad_w": (784, 6400, 784),
+    "coupling": (784, 784, 774),
+}
 
 
 def _time(fn, reps: int) -> float:
@@ -92,21 +96,38 @@ def main() -> int:
                     times[route].append(_time(fn, reps))
             speedups = [t / o for t, o in zip(times["torch"], times["onednn"], strict=True)]
             m, k, n = SHAPES[name]
-            rows.append({
-                "dtype": str(dtype)[6:], "product": name, "shape": f"({m}, {k}) @ ({k}, {n})",
-                "torch_us": 1e6 * statistics.median(times["torch"]),
-                "onednn_us": 1e6 * statistics.median(times["onednn"]),
-                "speedup": statistics.median(speedups), "speedup_min": min(speedups),
-                "speedup_max": max(speedups), "torch_rel_error": errors["torch"],
-                "onednn_rel_error": errors["onednn"],
-            })  # fmt: skip
+            rows.append(
+                {
+                    "dtype": str(dtype)[6:],
+                    "product": name,
+                    "shape": f"({m}, {k}) @ ({k}, {n})",
+                    "torch_us": 1e6 * statistics.median(times["torch"]),
+                    "onednn_us": 1e6 * statistics.median(times["onednn"]),
+                    "speedup": statistics.median(speedups),
+                    "speedup_min": min(speedups),
+                    "speedup_max": max(speedups),
+                    "torch_rel_error": errors["torch"],
+                    "onednn_rel_error": errors["onednn"],
+                }
+            )
             r = rows[-1]
-            print(f"{r['dtype']:>9} {name:>9}: torch.mm {r['torch_us']:9.0f} us, oneDNN "
-                  f"{r['onednn_us']:9.0f} us ({r['speedup']:.2f}x), errors "
-                  f"{r['torch_rel_error']:.1e} / {r['onednn_rel_error']:.1e}")  # fmt: skip
-    write_json(args.out, {"cpu": cpu_model(), "torch": torch.__version__, "threads": args.threads,
-                          "rounds": args.rounds, "mkl_on_amd": gemm._mkl_on_amd(),
-                          "rows": rows}, what="GEMM routes")  # fmt: skip
+            print(
+                f"{r['dtype']:>9} {name:>9}: torch.mm {r['torch_us']:9.0f} us, oneDNN "
+                f"{r['onednn_us']:9.0f} us ({r['speedup']:.2f}x), errors "
+                f"{r['torch_rel_error']:.1e} / {r['onednn_rel_error']:.1e}"
+            )
+    write_json(
+        args.out,
+        {
+            "cpu": cpu_model(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "mkl_on_amd": gemm._mkl_on_amd(),
+            "rows": rows,
+        },
+        what="GEMM routes",
+    )
     return 0
 
 

@@ -37,8 +37,10 @@ def old_module(revision: str):
     """``sanode.core.euler_grad`` as it was at ``revision`` (a module of its own)."""
     source = subprocess.run(
         ["git", "show", f"{revision}:sanode/core/euler_grad.py"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     path = Path(tempfile.mkdtemp()) / "euler_grad_old.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("euler_grad_old", path)
@@ -98,26 +100,31 @@ def main() -> int:
                     grads(segment)
                 times[name].append((time.perf_counter() - start) / args.repeats)
         ratios = [o / n for o, n in zip(times["old"], times["new"], strict=True)]
-        rows.append({
-            "grad_segment": segment,
-            "old_pass_s": statistics.median(times["old"]),
-            "new_pass_s": statistics.median(times["new"]),
-            "speedup": statistics.median(ratios),
-            "speedup_min": min(ratios),
-            "speedup_max": max(ratios),
-            "old_grad_rel_error_vs_float64": errors["old"],
-            "new_grad_rel_error_vs_float64": errors["new"],
-        })  # fmt: skip
+        rows.append(
+            {
+                "grad_segment": segment,
+                "old_pass_s": statistics.median(times["old"]),
+                "new_pass_s": statistics.median(times["new"]),
+                "speedup": statistics.median(ratios),
+                "speedup_min": min(ratios),
+                "speedup_max": max(ratios),
+                "old_grad_rel_error_vs_float64": errors["old"],
+                "new_grad_rel_error_vs_float64": errors["new"],
+            }
+        )
         print(rows[-1])
     model_module.euler_loop = euler_grad.euler_loop
-    write_json(args.out, {
-        "cpu": cpu_model(),
-        "torch": torch.__version__,
-        "threads": args.threads,
-        "old_revision": args.old,
-        "rounds": args.rounds,
-        "rows": rows,
-    })  # fmt: skip
+    write_json(
+        args.out,
+        {
+            "cpu": cpu_model(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "old_revision": args.old,
+            "rounds": args.rounds,
+            "rows": rows,
+        },
+    )
     return 0
 
 

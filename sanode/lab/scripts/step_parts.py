@@ -53,11 +53,13 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def _parts(label: str, variant: str, dtype: torch.dtype, steps: int, n: int, k: int,
-           b: int) -> dict:  # fmt: skip
+def _parts(
+    label: str, variant: str, dtype: torch.dtype, steps: int, n: int, k: int, b: int
+) -> dict:
     """Closures for one dtype's step and its parts (the model the step trains)."""
-    problem = training_problem(variant, n=n, k=k, batch=b, steps=steps, dtype=dtype,
-                               device=torch.device("cpu"))  # fmt: skip
+    problem = training_problem(
+        variant, n=n, k=k, batch=b, steps=steps, dtype=dtype, device=torch.device("cpu")
+    )
     model, step = problem.model, problem.step
     step()
     grad_a = torch.randn(n, n, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -95,8 +97,11 @@ def measure(steps: int, rounds: int, n: int = 784, k: int = 10, batch: int = 200
     """One row: each dtype's step and parts (medians over ``rounds`` interleaved rounds, ms),
     the matmul and step ratios, the bfloat16 step the 0.8 target needs and what it leaves
     for ``other``."""
-    runs = {label: _parts(label, variant, getattr(torch, dtype), steps, n, k, batch)
-            for label, variant, dtype in STEPS if label != "fused"}  # fmt: skip
+    runs = {
+        label: _parts(label, variant, getattr(torch, dtype), steps, n, k, batch)
+        for label, variant, dtype in STEPS
+        if label != "fused"
+    }
     for parts in runs.values():
         for fn in parts.values():
             fn()  # warm
@@ -105,8 +110,11 @@ def measure(steps: int, rounds: int, n: int = 784, k: int = 10, batch: int = 200
     for name in ("float32", "bfloat16"):
         dt = getattr(torch, name)
         a = torch.randn(batch, n, generator=gen).to(dt)
-        mats[name] = (a, Weight(torch.randn(n, n, generator=gen).to(dt), batch),
-                      torch.empty_like(a))  # fmt: skip
+        mats[name] = (
+            a,
+            Weight(torch.randn(n, n, generator=gen).to(dt), batch),
+            torch.empty_like(a),
+        )
     seconds = {(lab, part): [] for lab, parts in runs.items() for part in parts}
     mm_ratio = []
     for _ in range(rounds):
@@ -115,15 +123,20 @@ def measure(steps: int, rounds: int, n: int = 784, k: int = 10, batch: int = 200
                 seconds[lab, part].append(_timed(fn))
         mm_ratio.append(_mm_seconds(*mats["float32"], 40) / _mm_seconds(*mats["bfloat16"], 40))
     med = {key: statistics.median(v) for key, v in seconds.items()}
-    row: dict = {"steps": steps, "rounds": rounds, "matmul_ratio": statistics.median(mm_ratio),
-                 "lapack": lapack_route(torch.device("cpu"), torch.float32),
-                 "gemm": gemm_route(torch.device("cpu"), torch.float32, n * n)}  # fmt: skip
+    row: dict = {
+        "steps": steps,
+        "rounds": rounds,
+        "matmul_ratio": statistics.median(mm_ratio),
+        "lapack": lapack_route(torch.device("cpu"), torch.float32),
+        "gemm": gemm_route(torch.device("cpu"), torch.float32, n * n),
+    }
     for lab in runs:
         parts = {part: med[lab, part] for part in runs[lab]}
         parts["other"] = parts["step"] - parts["products"] - parts["coupling"] - parts["optimizer"]
         row.update({f"{lab}_{part}_ms": 1e3 * s for part, s in parts.items()})
-    ratios = [f / b for f, b in zip(seconds["float32", "step"], seconds["bfloat16", "step"],
-                                     strict=True)]  # fmt: skip
+    ratios = [
+        f / b for f, b in zip(seconds["float32", "step"], seconds["bfloat16", "step"], strict=True)
+    ]
     row["step_ratio"] = statistics.median(ratios)
     row["of_matmul_ratio"] = statistics.median(
         [r / m for r, m in zip(ratios, mm_ratio, strict=True)]
@@ -150,8 +163,10 @@ def main() -> int:
     for steps in args.steps:
         rows.append(measure(steps, args.rounds))
         print({k: round(v, 3) if isinstance(v, float) else v for k, v in rows[-1].items()})
-    write_json(args.out, {"cpu": cpu_model(), "torch": torch.__version__,
-                          "threads": args.threads, "rows": rows})  # fmt: skip
+    write_json(
+        args.out,
+        {"cpu": cpu_model(), "torch": torch.__version__, "threads": args.threads, "rows": rows},
+    )
     return 0
 
 

@@ -74,30 +74,51 @@ def main() -> None:
             cwd = Path.cwd()
             os.chdir(root)
             try:
-                pipeline.tune_stage(config, args.study, str(data), str(root / "tune"),
-                                    str(root / "ray"), threads=args.cores)  # fmt: skip
+                pipeline.tune_stage(
+                    config,
+                    args.study,
+                    str(data),
+                    str(root / "tune"),
+                    str(root / "ray"),
+                    threads=args.cores,
+                )
             finally:
                 os.chdir(cwd)
             wall = time.perf_counter() - start
             table = pd.read_parquet(root / "tune" / "trials.parquet")
             epochs = len(table)
             best = float(table["val_accuracy"].max())
-            rows.append({
-                "cpus_per_trial": cpus, "trials_at_once": concurrent, "wall_s": wall,
-                "trials": int(table["trial_id"].nunique()), "epochs": epochs,
-                "trials_per_hour": args.trials * 3600 / wall,
-                "epochs_per_hour": epochs * 3600 / wall, "best_val_accuracy": best,
-            })  # fmt: skip
-            print(f"{cpus} CPU(s) per trial, {concurrent} at once: {wall:.0f} s, "
-                  f"{rows[-1]['trials_per_hour']:.1f} trials/h, best val H {best:.4f}")  # fmt: skip
+            rows.append(
+                {
+                    "cpus_per_trial": cpus,
+                    "trials_at_once": concurrent,
+                    "wall_s": wall,
+                    "trials": int(table["trial_id"].nunique()),
+                    "epochs": epochs,
+                    "trials_per_hour": args.trials * 3600 / wall,
+                    "epochs_per_hour": epochs * 3600 / wall,
+                    "best_val_accuracy": best,
+                }
+            )
+            print(
+                f"{cpus} CPU(s) per trial, {concurrent} at once: {wall:.0f} s, "
+                f"{rows[-1]['trials_per_hour']:.1f} trials/h, best val H {best:.4f}"
+            )
     result = {
-        "study": args.study, "config": args.config, "per_class": args.per_class,
-        "epochs": args.epochs, "trials": args.trials, "cores": args.cores,
-        "torch_threads_default": torch.get_num_threads(), "rows": rows,
+        "study": args.study,
+        "config": args.config,
+        "per_class": args.per_class,
+        "epochs": args.epochs,
+        "trials": args.trials,
+        "cores": args.cores,
+        "torch_threads_default": torch.get_num_threads(),
+        "rows": rows,
         "ratio_trials_per_hour": rows[1]["trials_per_hour"] / rows[0]["trials_per_hour"],
-    }  # fmt: skip
-    print(f"{args.cores} x 1-thread trials give {result['ratio_trials_per_hour']:.2f}x the "
-          f"trials per hour of one {args.cores}-thread trial")  # fmt: skip
+    }
+    print(
+        f"{args.cores} x 1-thread trials give {result['ratio_trials_per_hour']:.2f}x the "
+        f"trials per hour of one {args.cores}-thread trial"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
 
