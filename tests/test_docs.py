@@ -35,7 +35,10 @@ def test_every_generated_block_names_a_renderer_and_its_tables():
 
 def test_readme_is_an_entry_page_that_links_every_doc():
     text = (ROOT / "README.md").read_text()
-    assert len(text.splitlines()) <= 250
+    assert len(text.splitlines()) <= 200
+    assert max(len(line) for line in text.splitlines()) <= 160
+    # the how-to pages stay how-tos; dated measurements go to docs/journal/
+    assert len((ROOT / "docs" / "performance.md").read_text().splitlines()) <= 250
     order = [text.index(h) for h in ("## Run it", "## What it gets, against the paper",
                                      "## Read more")]  # fmt: skip
     assert order == sorted(order)

@@ -25,14 +25,14 @@ from .selection import plain_value
 
 def secv(root: Path, args: list[str]) -> str:
     """Sec. V: test H of each model beside the paper's; ARG: ``label=path`` pairs of
-    ``secV_accuracy.parquet`` tables (the paper's rows are taken from the first). A study not
-    named after its data set (a search's retrained winner, ``mnist_winner``) is labelled
-    ``label, study``."""
+    ``secV_accuracy.parquet`` tables, or a bare ``label`` for the published
+    ``results/<label>/tables/secV_accuracy.parquet`` (the paper's rows are taken from the
+    first). A study not named after its data set (a search's retrained winner,
+    ``mnist_winner``) is labelled ``label, study``."""
     sources = []
     for arg in args:
         label, _, pattern = arg.partition("=")
-        if not pattern:
-            raise ReportError(f"secv takes label=path arguments, got {arg!r}")
+        pattern = pattern or f"results/{label}/tables/secV_accuracy.parquet"
         sources += [(label, path) for path in _files(root, [pattern])]
     rows: dict[str, list[list[str]]] = {}
     paper_done: set[str] = set()
