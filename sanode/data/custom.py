@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..config import TORCHVISION, dataset_kind, named_sets
-from .raw import DataError
+from .raw import DataError, md5sum, sha256sum
 
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm")
@@ -169,7 +169,7 @@ def _npz(path: Path) -> Arrays:
         flat[1],
         _labels(arrays["y_test"], source, "y_test"),
         shape=tuple(xs[0].shape[1:]),
-        checksums={path.name: _sha256(path)},
+        checksums={path.name: sha256sum(path)},
     )
 
 
@@ -276,7 +276,7 @@ def _torchvision(name: str, root, mirror, verify_checksums: bool) -> Arrays:
             y = y[:, 0]
         splits[split] = (x, y)
     raw = Path(where) / folder / "raw"
-    sums = {p.name: _md5(p) for p in sorted(raw.glob("*")) if p.is_file()} if raw.is_dir() else {}
+    sums = {p.name: md5sum(p) for p in sorted(raw.glob("*")) if p.is_file()} if raw.is_dir() else {}
     if verify_checksums and base is not None:  # a mirror's files against torchvision's MD5s
         for url, md5 in getattr(cls, "resources", []) or []:
             got = sums.get(url.rpartition("/")[2])
@@ -289,19 +289,3 @@ def _torchvision(name: str, root, mirror, verify_checksums: bool) -> Arrays:
         splits = {s: (x, y - 1) for s, (x, y) in splits.items()}
     side = int(ds.data.shape[-1])
     return Arrays(*splits["train"], *splits["test"], shape=(side, side), checksums=sums)
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -6,7 +6,6 @@ int64 labels and the planted patterns, so later stages never touch the raw files
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import torch
 from ..config import TrainConfig
 from ..files import load_checkpoint, save_checkpoint, write_json
 from .datasets import load_split
+from .raw import sha256sum
 
 SPLITS = ("train", "val", "test")
 
@@ -32,11 +32,6 @@ class PreparedData:
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         return self.splits[name]
-
-
-def sha256sum(path: str | os.PathLike) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _carve_validation(

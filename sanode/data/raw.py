@@ -88,6 +88,12 @@ def _md5(path: str, size: int, mtime_ns: int) -> str:
         return hashlib.file_digest(f, "md5").hexdigest()
 
 
+def sha256sum(path: str | os.PathLike) -> str:
+    """SHA-256 of a file (the prepared caches, a user's .npz)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def read_idx_header(path: Path) -> tuple[int, ...]:
     """Dimensions of an unsigned-byte IDX file; ``DataError`` if it is malformed or truncated."""
     try:
