@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
-study: $(VENV)/.installed  ## the main job: the default study (CONFIG=<name> for another)
+study: $(VENV)/.installed  ## the main job: the default config's studies through the whole DAG (CONFIG=<name> for another)
 	$(BIN)/sanode check-config workflow/config/$(CONFIG).yaml
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$(CONFIG).yaml
 

@@ -361,6 +361,35 @@ def test_tracking_run_lifecycle(store):
     assert tracking.existing_run(store, "e", {"sanode.kind": "none"}) is None
 
 
+def test_a_study_begun_under_the_former_names_resumes(store, tmp_path):
+    """A tune run an older release keyed ``sanode.kind=study`` / ``sanode.settings`` and its
+    ``study-<digest>`` Ray folder are resumed, not started afresh."""
+    from mlflow import MlflowClient
+
+    from sanode.pipeline import layout
+
+    client = MlflowClient(tracking_uri=store)
+    exp = tracking.experiment_id(client, "e")
+    old_key = {"sanode.study": "mnist", "sanode.settings": "ab12", "sanode.kind": "study"}
+    old = client.create_run(exp, tags=old_key, run_name="study-mnist").info.run_id  # RUNNING
+    new_key = {"sanode.study": "mnist", "sanode.digest": "ab12", "sanode.kind": "tune"}
+    with tracking.run(store, "e", key=new_key, name="tune-mnist") as run:
+        assert run.run_id == old  # the interrupted run goes on (closed as KILLED first)
+        assert client.get_run(old).data.tags["sanode.closed_as"] == "KILLED"
+    tags = client.get_run(old).data.tags
+    assert {k: tags[k] for k in new_key} == new_key  # found under the current tags from now on
+    assert tracking.existing_run(store, "e", {"sanode.study": "mnist", "sanode.kind": "tune"})
+    assert len(client.search_runs([exp])) == 1
+    # the evaluation's parent lookup finds it as well
+    assert tracking.find_run(client, exp, {"sanode.kind": "tune", "sanode.study": "mnist"}) == old
+    # Ray's experiment folder: the former one while it alone exists, else the current name
+    assert layout.tune_experiment(tmp_path, "ab12") == tmp_path / "tune-ab12"
+    (tmp_path / "study-ab12").mkdir()
+    assert layout.tune_experiment(tmp_path, "ab12") == tmp_path / "study-ab12"
+    (tmp_path / "tune-ab12").mkdir()
+    assert layout.tune_experiment(tmp_path, "ab12") == tmp_path / "tune-ab12"
+
+
 # -- one evaluation path -----------------------------------------------------------------------
 def test_cli_evaluate_reproduces_the_pipeline_evaluation(tmp_path, capsys):
     from sanode.cli import main

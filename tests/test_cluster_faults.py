@@ -171,7 +171,7 @@ from sanode.pipeline import tracking
 uri, who = sys.argv[1], sys.argv[2]
 meta = {"dataset": "letters", "raw_md5": {"letters": "x"}, "cache_sha256": "y",
         "sizes": {"train": 40, "val": 10}}
-with tracking.run(uri, "sanode", key={"sanode.study": who, "sanode.kind": "study"},
+with tracking.run(uri, "sanode", key={"sanode.study": who, "sanode.kind": "tune"},
                   name=who) as run:
     run.log_params({"lr": 0.03, "model": {"a": 1.0}})
     run.log_datasets(meta, "/data/letters.pt", {"train": 0.0, "val": 0.0})
@@ -322,7 +322,7 @@ def test_killed_trial_worker_continues_from_its_checkpoint(tmp_path, ray_env):
     assert killer.done.get("result"), "no trial worker was killed: the study ran too fast"
     assert sorted(table.groupby("trial_id")["status"].first()) == ["TERMINATED"] * 2
     _assert_every_epoch_logged_once(uri, table, BASE["epochs"])
-    errors = list((storage).glob("study-*/*/error.txt"))
+    errors = list((storage).glob("tune-*/*/error.txt"))
     assert errors, "Tune recorded no failure: the kill did not hit a running trial"
 
 

@@ -66,7 +66,7 @@ def test_diverging_trial_is_failed_and_study_completes(tmp_path, ray_env):
     # restarted (max_failures) but not retrained: the first attempt recorded its divergence
     (record,) = (tmp_path / "ray").glob("trials-*/*/diverged.txt")
     assert "loss became" in record.read_text() or "diverg" in record.read_text()
-    (error,) = (tmp_path / "ray").glob("study-*/*/error.txt")
+    (error,) = (tmp_path / "ray").glob("tune-*/*/error.txt")
     assert "recorded by an earlier attempt" in error.read_text()
     assert (tmp_path / "out" / "best" / "eps_train=0.pt").is_file()
     client, runs = _runs(uri, "t")
@@ -206,14 +206,14 @@ def test_asha_stopped_trials_keep_their_last_epoch(tmp_path, ray_env):
     model_epoch = load_checkpoint(best["checkpoint"])["epoch"]
     assert best["selected_epoch"] == model_epoch == last[best["trial_id"]]
     # the experiment folder is named by the settings: a changed search space starts afresh
-    assert (tmp_path / "ray" / f"study-{settings.digest()}").is_dir()
+    assert (tmp_path / "ray" / f"tune-{settings.digest()}").is_dir()
     other = StudySettings(name="letters", base={**BASE, "epochs": 4},
                           search_space={"lr": [0.03]})  # fmt: skip
     assert other.digest() != settings.digest()
     run_study(other, **kw)  # no "Changing param values is not allowed", no stale restore
     _, runs = _runs(uri, "t")
-    studies = [r for r in runs if r.data.tags.get("sanode.kind") == "study"]
-    assert sorted(r.data.tags["sanode.settings"] for r in studies) == sorted(
+    studies = [r for r in runs if r.data.tags.get("sanode.kind") == "tune"]
+    assert sorted(r.data.tags["sanode.digest"] for r in studies) == sorted(
         [settings.digest(), other.digest()]
     )
     assert all(r.info.status == "FINISHED" for r in studies)
@@ -315,9 +315,9 @@ def test_optuna_asha_search_resumes_after_ctrl_c_and_logs_every_trial(tmp_path, 
             assert after[trial] == blob, trial
     assert finished >= 1
     _, runs = _runs(uri, "t")
-    study_runs = [r for r in runs if r.data.tags.get("sanode.kind") == "study"]
-    assert [r.info.status for r in study_runs] == ["FINISHED"]  # resumed, not duplicated
-    assert json.loads(study_runs[0].data.params["searcher"])["name"] == "optuna"
+    tune_runs = [r for r in runs if r.data.tags.get("sanode.kind") == "tune"]
+    assert [r.info.status for r in tune_runs] == ["FINISHED"]  # resumed, not duplicated
+    assert json.loads(tune_runs[0].data.params["searcher"])["name"] == "optuna"
     trial_runs = [r for r in runs if r.data.tags.get("sanode.kind") == "trial"]
     assert len(trial_runs) == 6 and all(r.info.status == "FINISHED" for r in trial_runs)
     for run in trial_runs:

@@ -273,7 +273,7 @@ def test_smoke_study_end_to_end(tmp_path, mlflow_server, monkeypatch):
     exp = client.get_experiment_by_name("sanode-smoke")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     studies = {
-        r.data.tags["sanode.study"]: r for r in runs if r.data.tags.get("sanode.kind") == "study"
+        r.data.tags["sanode.study"]: r for r in runs if r.data.tags.get("sanode.kind") == "tune"
     }
     assert set(studies) == {"letters", "mnist", "mnist_winner"}
     for study, parent in studies.items():

@@ -44,7 +44,7 @@ CONFIG = {
 def _results(workdir: Path) -> dict[str, list[dict]]:
     """Per trial folder: the epochs recorded in Ray's result.json."""
     out = {}
-    for path in (workdir / "results" / "ray" / "letters").glob("study-*/*/result.json"):
+    for path in (workdir / "results" / "ray" / "letters").glob("tune-*/*/result.json"):
         lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
         out[path.parent.name] = lines
     return out

@@ -7,7 +7,8 @@ root, or ``project.workdir`` of the config).
 ::
 
     <data_root>/prepared/<study>.pt|.json        prepare_data
-    results/ray/<study>/                          Ray experiments and trial checkpoints
+    results/ray/<study>/tune-<digest>/            Ray Tune's experiment of one set of settings
+    results/ray/<study>/trials-<digest>/          its trials' checkpoints
     results/tune/<study>/trials.parquet|best.json tune
     results/tune/<study>/best/eps_train=<eps>.pt  the model selected for each eps_train
     results/eval/<study>/eps_train=<eps>/<kind>   evaluate
@@ -19,7 +20,8 @@ root, or ``project.workdir`` of the config).
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import os
+from pathlib import Path, PurePosixPath
 
 RESULTS = "results"
 TABLES = f"{RESULTS}/tables"
@@ -52,8 +54,16 @@ def prepared(data_root: str, study: str, suffix: str = ".pt") -> str:
 
 
 def ray_storage(study: str) -> str:
-    """Ray's experiments of ``study`` (one ``study-<digest>`` folder per set of settings)."""
+    """Ray's experiments of ``study`` (one :func:`tune_experiment` per set of settings)."""
     return f"{RESULTS}/ray/{study}"
+
+
+def tune_experiment(storage: str | os.PathLike, digest: str) -> Path:
+    """Ray Tune's experiment of one set of a study's settings: ``<storage>/tune-<digest>``,
+    or the ``study-<digest>`` folder an older release began (it resumes there)."""
+    former = Path(storage) / f"study-{digest}"
+    current = Path(storage) / f"tune-{digest}"
+    return former if former.is_dir() and not current.exists() else current
 
 
 def tune_dir(study: str) -> str:

@@ -125,7 +125,7 @@ def evaluate_stage(
             "sanode.study": study,
             "sanode.rule": "evaluate",
             "sanode.eps_train": eps_train,
-            "sanode.settings": evaluation_digest(config, study),
+            "sanode.digest": evaluation_digest(config, study),
         },
         stale={"sanode.study": study, "sanode.rule": "evaluate", "sanode.eps_train": eps_train},
         name=f"evaluate-{study}-eps{eps_train}",
@@ -135,7 +135,7 @@ def evaluate_stage(
             "sanode.trial_id": str(best["trial_id"]),
             "sanode.wildcards": json.dumps({"study": study, "eps_train": eps_train}),
         },
-        parent={"sanode.study": study, "sanode.kind": "study"},
+        parent={"sanode.study": study, "sanode.kind": "tune"},
     ) as run:
         splits = {"test": list(settings.eps_test)}
         run.log_datasets(prepared.meta, str(Path(data).resolve()), splits)
@@ -245,7 +245,7 @@ def figures_stage(config: dict, tables_in: dict[str, str], outputs: dict[str, An
         run = tracking.existing_run(
             tracking_uri(config),
             experiment_name(config),
-            {"sanode.study": study, "sanode.kind": "study"},
+            {"sanode.study": study, "sanode.kind": "tune"},
         )
         if run is None:
             continue
@@ -312,7 +312,7 @@ def _analysis_key(config: dict, name: str) -> dict[str, str]:
     return {
         "sanode.kind": "analysis",
         "sanode.analysis": name,
-        "sanode.settings": analysis_digest(config, name),
+        "sanode.digest": analysis_digest(config, name),
     }
 
 

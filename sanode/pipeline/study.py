@@ -163,7 +163,7 @@ class StudySettings(Settings):
 
     def digest(self) -> str:
         """Digest of everything that determines the study's results (not where or how it
-        runs): a change starts a new Ray experiment and a new MLflow study run, and makes
+        runs): a change starts a new Ray experiment and a new MLflow tune run, and makes
         Snakemake rerun the tune rule."""
         # a renamed setting is the same setting: it enters under its old name, so the digests
         # (Ray experiments, MLflow runs, reruns) survive the rename

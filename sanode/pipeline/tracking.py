@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .run_keys import find_run as find_run
+from .run_keys import mark_stale_runs as mark_stale_runs
+from .run_keys import start_or_resume_run as start_or_resume_run
 from .tracking_tags import MAX_PARAM_LENGTH as MAX_PARAM_LENGTH
 from .tracking_tags import flatten as flatten
 from .tracking_tags import git_revision as git_revision
@@ -175,35 +178,6 @@ def experiment_id(mlflow_client, name: str) -> str:
     return exp.experiment_id
 
 
-def find_run(mlflow_client, exp_id: str, tags: Mapping[str, str]) -> str | None:
-    """The newest run of the experiment whose tags equal ``tags``; ``None`` if there is none."""
-    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-    runs = mlflow_client.search_runs(
-        [exp_id], filter_string=query, max_results=1, order_by=["attributes.start_time DESC"]
-    )
-    return runs[0].info.run_id if runs else None
-
-
-def start_or_resume_run(
-    mlflow_client,
-    exp_id: str,
-    *,
-    key: Mapping[str, str],
-    name: str,
-    tags: Mapping[str, str] | None = None,
-    parent_run_id: str | None = None,
-) -> str:
-    """Reuse the run identified by the ``key`` tags (set back to RUNNING) or create it."""
-    run_id = find_run(mlflow_client, exp_id, key)
-    if run_id is not None:
-        mlflow_client.update_run(run_id, status="RUNNING")
-        return run_id
-    all_tags = {**key, **(tags or {})}
-    if parent_run_id:
-        all_tags["mlflow.parentRunId"] = parent_run_id
-    return mlflow_client.create_run(exp_id, tags=all_tags, run_name=name).info.run_id
-
-
 def log_params(mlflow_client, run_id: str, params: Mapping[str, Any]) -> None:
     from mlflow.entities import Param
 
@@ -225,20 +199,6 @@ def log_metrics(mlflow_client, run_id: str, metrics: Mapping[str, Any], step: in
     ]
     if items:
         mlflow_client.log_batch(run_id, metrics=items)
-
-
-def mark_stale_runs(
-    mlflow_client, exp_id: str, tags: Mapping[str, str], status: str = "KILLED"
-) -> list[str]:
-    """Close runs with these tags that a killed process left RUNNING; returns their ids."""
-    query = " and ".join(
-        [f"tags.`{k}` = '{v}'" for k, v in tags.items()] + ["attributes.status = 'RUNNING'"]
-    )
-    stale = [r.info.run_id for r in mlflow_client.search_runs([exp_id], filter_string=query)]
-    for run_id in stale:
-        mlflow_client.set_tag(run_id, "sanode.closed_as", status)
-        mlflow_client.set_terminated(run_id, status=status)
-    return stale
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from ..config import TrainConfig
 from ..core.noise import add_pixel_noise, validation_generator
 from ..data.prepare import load_prepared
 from ..training.train import DivergenceError, train
-from . import tracking
+from . import layout, tracking
 from .ray_session import ray_session
 from .study import StudySettings
 from .trial_tracking import (
@@ -193,7 +193,7 @@ def run_study(
     """
     project_root = Path(project_root).resolve()
     out_dir, storage_dir = Path(out_dir).resolve(), Path(storage_dir).resolve()
-    # one Ray experiment (and MLflow study run) per set of settings: a changed search space
+    # one Ray experiment (and MLflow tune run) per set of settings: a changed search space
     # starts afresh instead of restoring (or colliding with) the old one
     digest = settings.digest()
     state_dir = storage_dir / f"trials-{digest}"  # each trial's own checkpoint
@@ -203,12 +203,12 @@ def run_study(
     with tracking.run(
         tracking_uri,
         experiment,
-        key={"sanode.study": settings.name, "sanode.settings": digest, "sanode.kind": "study"},
+        key={"sanode.study": settings.name, "sanode.digest": digest, "sanode.kind": "tune"},
         stale={"sanode.study": settings.name},
-        name=f"study-{settings.name}",
+        name=f"tune-{settings.name}",
         tags={**tags, "sanode.rule": "tune"},
-    ) as study_run:
-        study_run.log_params(
+    ) as tune_run:
+        tune_run.log_params(
             {
                 "base": settings.base,
                 "search_space": json.dumps(settings.search_space),
@@ -219,7 +219,7 @@ def run_study(
                 "searcher": json.dumps(settings.searcher),
             }
         )
-        study_run.set_tags(
+        tune_run.set_tags(
             {
                 "sanode.data_sha256": meta.get("cache_sha256", ""),
                 **{f"sanode.data_md5.{k}": v for k, v in meta.get("raw_md5", {}).items()},
@@ -227,12 +227,12 @@ def run_study(
         )
         eps = float(settings.base.get("eps_train", 0.0))
         val = eps if settings.val_eps is None else settings.val_eps
-        study_run.log_datasets(meta, data_path, {"train": eps, "val": val})
+        tune_run.log_datasets(meta, data_path, {"train": eps, "val": val})
         return _run_tuner(
             settings,
-            study_run=study_run,
-            tags={**tags, "sanode.settings": digest},
-            experiment_path=storage_dir / f"study-{digest}",
+            tune_run=tune_run,
+            tags={**tags, "sanode.digest": digest},
+            experiment_path=layout.tune_experiment(storage_dir, digest),
             state_dir=state_dir,
             data_path=data_path,
             meta=meta,
@@ -246,7 +246,7 @@ def run_study(
 def _run_tuner(
     settings: StudySettings,
     *,
-    study_run: tracking.Run,
+    tune_run: tracking.Run,
     tags: dict[str, str],
     experiment_path: Path,
     state_dir: Path,
@@ -270,11 +270,11 @@ def _run_tuner(
         ),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
-    client, exp_id = study_run.client, study_run.experiment_id
+    client, exp_id = tune_run.client, tune_run.experiment_id
     callback = MlflowTrialCallback(
         tracking_uri,
         exp_id,
-        study_run.run_id,
+        tune_run.run_id,
         settings,
         base,
         tags,
@@ -312,7 +312,7 @@ def _run_tuner(
         unfinished = unfinished_trials(experiment_path)
     if unfinished:
         # Tune catches SIGINT, saves its state and returns early: say so instead of
-        # building tables from a partial study (tracking.run marks the study run KILLED)
+        # building tables from a partial study (tracking.run marks the tune run KILLED)
         raise StudyInterrupted(
             f"study {settings.name} interrupted with {len(unfinished)} trial(s) unfinished; "
             f"every finished epoch is kept in {state_dir}. Rerun the same command to resume."
@@ -328,5 +328,5 @@ def _run_tuner(
     _reconcile(grid, callback)
     table = _trials_table(grid, settings, client, exp_id, state_dir)
     _backfill_metrics(client, table)
-    _write_outputs(table, settings, out_dir, study_run)
+    _write_outputs(table, settings, out_dir, tune_run)
     return table

@@ -90,7 +90,7 @@ def _backfill_metrics(client, table: pd.DataFrame) -> None:
 
 
 def _write_outputs(
-    table: pd.DataFrame, settings: StudySettings, out_dir: Path, study_run: tracking.Run
+    table: pd.DataFrame, settings: StudySettings, out_dir: Path, tune_run: tracking.Run
 ) -> None:
     """``trials.parquet``, the selected models (copied under ``best/``) and ``best.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -110,8 +110,8 @@ def _write_outputs(
         selected, metric=metric, mode=mode, models=str(models), failed=failed
     )
     files.write_json(out_dir / "best.json", record)
-    study_run.log_artifact(out_dir / "trials.parquet", "tune")
-    study_run.log_artifact(out_dir / "best.json", "tune")
+    tune_run.log_artifact(out_dir / "trials.parquet", "tune")
+    tune_run.log_artifact(out_dir / "best.json", "tune")
 
 
 def _trial_id(result) -> str:

@@ -12,7 +12,7 @@ for _name, _files in ANALYSES.items():
             **_files["tables"],
         params:
             analysis=_name,
-            settings=analysis_digest(config, _name),
+            digest=analysis_digest(config, _name),
         log:
             layout.log("analysis", _name),
         benchmark:

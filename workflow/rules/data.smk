@@ -3,8 +3,8 @@ rule prepare_data:
         data=layout.prepared(DATA, "{study}"),
         meta=layout.prepared(DATA, "{study}", ".json"),
     params:
-        # the settings that determine the output: a change reruns the rule
-        settings=lambda wc: data_digest(config, wc.study),
+        # digest of the settings that determine the output: a change reruns the rule
+        digest=lambda wc: data_digest(config, wc.study),
     log:
         layout.log("prepare_data", "{study}"),
     benchmark:

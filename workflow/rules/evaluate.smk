@@ -8,7 +8,7 @@ rule evaluate:
         mse=layout.evaluation("{study}", "{eps}", "mse_curves.parquet"),
         states=layout.evaluation("{study}", "{eps}", "states.pt"),
     params:
-        settings=lambda wc: evaluation_digest(config, wc.study),
+        digest=lambda wc: evaluation_digest(config, wc.study),
     log:
         layout.log("evaluate", "{study}", "eps_train={eps}"),
     benchmark:

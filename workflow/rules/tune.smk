@@ -11,9 +11,9 @@ rule tune:
         # Tuner.restore resumes from it.
         storage=lambda wc: layout.ray_storage(wc.study),
         out_dir=lambda wc: layout.tune_dir(wc.study),
-        # the settings that determine the models: a change reruns the rule (a new Ray
-        # experiment and MLflow study run, see sanode.pipeline.tune.run_study)
-        settings=lambda wc: study_digest(config, wc.study),
+        # digest of the settings that determine the models: a change reruns the rule (a new Ray
+        # experiment and MLflow tune run, see sanode.pipeline.tune.run_study)
+        digest=lambda wc: study_digest(config, wc.study),
     log:
         layout.log("tune", "{study}"),
     benchmark:
