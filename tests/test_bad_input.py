@@ -51,6 +51,31 @@ def test_the_config_check_uses_the_schema_from_any_folder(tmp_path, capsys, monk
     assert os.path.isfile(ROOT / "workflow" / "schemas" / "config.schema.yaml")
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("project: {data_root: data\nstudies: [\n", "line 2: not valid YAML"),
+        ("", "must hold a mapping (project, studies, ...)"),
+        ("- 1\n", "must hold a mapping (project, studies, ...)"),
+        (None, "does not exist"),
+    ],
+)
+def test_a_config_file_snakemake_cannot_read_is_named_with_its_line(
+    tmp_path, capsys, text, message
+):
+    """Snakemake reads ``--configfile`` before the Snakefile runs (its message names neither
+    file nor line, a missing file is a traceback): the config check, which ``make`` runs
+    first, names the file (and the line)."""
+    path = tmp_path / "c.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit) as exit_:
+        main(["check-config", str(path)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"sanode check-config: error: config {path}") and message in err[-1]
+
+
 def test_an_empty_search_grid_says_so(tmp_path, capsys):
     config = load_config("smoke")
     config["studies"]["letters"]["search_space"]["lr"] = []

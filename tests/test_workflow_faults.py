@@ -96,6 +96,12 @@ def test_interrupted_study_resumes_without_recomputing(tmp_path):
     # Ctrl-C used to end in "AttributeError: 'NoneType' object has no attribute 'get'"
     assert "AttributeError" not in tune_log and "Traceback" not in tune_log, tune_log[-3000:]
     assert "Rerun the same command to resume" in tune_log or "rerun the same command" in tune_log
+    # the terminal: no traceback, not Ray's "Tuner.restore(...)" advice, and the project's
+    # line among the last ones (Snakemake's few lines of shutting down follow it)
+    terminal = (tmp_path / "run1.log").read_text()
+    assert "Traceback" not in terminal and "Tuner.restore(" not in terminal, terminal[-3000:]
+    last = terminal.strip().splitlines()[-10:]
+    assert any(line.startswith("sanode: ") and "resume" in line for line in last), last
     before = _results(tmp_path)
     done_before = {k: v for k, v in before.items() if len(v) >= EPOCHS}
     assert done_before and not (tmp_path / "results" / "tune" / "letters" / "best.json").exists()
