@@ -60,11 +60,15 @@ def start_or_resume_run(
 ) -> str:
     """Reuse the run identified by the ``key`` tags (set back to RUNNING, given the current
     key tags when an older release wrote it) or create it."""
-    run_id = find_run(mlflow_client, exp_id, key)
+    run_id = _find(mlflow_client, exp_id, key)
+    former = former_tags(key)
+    if run_id is None and former is not None:
+        run_id = _find(mlflow_client, exp_id, former)
+        if run_id is not None:  # written by an older release: found by the current tags now
+            for tag, value in key.items():
+                mlflow_client.set_tag(run_id, tag, value)
     if run_id is not None:
         mlflow_client.update_run(run_id, status="RUNNING")
-        for tag, value in key.items():
-            mlflow_client.set_tag(run_id, tag, value)
         return run_id
     all_tags = {**key, **(tags or {})}
     if parent_run_id:
