@@ -10,6 +10,7 @@ import os
 
 import torch
 
+from ..choices import renamed
 from ..config import TrainConfig
 from ..core.model import SANode
 from ..core.precision import Precision
@@ -58,7 +59,9 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
             f"{path} holds non-finite parameters {bad} (a diverged run); it cannot be evaluated. "
             "Retrain with a smaller lr."
         )
-    cfg = TrainConfig.from_dict(payload["config"])  # keys it predates take their defaults
+    # keys it predates take their defaults; names renamed since are read without a word (a
+    # checkpoint is a result: there is nothing for its user to rename)
+    cfg = TrainConfig.from_dict(renamed(payload["config"], warn=False))
     model = model_from_config(cfg, payload["model"]["patterns"])
     # the weights the run selected: the raw ones, or their average (ema_decay) where it
     # validated at least as well in the last epoch
