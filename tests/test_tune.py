@@ -73,7 +73,7 @@ def test_diverging_trial_is_failed_and_study_completes(tmp_path, ray_env):
     by_kind = {}
     for r in runs:
         by_kind.setdefault(r.data.tags.get("sanode.kind"), []).append(r)
-    assert [r.info.status for r in by_kind["study"]] == ["FINISHED"]
+    assert [r.info.status for r in by_kind["tune"]] == ["FINISHED"]
     assert sorted(r.info.status for r in by_kind["trial"]) == ["FAILED", "FINISHED"]
     finished = next(r for r in by_kind["trial"] if r.info.status == "FINISHED")
     assert {a.path for a in client.list_artifacts(finished.info.run_id)} == {"checkpoint"}
