@@ -39,14 +39,21 @@ def _find(mlflow_client, exp_id: str, tags: Mapping[str, str]) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def _locate(mlflow_client, exp_id: str, tags: Mapping[str, str]) -> tuple[str | None, bool]:
+    """The newest run with ``tags``, else with their former names and values; and whether it
+    was found under the former ones."""
+    run_id = _find(mlflow_client, exp_id, tags)
+    former = former_tags(tags)
+    if run_id is None and former is not None:
+        run_id = _find(mlflow_client, exp_id, former)
+        return run_id, run_id is not None
+    return run_id, False
+
+
 def find_run(mlflow_client, exp_id: str, tags: Mapping[str, str]) -> str | None:
     """The newest run of the experiment whose tags equal ``tags`` (or their former names and
     values); ``None`` if there is none."""
-    run_id = _find(mlflow_client, exp_id, tags)
-    old = former_tags(tags)
-    if run_id is None and old is not None:
-        run_id = _find(mlflow_client, exp_id, old)
-    return run_id
+    return _locate(mlflow_client, exp_id, tags)[0]
 
 
 def start_or_resume_run(
@@ -60,14 +67,11 @@ def start_or_resume_run(
 ) -> str:
     """Reuse the run identified by the ``key`` tags (set back to RUNNING, given the current
     key tags when an older release wrote it) or create it."""
-    run_id = _find(mlflow_client, exp_id, key)
-    former = former_tags(key)
-    if run_id is None and former is not None:
-        run_id = _find(mlflow_client, exp_id, former)
-        if run_id is not None:  # written by an older release: found by the current tags now
+    run_id, formerly = _locate(mlflow_client, exp_id, key)
+    if run_id is not None:
+        if formerly:  # found by the current tags from now on
             for tag, value in key.items():
                 mlflow_client.set_tag(run_id, tag, value)
-    if run_id is not None:
         mlflow_client.update_run(run_id, status="RUNNING")
         return run_id
     all_tags = {**key, **(tags or {})}
@@ -87,6 +91,7 @@ def mark_stale_runs(
             continue
         query = f"{_query(query_tags)} and attributes.status = 'RUNNING'"
         stale += [r.info.run_id for r in mlflow_client.search_runs([exp_id], filter_string=query)]
+    stale = list(dict.fromkeys(stale))  # a run re-tagged by a resume matches both
     for run_id in stale:
         mlflow_client.set_tag(run_id, "sanode.closed_as", status)
         mlflow_client.set_terminated(run_id, status=status)
