@@ -185,63 +185,6 @@ class TrainConfig(Settings):
     # collapse_fraction None: no collapse check
     collapse_fraction: float | None = 0.5
     # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
-    # the collapse check starts once the best validation H reached this
     collapse_min_best: float = 0.5
     collapse_patience: int = 2  # epochs in a row under the collapse fraction before acting
     collapse_action: str = "rollback"  # rollback (restore the best epoch, lower the lr) or stop
