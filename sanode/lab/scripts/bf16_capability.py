@@ -11,12 +11,12 @@ and what ``auto`` resolves to, beside the measured ratio.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
 
+from sanode.core.calibration import cpu_model
 from sanode.core.products import native_bfloat16, resolve
 from sanode.files import write_json
 
@@ -34,17 +34,6 @@ def product_seconds(dtype: torch.dtype, batch: int, n: int, repeats: int) -> flo
         torch.mm(x, a, out=out)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
