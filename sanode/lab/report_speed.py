@@ -202,7 +202,7 @@ def eval_switches(root: Path, args: list[str]) -> str:
 
 def bench(root: Path, args: list[str]) -> str:
     """``sanode bench`` rows (ARG: one JSON): throughput, roofline share, ratios, memory."""
-    (path,) = _files(root, args[:1]) if args else _files(root, [])
+    (path,) = _files(root, args[:1])
     rows = json.loads(path.read_text())
     body = []
     for r in rows:
@@ -249,7 +249,7 @@ def matmul_ratio(root: Path, args: list[str]) -> str:
     """One line: the bfloat16 / float32 matmul speed of a bench run (medians of its rows)."""
     from .bench_table import matmul_speeds
 
-    (path,) = _files(root, args[:1]) if args else _files(root, [])
+    (path,) = _files(root, args[:1])
     speed = matmul_speeds(json.loads(path.read_text()))
     return (
         f"Matmul speed in that run (medians of the measurements before each row): float32 "

@@ -295,7 +295,7 @@ def columns(root: Path, args: list[str]) -> str:
 def stage_times(root: Path, args: list[str]) -> str:
     """Wall time of every benchmarked job of a run (ARG: the ``benchmarks`` folder of a run:
     Snakemake's ``<rule>[/<wildcards>].tsv`` files) and their sum."""
-    (folder,) = _files(root, args[:1]) if args else _files(root, [])
+    (folder,) = _files(root, args[:1])
     body, total = [], 0.0
     for path in sorted(folder.rglob("*.tsv")):
         seconds = float(pd.read_csv(path, sep="\t")["s"].iloc[0])
