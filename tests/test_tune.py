@@ -219,6 +219,58 @@ def test_asha_stopped_trials_keep_their_last_epoch(tmp_path, ray_env):
     assert all(r.info.status == "FINISHED" for r in studies)
 
 
+@pytest.mark.slow
+def test_a_lost_ray_folder_costs_no_training(tmp_path, ray_env):
+    """A new machine given only ``trials-<digest>`` (no Ray experiment, no MLflow store)
+    trains nothing again: each trial of the new experiment finds its checkpoint by its number
+    and settings, and the tables, models and MLflow epochs are those of the first run."""
+    import shutil
+
+    data = _prepare(tmp_path)
+    settings = StudySettings(name="letters", base=BASE, search_space={"eps_train": [0.0, 0.2]})
+    kw = dict(data_path=data, storage_dir=tmp_path / "ray", experiment="t", num_cpus=2,
+              project_root=tmp_path)  # fmt: skip
+    first = run_study(settings, out_dir=tmp_path / "out1",
+                      tracking_uri=f"sqlite:///{tmp_path / 'one.db'}", **kw)  # fmt: skip
+    state = tmp_path / "ray" / f"trials-{settings.digest()}"
+    blobs = {p: p.read_bytes() for p in state.glob("*/model.pt")}
+    # named by number and settings, not by Ray's experiment
+    assert sorted(p.parent.name[:6] for p in blobs) == ["00000-", "00001-"]
+    shutil.rmtree(tmp_path / "ray" / f"tune-{settings.digest()}")
+    uri = f"sqlite:///{tmp_path / 'two.db'}"
+    second = run_study(settings, out_dir=tmp_path / "out2", tracking_uri=uri, **kw)
+    assert {p: p.read_bytes() for p in state.glob("*/model.pt")} == blobs  # none retrained
+    assert set(second["trial_id"]).isdisjoint(first["trial_id"])  # a new Ray experiment
+    columns = ["eps_train", "epoch", "train_loss", "val_accuracy"]
+    order = ["eps_train", "epoch"]
+    pd.testing.assert_frame_equal(
+        first[columns].sort_values(order).reset_index(drop=True),
+        second[columns].sort_values(order).reset_index(drop=True),
+    )
+    for name in ("eps_train=0.pt", "eps_train=0.2.pt"):
+        one, two = (tmp_path / out / "best" / name for out in ("out1", "out2"))
+        assert one.read_bytes() == two.read_bytes()
+    client = MlflowClient(tracking_uri=uri)
+    for run_id, rows in second.groupby("mlflow_run_id"):  # every epoch, from the checkpoints
+        steps = sorted(m.step for m in client.get_metric_history(run_id, "train_loss"))
+        assert steps == sorted(rows["epoch"])
+
+
+def test_trial_checkpoints_are_named_by_number_and_settings(tmp_path):
+    from sanode.pipeline.trial_tracking import trial_checkpoint
+
+    one = trial_checkpoint(tmp_path, "6bf0a_00003", {"eps_train": 0.1})
+    assert one.parent.parent == tmp_path and one.parent.name.startswith("00003-")
+    assert trial_checkpoint(tmp_path, "0c1d2_00003", {"eps_train": 0.1}) == one
+    assert trial_checkpoint(tmp_path, "6bf0a_00003", {"eps_train": 0.2}) != one
+    assert trial_checkpoint(tmp_path, "6bf0a_00004", {"eps_train": 0.1}) != one
+    # a checkpoint kept under the trial id (an earlier release) is continued in place
+    former = tmp_path / "6bf0a_00003" / "model.pt"
+    former.parent.mkdir()
+    former.write_bytes(b"")
+    assert trial_checkpoint(tmp_path, "6bf0a_00003", {"eps_train": 0.1}) == former
+
+
 def test_optuna_searcher_refuses_grids_and_the_noise_axis():
     from sanode.pipeline.study import searcher_problems
 

@@ -51,11 +51,12 @@ def _results(workdir: Path) -> dict[str, list[dict]]:
 
 
 def _checkpoints(workdir: Path, trial_folders) -> dict[str, bytes]:
-    """The trials' own checkpoints (``trials-<digest>/<trial_id>/model.pt``), by Ray folder."""
+    """The trials' own checkpoints (``trials-<digest>/<number>-<settings>/model.pt``), by Ray
+    folder."""
     out = {}
     for folder in trial_folders:
-        trial_id = re.search(r"_([0-9a-f]{5}_\d{5})_", folder).group(1)
-        (path,) = (workdir / "results" / "ray" / "letters").glob(f"trials-*/{trial_id}/model.pt")
+        number = re.search(r"_[0-9a-f]{5}_(\d{5})_", folder).group(1)
+        (path,) = (workdir / "results" / "ray" / "letters").glob(f"trials-*/{number}-*/model.pt")
         out[folder] = path.read_bytes()
     return out
 

@@ -14,7 +14,7 @@ from typing import Any
 from ray import tune
 
 from .. import files
-from ..config import TrainConfig
+from ..config import TrainConfig, settings_digest
 from . import tracking
 from .study import StudySettings
 
@@ -24,9 +24,24 @@ CHECKPOINT_FILE = "model.pt"
 FAILED_FILE = "diverged.txt"  # beside a trial's checkpoint: why it diverged
 
 
-def trial_checkpoint(state_dir: str | os.PathLike, trial_id: str) -> Path:
-    """Where trial ``trial_id`` keeps its checkpoint."""
-    return Path(state_dir) / trial_id / CHECKPOINT_FILE
+def trial_checkpoint(state_dir: str | os.PathLike, trial_id: str, params: dict) -> Path:
+    """Where trial ``trial_id`` with sampled settings ``params`` keeps its checkpoint:
+    ``<state_dir>/<number>-<digest of params>/model.pt``.
+
+    The name holds the trial's number in the search (``00003`` of Ray's trial id
+    ``6bf0a_00003``) and its settings, not Ray's experiment, so a study whose Ray experiment
+    folder is gone (a new machine given only ``trials-<digest>``, a deleted ``tune-<digest>``)
+    starts a new experiment whose trials continue from these files: a finished trial is not
+    trained again, an unfinished one goes on from its last epoch. A trial that the new search
+    gives other settings (a searcher that suggests by the order trials finished) starts afresh.
+    A folder named by the trial id alone (written by an earlier release) is used where it holds
+    a checkpoint."""
+    state_dir = Path(state_dir)
+    former = state_dir / trial_id / CHECKPOINT_FILE
+    if former.is_file():
+        return former
+    number = trial_id.rsplit("_", 1)[-1]
+    return state_dir / f"{number}-{settings_digest(params)}" / CHECKPOINT_FILE
 
 
 class MlflowTrialCallback(tune.Callback):
@@ -146,7 +161,7 @@ class MlflowTrialCallback(tune.Callback):
         """The trial's final status (FAILED with ``error_file``, else FINISHED) and its
         checkpoint as an artifact (once)."""
         run_id = self.run_id_of(trial_id, config)
-        ckpt = trial_checkpoint(self.state_dir, trial_id)
+        ckpt = trial_checkpoint(self.state_dir, trial_id, config)
         run = self.client.get_run(run_id)
         if ckpt.is_file() and "sanode.checkpoint_logged" not in run.data.tags:
             # what the trial's precision settings meant on its node, and the times measured

@@ -2,9 +2,10 @@
 
 One Ray Tune experiment per study (data set). Each trial is :func:`trainable`: a function of
 the sampled parameters that trains one epoch at a time, reports its metrics after every epoch
-and keeps its own checkpoint (``<storage>/trials/<trial_id>/model.pt``, written atomically
-after each report), from which a restarted trial continues. Tune's own checkpoint registry is
-not used: after a kill its experiment snapshot can name checkpoints it has already deleted.
+and keeps its own checkpoint (``<storage>/trials-<digest>/<number>-<settings>/model.pt``,
+written atomically before each report), from which a restarted trial continues, in this Ray
+experiment or a new one. Tune's own checkpoint registry is not used: after a kill its
+experiment snapshot can name checkpoints it has already deleted.
 MLflow logging happens on the driver in :class:`~sanode.pipeline.trial_tracking.
 MlflowTrialCallback` (one child run per trial under the study's run), so the tracking store
 has a single writer; the Ray session (local or a cluster, tokens) is
@@ -132,23 +133,28 @@ def _search_alg(spec: Mapping[str, Any], metric: str, mode: str):
 def trainable(
     params: dict, *, base: dict, data_path: str, val_eps: float | None, state_dir: str
 ) -> None:
-    """One trial: continue from its own checkpoint if any, train, report every epoch."""
+    """One trial: continue from its own checkpoint if any, train, report every epoch. A trial
+    whose checkpoint already holds every epoch (one a new Ray experiment finds finished)
+    reports its last epoch once, so that its result carries the metric."""
     cfg = TrainConfig.from_dict({**base, **params})
     data = load_prepared(data_path)
     x, y = data.split("train")
     xv, yv = data.split("val")
     eps_val = cfg.eps_train if val_eps is None else val_eps
     xv = add_pixel_noise(xv, eps_val, validation_generator(cfg.seed))
-    ckpt_file = trial_checkpoint(state_dir, tune.get_context().get_trial_id())
+    ckpt_file = trial_checkpoint(state_dir, tune.get_context().get_trial_id(), params)
     failed = ckpt_file.with_name(FAILED_FILE)
     if failed.is_file():  # a restart (lost worker, resumed study) of a trial that diverged
         raise DivergenceError(f"{failed.read_text()} (recorded by an earlier attempt)")
 
+    reported = []
+
     def report(epoch: int, record: dict, model) -> None:
+        reported.append(epoch)
         tune.report(dict(record))
 
     try:
-        train(
+        result = train(
             cfg,
             x,
             y,
@@ -163,6 +169,8 @@ def trainable(
         # deterministic: a restart would diverge again, so it fails at once instead
         files.write_text(failed, str(err), what="failure record")
         raise
+    if not reported and result.history:
+        tune.report(dict(result.history[-1]))
 
 
 def run_study(

@@ -50,7 +50,7 @@ def _trials_table(
         if result.config is None:  # never started (cannot happen after a complete fit)
             continue
         trial_id = _trial_id(result)
-        ckpt = trial_checkpoint(state_dir, trial_id)
+        ckpt = trial_checkpoint(state_dir, trial_id, result.config)
         if ckpt.is_file():
             # the trial's own checkpoint holds every epoch it completed; Ray's result files can
             # lack an epoch whose report was in flight when the driver was killed
