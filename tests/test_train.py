@@ -55,6 +55,34 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     assert torch.equal(model.coupling(), resumed.model.coupling())
 
 
+def test_a_finished_checkpoint_can_keep_its_weights_only(tmp_path):
+    """What the pipeline keeps of a finished trial: evaluation and resuming read it as before;
+    an unfinished run's checkpoint, or going on past the epochs it holds, is refused."""
+    from sanode.training.checkpoint import CONTINUE_KEYS, keep_weights_only
+
+    cfg = TrainConfig(**{**FAST, "epochs": 2, "ema_decay": 0.9})
+    x, y, patterns = _data(cfg)
+    path = tmp_path / "d.pt"
+    first = train(cfg, x, y, patterns, checkpoint_path=path, progress=False)
+    size, (model, _, payload) = path.stat().st_size, load_model(path)
+    assert keep_weights_only(path) and not keep_weights_only(path)  # once
+    assert path.stat().st_size < size
+    assert not set(CONTINUE_KEYS) & set(load_checkpoint(path))
+    slim, saved_cfg, slim_payload = load_model(path)
+    assert saved_cfg == cfg and slim_payload["history"] == first.history
+    assert slim_payload["weights"] == payload["weights"]
+    assert torch.equal(slim.coupling(), model.coupling())
+    again = train(cfg, x, y, patterns, checkpoint_path=path, progress=False)  # nothing to train
+    assert again.history == first.history
+    assert torch.equal(again.model.coupling(), first.model.coupling())
+    with pytest.raises(ValueError, match="without the optimiser state"):
+        train(cfg.replace(epochs=3), x, y, patterns, checkpoint_path=path, progress=False)
+    stopped = tmp_path / "e.pt"
+    train(cfg, x, y, patterns, checkpoint_path=stopped, progress=False, callback=lambda *a: True)
+    with pytest.raises(ValueError, match="holds epoch 1 of 2"):
+        keep_weights_only(stopped)
+
+
 def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
     cfg = TrainConfig(**{**FAST, "epochs": 1})
     x, y, patterns = _data(cfg)

@@ -360,11 +360,12 @@ def test_optuna_asha_search_resumes_after_ctrl_c_and_logs_every_trial(tmp_path, 
     after = checkpoints()
     assert set(before) <= set(after)
     finished = 0
-    for trial, blob in before.items():  # a trial that had finished was not trained again
+    trial_of = {Path(c).parent.name: t for t, c in by_trial["checkpoint"].first().items()}
+    for folder, blob in before.items():  # a trial that had finished was not trained again
         epoch = torch.load(io.BytesIO(blob), weights_only=False)["epoch"]
-        if epoch == trials.loc[trial, "last"]:
+        if epoch == trials.loc[trial_of[folder], "last"]:
             finished += 1
-            assert after[trial] == blob, trial
+            assert after[folder] == blob, folder
     assert finished >= 1
     _, runs = _runs(uri, "t")
     tune_runs = [r for r in runs if r.data.tags.get("sanode.kind") == "tune"]

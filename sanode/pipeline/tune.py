@@ -28,6 +28,7 @@ from .. import files
 from ..config import TrainConfig
 from ..core.noise import add_pixel_noise, validation_generator
 from ..data.prepare import load_prepared
+from ..training.checkpoint import keep_weights_only
 from ..training.train import DivergenceError, train
 from . import layout, tracking
 from .ray_session import ray_session
@@ -135,7 +136,8 @@ def trainable(
 ) -> None:
     """One trial: continue from its own checkpoint if any, train, report every epoch. A trial
     whose checkpoint already holds every epoch (one a new Ray experiment finds finished)
-    reports its last epoch once, so that its result carries the metric."""
+    reports its last epoch once, so that its result carries the metric. A finished trial's
+    checkpoint keeps its weights, config and history only (5 MB instead of 29 MB on MNIST)."""
     cfg = TrainConfig.from_dict({**base, **params})
     data = load_prepared(data_path)
     x, y = data.split("train")
@@ -171,6 +173,8 @@ def trainable(
         raise
     if not reported and result.history:
         tune.report(dict(result.history[-1]))
+    if len(result.history) >= cfg.epochs:  # finished: evaluation reads the weights alone
+        keep_weights_only(ckpt_file)
 
 
 def run_study(

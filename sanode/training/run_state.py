@@ -51,6 +51,13 @@ class RunState:
                 f"checkpoint {path} was written with different settings {diff}; "
                 "delete it or start over (sanode train --no-resume; train(..., resume=False))"
             )
+        if "optimizer" not in state and int(state["epoch"]) < cfg.epochs:
+            raise ValueError(
+                f"checkpoint {path} holds the weights of epoch {state['epoch']} without the "
+                f"optimiser state to continue to epoch {cfg.epochs} from; train from scratch "
+                "(sanode train --no-resume; train(..., resume=False)) or give it the epochs it "
+                "was trained for"
+            )
         self._load_state(state)
         self.history = list(state["history"])
         self.start_epoch = int(state["epoch"])
@@ -72,12 +79,18 @@ class RunState:
         return out
 
     def _load_state(self, state: dict[str, Any]) -> None:
+        """Weights and, where the checkpoint keeps them (a finished run's may not:
+        :func:`~sanode.training.checkpoint.keep_weights_only`), optimiser, schedule and
+        average."""
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:
+            self.optimizer.load_state_dict(state["optimizer"])
         if "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
         if self.ema is not None and "ema" in state:
             self.ema.load_state_dict(state["ema"])
+        elif self.ema is not None and "ema_model" in state:
+            self.ema.module.load_state_dict(state["ema_model"])
 
     def save(self, epoch: int) -> None:
         """Write the checkpoint of the run after ``epoch`` (1-based) epochs, atomically."""
