@@ -39,9 +39,13 @@ publish:  ## copy the default run's tables, figures and stage times to results/d
 
 # the long CPU protocol (workflow/config/long.yaml) and the MNIST/Fashion hyperparameter
 # search (workflow/config/search.yaml): each runs in runs/<name> (scratch, resumable), then
-# its tables and figures are copied to results/<name>/ (committed)
+# its tables and figures are copied to results/<name>/ (committed). Trial checkpoints kept in
+# results/<name>/carry/ (a run longer than a machine's session) are copied into the run's Ray
+# folder first, never over a file already there: their trials go on instead of starting over
 long search robustness: $(VENV)/.installed  ## the long CPU protocol / the search and its retrains / the noise grid on MNIST and Fashion-MNIST
 	$(BIN)/sanode check-config workflow/config/$@.yaml
+	if [ -d results/$@/carry ]; then \
+		mkdir -p runs/$@/results/ray && cp -rn results/$@/carry/. runs/$@/results/ray/; fi
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$@.yaml
 	mkdir -p results/$@
 	cp -r runs/$@/results/tables runs/$@/results/figures results/$@/
