@@ -10,11 +10,13 @@ from sanode.core import gemm
 from sanode.core.euler_grad import euler_loop
 from sanode.core.integrate import Dynamics, integrate
 from sanode.core.model import SANode
-from sanode.core.products import Products
+from sanode.core.products import Products, native_bfloat16
 
 ONEDNN = pytest.mark.skipif(
     not gemm.onednn_available(), reason="this torch build has no oneDNN linear kernels"
 )
+# oneDNN multiplies bfloat16 only on CPUs it has bfloat16 kernels for (not an AVX2-only one)
+BF16 = pytest.mark.skipif(not native_bfloat16(), reason="oneDNN has no bfloat16 kernels here")
 CPU = torch.device("cpu")
 
 
@@ -36,7 +38,9 @@ def test_route_rule(monkeypatch):
     if not gemm.onednn_available():
         return
     assert gemm.gemm_route(CPU, torch.float32, 4, "onednn") == "onednn"  # by name: any size
-    assert gemm.gemm_route(CPU, torch.bfloat16, big, "onednn") == "onednn"
+    # bfloat16 by name: oneDNN where it has bfloat16 kernels for this CPU
+    bf16 = "onednn" if native_bfloat16() else "torch"
+    assert gemm.gemm_route(CPU, torch.bfloat16, big, "onednn") == bf16
     # one-off bfloat16 products stay torch.mm (faster there without a packed operand)
     calls = []
     monkeypatch.setattr(gemm, "_linear", lambda a, b: calls.append(a.dtype) or a @ b.t())
@@ -63,7 +67,7 @@ def test_without_onednn_every_route_is_torchs_and_the_bench_says_what_to_do(monk
 
 
 @ONEDNN
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.float32, pytest.param(torch.bfloat16, marks=BF16)])
 def test_products_agree_with_float64_on_both_routes(dtype):
     gen = torch.Generator().manual_seed(0)
     tol = 1e-5 if dtype == torch.float32 else 1e-2
@@ -91,7 +95,7 @@ def test_products_agree_with_float64_on_both_routes(dtype):
 
 
 @ONEDNN
-@pytest.mark.parametrize("mm_dtype", [None, torch.bfloat16])
+@pytest.mark.parametrize("mm_dtype", [None, pytest.param(torch.bfloat16, marks=BF16)])
 def test_the_euler_loop_trains_alike_on_both_routes(mm_dtype):
     # the lean backward pass's products (forward, dL/dx, dL/dW) through either route: the
     # same gradients to the products' rounding
@@ -133,9 +137,35 @@ def test_coupling_and_evaluation_use_the_route_and_keep_autograd():
     x = x0.clone().requires_grad_()
     integrate(dyn, x, 0.5, 0.1).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0 and not dyn._packed
+
+
+@ONEDNN
+@BF16
+def test_two_part_bfloat16_packs_both_parts():
+    model = SANode(block_patterns(256, 4, 0.5), seed=0)
+    x0 = torch.rand(9, 256, generator=torch.Generator().manual_seed(2)) - 0.5
+    dyn = model.dynamics(torch.float32)
     split = Dynamics(dyn.linear_t.detach().bfloat16(), dyn.c1, dyn.c2, None,
                      torch.zeros(256, 256, dtype=torch.bfloat16), route="onednn")  # fmt: skip
     with torch.no_grad():
         split.field(x0)
     hi, lo = split._packed[0]
     assert hi.w is split.linear_t and lo.w is split.linear_lo_t
+
+
+def test_bfloat16_takes_torch_where_onednn_has_no_bfloat16_kernels(monkeypatch):
+    """On an AVX2-only CPU oneDNN refuses to pack a bfloat16 weight ("bf16 path needs the cpu
+    support avx_ne_convert or avx512bw, avx512vl and avx512dq"): such products go to torch.mm."""
+    from sanode.core import products
+
+    monkeypatch.setattr(products, "native_bfloat16", lambda device=None: False)
+    big = 784 * 784
+    assert gemm.gemm_route(CPU, torch.bfloat16, big, "onednn") == "torch"
+    assert gemm.gemm_route(CPU, torch.bfloat16, big, "auto") == "torch"
+    w = torch.randn(64, 32).bfloat16()
+    weight = gemm.Weight(w, 8, "onednn")
+    assert weight.route == "torch" and weight.packed is None
+    x = torch.randn(8, 64).bfloat16()
+    assert _rel(weight(x), x.double() @ w.double()) < 1e-2
+    if gemm.onednn_available():  # float32 keeps the route asked for
+        assert gemm.gemm_route(CPU, torch.float32, big, "onednn") == "onednn"

@@ -42,13 +42,18 @@ def gemm_route(
     """The route (``"onednn"`` or ``"torch"``) of a ``dtype`` product on ``device`` whose fixed
     operand (or result) has ``size`` entries, asked for as ``route`` (``"onednn"``,
     ``"torch"``, or ``"auto"``: the rule of the module docstring). oneDNN needs this torch's
-    oneDNN linear kernels (:func:`onednn_available`); without them every route is torch's."""
+    oneDNN linear kernels (:func:`onednn_available`), and for bfloat16 a CPU it has bfloat16
+    kernels for (:func:`sanode.core.products.native_bfloat16`; an AVX2-only CPU has none and
+    oneDNN refuses to pack a bfloat16 weight there); without them the route is torch's."""
+    from .products import native_bfloat16
+
     if route not in ROUTES:
         raise ValueError(f"unknown GEMM route {route!r}; choose one of {list(ROUTES)}")
     if (
         device.type != "cpu"
         or dtype not in (torch.float32, torch.bfloat16)
         or not onednn_available()
+        or (dtype == torch.bfloat16 and not native_bfloat16())
     ):
         return "torch"
     if route != "auto":

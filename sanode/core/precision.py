@@ -261,19 +261,9 @@ def available(products: str, route: str) -> bool:
 
     if route == "onednn" and not gemm.onednn_available():
         return False
-    if products == "bfloat16":
-        return native_bfloat16(None) or _bf16_runs()
+    if products == "bfloat16":  # oneDNN multiplies bfloat16 here (natively or emulated)
+        return native_bfloat16(None)
     return True
-
-
-def _bf16_runs() -> bool:
-    """oneDNN multiplies bfloat16 here (natively or emulated): a bfloat16 candidate exists."""
-    import torch
-
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - a build without oneDNN
-        return False
 
 
 def lapack_available(route: str, dtype: str) -> bool:
