@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CONFIG ?= default
 CORES ?= all
 
-.PHONY: help study publish long search robustness smoke test test-fast lint bench ablation report clean-results gpu-check
+.PHONY: help study publish long search robustness carry smoke test test-fast lint bench ablation report clean-results gpu-check
 
 help:  ## this list
 	@grep -E '^[a-z][a-z -]*:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -49,6 +49,19 @@ long search robustness: $(VENV)/.installed  ## the long CPU protocol / the searc
 	$(BIN)/snakemake --cores $(CORES) --configfile workflow/config/$@.yaml
 	mkdir -p results/$@
 	cp -r runs/$@/results/tables runs/$@/results/figures results/$@/
+
+# a long/search/robustness run stopped before its end (a machine taken back): its trials'
+# checkpoints so far, copied to results/<name>/carry/ to be committed; the next `make <name>`
+# on any machine copies them back and goes on from them
+carry:  ## keep a stopped run's trial checkpoints for the next machine (NAME=long|search|robustness)
+	@case "$(NAME)" in long|search|robustness) ;; *) echo "make carry: say which run," \
+		"e.g. make carry NAME=robustness (one of long, search, robustness)" >&2; exit 1;; esac
+	@ls -d runs/$(NAME)/results/ray/*/trials-* >/dev/null 2>&1 || { echo "make carry:" \
+		"runs/$(NAME) holds no trial checkpoints; start the run with make $(NAME)" >&2; exit 1; }
+	for d in runs/$(NAME)/results/ray/*/; do \
+		mkdir -p results/$(NAME)/carry/$$(basename $$d) && \
+		cp -r $$d/trials-* results/$(NAME)/carry/$$(basename $$d)/ || exit 1; done
+	du -sh results/$(NAME)/carry
 
 # the whole DAG on tiny data in its own folder (runs/smoke); needs the data (mirror or network)
 smoke: $(VENV)/.installed  ## the whole DAG on tiny data in runs/smoke (a minute or two)
