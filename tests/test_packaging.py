@@ -62,3 +62,38 @@ def test_a_fresh_venv_is_refused_with_the_space_it_needs(tmp_path):
     assert res.returncode != 0
     assert "needs about 6.6 GB" in res.stderr and "MiB are free" in res.stderr
     assert not venv.exists()
+
+
+def test_make_carry_keeps_a_stopped_runs_trial_checkpoints(tmp_path):
+    """``make carry NAME=<run>`` copies each study's ``trials-<digest>`` into
+    ``results/<run>/carry/`` (a newer checkpoint replaces a carried one); ``make <run>`` copies
+    them back without replacing a file already there."""
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    make = ["make", "-s", "-f", str(ROOT / "Makefile")]
+    res = subprocess.run([*make, "carry"], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode != 0 and "make carry NAME=robustness" in res.stderr
+    res = subprocess.run([*make, "carry", "NAME=long"], cwd=tmp_path, capture_output=True,
+                         text=True)  # fmt: skip
+    assert res.returncode != 0 and "holds no trial checkpoints" in res.stderr
+    ray = tmp_path / "runs" / "robustness" / "results" / "ray"
+    for study, trial in (("mnist", "00000-a"), ("fashion", "00003-b")):
+        (ray / study / "trials-d1" / trial).mkdir(parents=True)
+        (ray / study / "trials-d1" / trial / "model.pt").write_text(f"{study} epoch 4")
+    (ray / "mnist" / "tune-d1").mkdir()  # Ray's experiment folder is not carried
+    for _ in range(2):  # a second carry replaces what the first kept
+        res = subprocess.run([*make, "carry", "NAME=robustness"], cwd=tmp_path,
+                             capture_output=True, text=True)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+    carry = tmp_path / "results" / "robustness" / "carry"
+    kept = sorted(p.relative_to(carry).as_posix() for p in carry.rglob("model.pt"))
+    assert kept == ["fashion/trials-d1/00003-b/model.pt", "mnist/trials-d1/00000-a/model.pt"]
+    # the copy back that make robustness does first: never over a file already there
+    (ray / "mnist" / "trials-d1" / "00000-a" / "model.pt").write_text("mnist epoch 9")
+    (carry / "mnist" / "trials-d1" / "00001-c").mkdir()
+    (carry / "mnist" / "trials-d1" / "00001-c" / "model.pt").write_text("carried")
+    recipe = (ROOT / "Makefile").read_text().split("cp -rn ", 1)[1].split(";", 1)[0]
+    copy = "cp -rn " + recipe.replace("$@", "robustness")
+    subprocess.run(copy, shell=True, cwd=tmp_path, check=True)
+    assert (ray / "mnist" / "trials-d1" / "00000-a" / "model.pt").read_text() == "mnist epoch 9"
+    assert (ray / "mnist" / "trials-d1" / "00001-c" / "model.pt").read_text() == "carried"
