@@ -39,9 +39,10 @@ publish:  ## copy the default run's tables, figures and stage times to results/d
 
 # the long CPU protocol (workflow/config/long.yaml) and the MNIST/Fashion hyperparameter
 # search (workflow/config/search.yaml): each runs in runs/<name> (scratch, resumable), then
-# its tables and figures are copied to results/<name>/ (committed). Trial checkpoints kept in
-# results/<name>/carry/ (a run longer than a machine's session) are copied into the run's Ray
-# folder first, never over a file already there: their trials go on instead of starting over
+# its tables and figures are copied to results/<name>/ (committed). Trial checkpoints and scored
+# test cells kept in results/<name>/carry/ (a run longer than a machine's session) are copied
+# into the run's Ray folder first, never over a file already there: their trials go on instead
+# of starting over, and their evaluations score only the cells they lack
 long search robustness: $(VENV)/.installed  ## the long CPU protocol / the search and its retrains / the noise grid on MNIST and Fashion-MNIST
 	$(BIN)/sanode check-config workflow/config/$@.yaml
 	if [ -d results/$@/carry ]; then \
@@ -51,16 +52,17 @@ long search robustness: $(VENV)/.installed  ## the long CPU protocol / the searc
 	cp -r runs/$@/results/tables runs/$@/results/figures results/$@/
 
 # a long/search/robustness run stopped before its end (a machine taken back): its trials'
-# checkpoints so far, copied to results/<name>/carry/ to be committed; the next `make <name>`
-# on any machine copies them back and goes on from them
-carry:  ## keep a stopped run's trial checkpoints for the next machine (NAME=long|search|robustness)
+# checkpoints and the test cells its evaluations scored so far, copied to results/<name>/carry/
+# to be committed; the next `make <name>` on any machine copies them back and goes on from them
+carry:  ## keep a stopped run's trial checkpoints and scores for the next machine (NAME=long|search|robustness)
 	@case "$(NAME)" in long|search|robustness) ;; *) echo "make carry: say which run," \
 		"e.g. make carry NAME=robustness (one of long, search, robustness)" >&2; exit 1;; esac
 	@ls -d runs/$(NAME)/results/ray/*/trials-* >/dev/null 2>&1 || { echo "make carry:" \
 		"runs/$(NAME) holds no trial checkpoints; start the run with make $(NAME)" >&2; exit 1; }
 	for d in runs/$(NAME)/results/ray/*/; do \
 		mkdir -p results/$(NAME)/carry/$$(basename $$d) && \
-		cp -r $$d/trials-* results/$(NAME)/carry/$$(basename $$d)/ || exit 1; done
+		cp -r $$d/trials-* $$(ls -d $$d/scores-* 2>/dev/null) \
+			results/$(NAME)/carry/$$(basename $$d)/ || exit 1; done
 	du -sh results/$(NAME)/carry
 
 # the whole DAG on tiny data in its own folder (runs/smoke); needs the data (mirror or network)

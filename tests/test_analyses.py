@@ -433,6 +433,44 @@ def test_cli_evaluate_reproduces_the_pipeline_evaluation(tmp_path, capsys):
     assert torch.is_tensor(model.patterns)
 
 
+def test_score_keeps_each_scored_cell_and_reads_it_back(tmp_path, monkeypatch):
+    """With a cache folder, a second scoring (a stopped evaluation rerun, or carried to another
+    machine) reads every cell but the first from it and gives the same tables; another model,
+    other test data or another setting finds none of them."""
+    from sanode import block_patterns
+    from sanode.config import TrainConfig
+    from sanode.pipeline import robustness
+    from sanode.training.checkpoint import model_from_config
+
+    cfg = TrainConfig(dataset="letters", dt=0.1, t_eval=3.0)
+    patterns = block_patterns(12, 3, cfg.a)
+    model = model_from_config(cfg, patterns)
+    x = torch.randn(40, 12, generator=torch.Generator().manual_seed(0)).clamp(-1, 1)
+    y = torch.arange(40) % 3
+    settings = EvaluateSettings(eps_test=(0.0, 0.3, 0.6), noise_seeds=2, mse_items=5, mse_every=5)
+    fresh = robustness.score(model, cfg, x, y, settings)
+    first = robustness.score(model, cfg, x, y, settings, cache=tmp_path / "scores")
+    assert len(list((tmp_path / "scores").glob("*.pt"))) == 5  # 2 draws x 3 levels - the first
+    scored = []
+    real = robustness._score_cell
+    monkeypatch.setattr(
+        robustness, "_score_cell", lambda *a, **k: scored.append(a[4:6]) or real(*a, **k)
+    )
+    again = robustness.score(model, cfg, x, y, settings, cache=tmp_path / "scores")
+    assert scored == [(0, 0)]  # only the first cell, whose states are not kept
+    for res in (first, again):
+        pd.testing.assert_frame_equal(res.accuracy, fresh.accuracy)
+        pd.testing.assert_frame_equal(res.mse, fresh.mse)
+        assert torch.equal(res.states["final"], fresh.states["final"])
+    scored.clear()
+    other = model_from_config(dataclasses.replace(cfg, seed=cfg.seed + 1), patterns)
+    robustness.score(other, cfg, x, y, settings, cache=tmp_path / "scores")
+    robustness.score(model, cfg, x.flip(0), y.flip(0), settings, cache=tmp_path / "scores")
+    longer = dataclasses.replace(settings, t_eval=6.0)
+    robustness.score(model, cfg, x, y, longer, cache=tmp_path / "scores")
+    assert len(scored) == 3 * 6
+
+
 # -- the study figures ---------------------------------------------------------------------------
 def test_tuning_figure_shows_best_so_far_and_the_setting_heatmap(tmp_path, monkeypatch):
     from sanode.pipeline import plots

@@ -65,9 +65,9 @@ def test_a_fresh_venv_is_refused_with_the_space_it_needs(tmp_path):
 
 
 def test_make_carry_keeps_a_stopped_runs_trial_checkpoints(tmp_path):
-    """``make carry NAME=<run>`` copies each study's ``trials-<digest>`` into
-    ``results/<run>/carry/`` (a newer checkpoint replaces a carried one); ``make <run>`` copies
-    them back without replacing a file already there."""
+    """``make carry NAME=<run>`` copies each study's ``trials-<digest>`` and ``scores-<digest>``
+    into ``results/<run>/carry/`` (a newer checkpoint replaces a carried one); ``make <run>``
+    copies them back without replacing a file already there."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     make = ["make", "-s", "-f", str(ROOT / "Makefile")]
@@ -81,6 +81,8 @@ def test_make_carry_keeps_a_stopped_runs_trial_checkpoints(tmp_path):
         (ray / study / "trials-d1" / trial).mkdir(parents=True)
         (ray / study / "trials-d1" / trial / "model.pt").write_text(f"{study} epoch 4")
     (ray / "mnist" / "tune-d1").mkdir()  # Ray's experiment folder is not carried
+    (ray / "mnist" / "scores-e1").mkdir()  # the evaluations' scored cells are
+    (ray / "mnist" / "scores-e1" / "c0ffee.pt").write_text("a scored cell")
     for _ in range(2):  # a second carry replaces what the first kept
         res = subprocess.run([*make, "carry", "NAME=robustness"], cwd=tmp_path,
                              capture_output=True, text=True)  # fmt: skip
@@ -88,6 +90,8 @@ def test_make_carry_keeps_a_stopped_runs_trial_checkpoints(tmp_path):
     carry = tmp_path / "results" / "robustness" / "carry"
     kept = sorted(p.relative_to(carry).as_posix() for p in carry.rglob("model.pt"))
     assert kept == ["fashion/trials-d1/00003-b/model.pt", "mnist/trials-d1/00000-a/model.pt"]
+    assert sorted(p.name for p in carry.glob("*/*")) == ["scores-e1", "trials-d1", "trials-d1"]
+    assert (carry / "mnist" / "scores-e1" / "c0ffee.pt").read_text() == "a scored cell"
     # the copy back that make robustness does first: never over a file already there
     (ray / "mnist" / "trials-d1" / "00000-a" / "model.pt").write_text("mnist epoch 9")
     (carry / "mnist" / "trials-d1" / "00001-c").mkdir()

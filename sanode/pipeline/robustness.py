@@ -1,18 +1,26 @@
 """Evaluation of one trained model over a grid of test-noise levels (the pipeline's evaluate stage).
 
 Produces tidy rows: accuracy buckets per eps_test, MSE(t) curves per eps_test, and the final
-states and overlaps that later figures need.
+states and overlaps that later figures need. With a ``cache`` folder every finished (draw,
+level) cell's row and curve is kept there, keyed by the model's weights, the test data and
+the settings, so a stopped evaluation (or one rerun on another machine, the folder carried
+along) scores only the cells it has not scored yet.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
+from .. import files
 from ..config import TrainConfig
 from ..core import metrics
 from ..core.model import SANode
@@ -40,6 +48,7 @@ def score(
     settings: EvaluateSettings,
     *,
     mse_items: int | None = None,
+    cache: str | os.PathLike | None = None,
 ) -> RobustnessResult:
     """The one evaluation of a trained model (the pipeline's evaluate stage and ``sanode
     evaluate``): x (M, N), y (M,) scored at every test-noise level of ``settings.eps_test``
@@ -51,6 +60,10 @@ def score(
     ``noise_seed``). The MSE(t) curve (eq. 6) uses the first ``mse_items`` items (the
     settings', or this argument's; 0: no curve) of each level's first draw, sampled every
     ``mse_every`` steps; the saved states are those of the first level's first draw.
+
+    ``cache``: a folder keeping each scored cell (:func:`cell_key`) but the first (whose
+    states are returned); a cell found there is read instead of scored again (the same
+    numbers: the scoring is deterministic). Its files are a few kB each.
     """
     if not settings.eps_test:
         raise ValueError("eps_test needs at least one noise level")
@@ -71,36 +84,38 @@ def score(
     )
     rows, curves = [], []
     states: dict[str, torch.Tensor] = {}
+    identity = _identity(model, x, y) if cache is not None else ""
     with matmul_precision(cfg.matmul_precision):
         for r, (i, eps) in itertools.product(
             range(settings.noise_seeds), enumerate(settings.eps_test)
         ):
             noise_seed = settings.seed + r
-            noisy = add_pixel_noise(x, eps, noise_generator(noise_seed, i))
-            res = evaluate(model, noisy, y, **run)
-            mf = metrics.magnetization(res.states, model.patterns.cpu(), y, model.a)
-            rows.append(
-                {
-                    "eps_test": float(eps),
-                    "noise_seed": noise_seed,
-                    **res.record(ROW_KEYS),
-                    "m_f_std": float(mf.std()) if len(mf) > 1 else 0.0,
-                    **res.record(("mse", "work_fraction")),
-                }
-            )
-            if r > 0:
-                continue
-            if i == 0:
-                states = {"inputs": noisy, "labels": y, "final": res.states, "overlap": res.overlap}
-            if mse_items > 0:
-                with torch.no_grad():
-                    times, traj = model.integrate(
-                        noisy[:mse_items], t_end, dt, method=method, record_every=settings.mse_every
-                    )
-                curve = metrics.mse_curve(traj.cpu(), model.patterns.cpu(), y[:mse_items])
+            cell = {
+                **run,
+                "eps": float(eps),
+                "level": i,
+                "noise_seed": noise_seed,
+                "mse_items": mse_items if r == 0 else 0,
+                "mse_every": settings.mse_every,
+                "matmul_precision": str(cfg.matmul_precision),
+                "eval_products": str(model.eval_products),
+            }
+            path = Path(cache, f"{cell_key(identity, cell)}.pt") if cache is not None else None
+            # the first cell is scored every time: its final states (tens of MB for 10,000
+            # images) are saved, not cached, and it is the cheapest level (the least noise)
+            if path is not None and path.is_file() and (r, i) != (0, 0):
+                kept = torch.load(path, map_location="cpu", weights_only=True)
+            else:
+                kept = _score_cell(model, x, y, eps, i, r, noise_seed, mse_items, run, settings)
+                if path is not None and (r, i) != (0, 0):
+                    files.write_torch(path, kept, what="scored cell")
+            rows.append(kept["row"])
+            if r == 0 and i == 0:
+                states = kept["states"]
+            if r == 0 and mse_items > 0:
                 curves.append(
                     pd.DataFrame(
-                        {"eps_test": float(eps), "t": times.numpy(), "mse": curve.double().numpy()}
+                        {"eps_test": float(eps), "t": kept["t"].numpy(), "mse": kept["mse"].numpy()}
                     )
                 )
     mse = (
@@ -109,3 +124,65 @@ def score(
         else pd.DataFrame({"eps_test": [], "t": [], "mse": []}, dtype=float)
     )
     return RobustnessResult(pd.DataFrame(rows), mse, states)
+
+
+def _score_cell(
+    model: SANode,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    i: int,
+    r: int,
+    noise_seed: int,
+    mse_items: int,
+    run: dict[str, Any],
+    settings: EvaluateSettings,
+) -> dict[str, Any]:
+    """One (draw ``r``, level ``i``) cell of :func:`score`: its accuracy row, and for the first
+    draw its MSE(t) curve (``t``, ``mse``; empty without ``mse_items``) and, at the first
+    level, its ``states``."""
+    noisy = add_pixel_noise(x, eps, noise_generator(noise_seed, i))
+    res = evaluate(model, noisy, y, **run)
+    mf = metrics.magnetization(res.states, model.patterns.cpu(), y, model.a)
+    row = {
+        "eps_test": float(eps),
+        "noise_seed": noise_seed,
+        **res.record(ROW_KEYS),
+        "m_f_std": float(mf.std()) if len(mf) > 1 else 0.0,
+        **res.record(("mse", "work_fraction")),
+    }
+    kept: dict[str, Any] = {"row": row, "states": {}, "t": torch.empty(0), "mse": torch.empty(0)}
+    if r > 0:
+        return kept
+    if i == 0:
+        kept["states"] = {"inputs": noisy, "labels": y, "final": res.states, "overlap": res.overlap}
+    if mse_items > 0:
+        with torch.no_grad():
+            times, traj = model.integrate(
+                noisy[:mse_items],
+                run["t_end"],
+                run["dt"],
+                method=run["method"],
+                record_every=settings.mse_every,
+            )
+        curve = metrics.mse_curve(traj.cpu(), model.patterns.cpu(), y[:mse_items])
+        kept["t"], kept["mse"] = times.cpu(), curve.double()
+    return kept
+
+
+def _identity(model: SANode, x: torch.Tensor, y: torch.Tensor) -> str:
+    """A digest of the model's weights and buffers and of the test data (M, N) / (M,)."""
+    h = hashlib.sha256()
+    for name, value in [*sorted(model.state_dict().items()), ("x", x), ("y", y)]:
+        h.update(f"{name} {value.dtype} {tuple(value.shape)}".encode())
+        h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def cell_key(identity: str, cell: dict[str, Any]) -> str:
+    """The name of one scored cell in a cache folder: a digest of the model and data
+    ``identity`` (:func:`_identity`) and of everything the cell's numbers depend on (noise
+    level, its index, the draw's seed, horizon, step, method, tolerance, batch size,
+    threshold, precisions, MSE sampling)."""
+    text = json.dumps({"identity": identity, **cell}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]

@@ -139,9 +139,12 @@ def evaluate_stage(
     ) as run:
         splits = {"test": list(settings.eps_test)}
         run.log_datasets(prepared.meta, str(Path(data).resolve()), splits)
-        res = score(model, cfg, x, y, settings)
+        # every scored cell is kept: a stopped evaluation, or one carried to another
+        # machine, scores only the cells it lacks
+        cache = layout.scores_dir(study, evaluation_digest(config, study))
+        res = score(model, cfg, x, y, settings, cache=cache)
         rows = [res.accuracy.assign(train_seed=cfg.seed, is_best=True, trial_id=best["trial_id"])]
-        rows += _other_seeds(best, models, eps_train, x, y, settings)
+        rows += _other_seeds(best, models, eps_train, x, y, settings, cache)
         t_eval = settings.horizon(cfg)
         run.log_params(
             {
@@ -172,7 +175,9 @@ def evaluate_stage(
             _register(run, study, model, cfg, t_eval, res.accuracy, best)
 
 
-def _other_seeds(best: dict, models: str, eps_train: str, x, y, settings) -> list[pd.DataFrame]:
+def _other_seeds(
+    best: dict, models: str, eps_train: str, x, y, settings, cache: str
+) -> list[pd.DataFrame]:
     """The accuracy rows of the selected settings trained from the other seeds (``seed`` in
     the search space): the spread over training seeds. The MSE curves and states stay those
     of the best model."""
@@ -181,7 +186,7 @@ def _other_seeds(best: dict, models: str, eps_train: str, x, y, settings) -> lis
         if sibling["trial_id"] == best["trial_id"]:
             continue
         other, other_cfg, _ = load_model(layout.model_path(models, eps_train, int(seed)))
-        res = score(other, other_cfg, x, y, settings, mse_items=1)
+        res = score(other, other_cfg, x, y, settings, mse_items=1, cache=cache)
         rows.append(
             res.accuracy.assign(train_seed=int(seed), is_best=False, trial_id=sibling["trial_id"])
         )
