@@ -433,7 +433,7 @@ def test_cli_evaluate_reproduces_the_pipeline_evaluation(tmp_path, capsys):
     assert torch.is_tensor(model.patterns)
 
 
-def test_score_keeps_each_scored_cell_and_reads_it_back(tmp_path, monkeypatch):
+def test_score_keeps_each_scored_cell_and_reads_it_back(tmp_path, monkeypatch, caplog):
     """With a cache folder, a second scoring (a stopped evaluation rerun, or carried to another
     machine) reads every cell but the first from it and gives the same tables; another model,
     other test data or another setting finds none of them."""
@@ -456,8 +456,12 @@ def test_score_keeps_each_scored_cell_and_reads_it_back(tmp_path, monkeypatch):
     monkeypatch.setattr(
         robustness, "_score_cell", lambda *a, **k: scored.append(a[4:6]) or real(*a, **k)
     )
-    again = robustness.score(model, cfg, x, y, settings, cache=tmp_path / "scores")
+    with caplog.at_level("INFO", logger="sanode.pipeline.robustness"):
+        again = robustness.score(model, cfg, x, y, settings, cache=tmp_path / "scores")
     assert scored == [(0, 0)]  # only the first cell, whose states are not kept
+    progress = [r.getMessage() for r in caplog.records]  # one line per cell, in the log
+    assert len(progress) == 6 and sum("(read back)" in line for line in progress) == 5
+    assert progress[-1].startswith("eps_test 0.6, noise draw 1 (cell 6/6): H ")
     for res in (first, again):
         pd.testing.assert_frame_equal(res.accuracy, fresh.accuracy)
         pd.testing.assert_frame_equal(res.mse, fresh.mse)

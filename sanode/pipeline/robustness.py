@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ from ..core.noise import add_pixel_noise, noise_generator
 from ..runtime import matmul_precision
 from ..training.evaluate import evaluate
 from .settings import EvaluateSettings
+
+log = logging.getLogger(__name__)
 
 # the bucket summary's columns of an accuracy row, before the spread of m_f
 ROW_KEYS = ("n", "exact", "partial", "wrong", "accuracy", "nearest_accuracy", "m_f")
@@ -86,9 +90,8 @@ def score(
     states: dict[str, torch.Tensor] = {}
     identity = _identity(model, x, y) if cache is not None else ""
     with matmul_precision(cfg.matmul_precision):
-        for r, (i, eps) in itertools.product(
-            range(settings.noise_seeds), enumerate(settings.eps_test)
-        ):
+        cells = list(itertools.product(range(settings.noise_seeds), enumerate(settings.eps_test)))
+        for done, (r, (i, eps)) in enumerate(cells, 1):
             noise_seed = settings.seed + r
             cell = {
                 **run,
@@ -103,12 +106,19 @@ def score(
             path = Path(cache, f"{cell_key(identity, cell)}.pt") if cache is not None else None
             # the first cell is scored every time: its final states (tens of MB for 10,000
             # images) are saved, not cached, and it is the cheapest level (the least noise)
+            start = time.perf_counter()
             if path is not None and path.is_file() and (r, i) != (0, 0):
                 kept = torch.load(path, map_location="cpu", weights_only=True)
+                how = "read back"
             else:
                 kept = _score_cell(model, x, y, eps, i, r, noise_seed, mse_items, run, settings)
                 if path is not None and (r, i) != (0, 0):
                     files.write_torch(path, kept, what="scored cell")
+                how = f"{time.perf_counter() - start:.0f} s"
+            log.info(
+                "eps_test %g, noise draw %d (cell %d/%d): H %.4f (%s)",
+                eps, noise_seed, done, len(cells), kept["row"]["accuracy"], how,
+            )  # fmt: skip
             rows.append(kept["row"])
             if r == 0 and i == 0:
                 states = kept["states"]
