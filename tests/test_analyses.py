@@ -475,6 +475,44 @@ def test_score_keeps_each_scored_cell_and_reads_it_back(tmp_path, monkeypatch, c
     assert len(scored) == 3 * 6
 
 
+def test_baselines_keep_each_fit_and_read_it_back(tmp_path, monkeypatch):
+    """A rerun of the baselines analysis (stopped, or carried to another machine) fits only the
+    baselines it lacks and gives the same table; other settings fit again."""
+    from sanode.config import TrainConfig
+    from sanode.data.prepare import prepare_dataset
+    from sanode.probes import baselines as probes
+
+    monkeypatch.chdir(tmp_path)
+    config = load_config("smoke")
+    config["studies"] = {"letters": config["studies"]["letters"]}
+    config["analyses"] = {"baselines": {"epochs": 3, "batch_size": 25, "patience": 2}}
+    data = str(tmp_path / "letters.pt")
+    prepare_dataset(TrainConfig(dataset="letters", letters_copies=4), data, val_fraction=0.25)
+    analysis = analyses.get("baselines")
+    fits = []
+    real = probes.train_baseline
+    monkeypatch.setattr(
+        probes, "train_baseline", lambda *a, **k: fits.append(a[0]) or real(*a, **k)
+    )
+
+    def run(settings: dict) -> pd.DataFrame:
+        ctx = analyses.Context(config=config, data={"letters": data})
+        return analysis.run(analysis.Settings(**settings), ctx).tables["baselines"]
+
+    first = run(config["analyses"]["baselines"])
+    assert len(fits) == 2 * 2  # two eps_train x (logistic, mlp)
+    kept = sorted(Path(layout.scores_dir("letters", "baselines")).glob("*.parquet"))
+    assert len(kept) == 4
+    kept[0].unlink()  # as if stopped before its last fit
+    fits.clear()
+    again = run(config["analyses"]["baselines"])
+    assert len(fits) == 1
+    pd.testing.assert_frame_equal(again, first)
+    fits.clear()
+    run({**config["analyses"]["baselines"], "lr": 0.01})
+    assert len(fits) == 4
+
+
 # -- the study figures ---------------------------------------------------------------------------
 def test_tuning_figure_shows_best_so_far_and_the_setting_heatmap(tmp_path, monkeypatch):
     from sanode.pipeline import plots

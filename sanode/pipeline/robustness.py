@@ -9,9 +9,7 @@ along) scores only the cells it has not scored yet.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import logging
 import os
 import time
@@ -29,6 +27,7 @@ from ..core.model import SANode
 from ..core.noise import add_pixel_noise, noise_generator
 from ..runtime import matmul_precision
 from ..training.evaluate import evaluate
+from . import kept as keep
 from .settings import EvaluateSettings
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ def score(
     settings', or this argument's; 0: no curve) of each level's first draw, sampled every
     ``mse_every`` steps; the saved states are those of the first level's first draw.
 
-    ``cache``: a folder keeping each scored cell (:func:`cell_key`) but the first (whose
+    ``cache``: a folder keeping each scored cell (:mod:`sanode.pipeline.kept`) but the first (whose
     states are returned); a cell found there is read instead of scored again (the same
     numbers: the scoring is deterministic). Its files are a few kB each.
     """
@@ -88,7 +87,12 @@ def score(
     )
     rows, curves = [], []
     states: dict[str, torch.Tensor] = {}
-    identity = _identity(model, x, y) if cache is not None else ""
+    # the model's weights and buffers and the test data, bit for bit
+    identity = (
+        keep.tensor_digest([*sorted(model.state_dict().items()), ("x", x), ("y", y)])
+        if cache is not None
+        else ""
+    )
     with matmul_precision(cfg.matmul_precision):
         cells = list(itertools.product(range(settings.noise_seeds), enumerate(settings.eps_test)))
         for done, (r, (i, eps)) in enumerate(cells, 1):
@@ -103,7 +107,7 @@ def score(
                 "matmul_precision": str(cfg.matmul_precision),
                 "eval_products": str(model.eval_products),
             }
-            path = Path(cache, f"{cell_key(identity, cell)}.pt") if cache is not None else None
+            path = Path(cache, f"{keep.key(identity=identity, **cell)}.pt") if cache else None
             # the first cell is scored every time: its final states (tens of MB for 10,000
             # images) are saved, not cached, and it is the cheapest level (the least noise)
             start = time.perf_counter()
@@ -178,21 +182,3 @@ def _score_cell(
         curve = metrics.mse_curve(traj.cpu(), model.patterns.cpu(), y[:mse_items])
         kept["t"], kept["mse"] = times.cpu(), curve.double()
     return kept
-
-
-def _identity(model: SANode, x: torch.Tensor, y: torch.Tensor) -> str:
-    """A digest of the model's weights and buffers and of the test data (M, N) / (M,)."""
-    h = hashlib.sha256()
-    for name, value in [*sorted(model.state_dict().items()), ("x", x), ("y", y)]:
-        h.update(f"{name} {value.dtype} {tuple(value.shape)}".encode())
-        h.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
-    return h.hexdigest()
-
-
-def cell_key(identity: str, cell: dict[str, Any]) -> str:
-    """The name of one scored cell in a cache folder: a digest of the model and data
-    ``identity`` (:func:`_identity`) and of everything the cell's numbers depend on (noise
-    level, its index, the draw's seed, horizon, step, method, tolerance, batch size,
-    threshold, precisions, MSE sampling)."""
-    text = json.dumps({"identity": identity, **cell}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]

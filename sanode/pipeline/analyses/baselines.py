@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 from ..settings import Settings
@@ -79,9 +80,14 @@ class Baselines(Analysis):
         return out
 
     def run(self, settings: BaselinesSettings, ctx: Context) -> Result:
+        """Every study, eps_train and kind; each fit's scored rows are kept in the study's
+        ``scores-baselines`` folder (:mod:`sanode.pipeline.kept`), so a stopped analysis
+        (or one carried to another machine) fits only the baselines it lacks."""
         import pandas as pd
 
+        from ... import files
         from ...probes import baselines
+        from .. import kept, layout
 
         frames = []
         for study in ctx.config["studies"]:
@@ -91,8 +97,28 @@ class Baselines(Analysis):
             val = prepared.split("val") if settings.patience is not None else None
             k = prepared.patterns.shape[0]
             ev = evaluate_settings(ctx.config, study)
+            data = kept.tensor_digest(
+                [("x_tr", x_tr), ("y_tr", y_tr), ("x_te", x_te), ("y_te", y_te)]
+                + ([("x_val", val[0]), ("y_val", val[1])] if val is not None else [])
+            )
             for eps in ctx.eps_grid(study):
                 for kind in baselines.KINDS:
+                    path = Path(layout.scores_dir(study, "baselines")) / (
+                        kept.key(
+                            data=data,
+                            kind=kind,
+                            eps_train=eps,
+                            settings=settings.to_dict(),
+                            eps_test=list(ev.eps_test),
+                            seed=ev.seed,
+                            noise_seeds=ev.noise_seeds,
+                        )
+                        + ".parquet"
+                    )
+                    if path.is_file():
+                        frames.append(pd.read_parquet(path))
+                        log.info("%s %s eps_train %g: read back from %s", study, kind, eps, path)
+                        continue
                     fit = baselines.train_baseline(
                         kind,
                         x_tr,
@@ -114,18 +140,18 @@ class Baselines(Analysis):
                         seed=ev.seed,
                         noise_seeds=ev.noise_seeds,
                     )
-                    frames.append(
-                        table.assign(
-                            study=study,
-                            dataset=prepared.meta.get("dataset", study),
-                            model=kind,
-                            eps_train=eps,
-                            parameters=sum(p.numel() for p in fit.model.parameters()),
-                            epoch=fit.epoch,
-                            epochs_run=fit.epochs_run,
-                            val_accuracy=fit.val_accuracy,
-                        )
+                    frame = table.assign(
+                        study=study,
+                        dataset=prepared.meta.get("dataset", study),
+                        model=kind,
+                        eps_train=eps,
+                        parameters=sum(p.numel() for p in fit.model.parameters()),
+                        epoch=fit.epoch,
+                        epochs_run=fit.epochs_run,
+                        val_accuracy=fit.val_accuracy,
                     )
+                    files.write_parquet(path, frame, what="baseline scores")
+                    frames.append(frame)
                     log.info(
                         "%s %s eps_train %g: epoch %d of %d, %s",
                         study,
