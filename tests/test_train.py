@@ -53,6 +53,10 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     model, saved_cfg, payload = load_model(tmp_path / "b.pt")
     assert saved_cfg == cfg and payload["epoch"] == 4
     assert torch.equal(model.coupling(), resumed.model.coupling())
+    # the wall of every epoch run and the machine it ran on, kept across the resume
+    times = payload["epoch_times"]
+    assert [t["epoch"] for t in times] == [1, 2, 3, 4]
+    assert all(t["seconds"] > 0 and t["cpu"] and t["threads"] >= 1 for t in times)
 
 
 def test_a_finished_checkpoint_can_keep_its_weights_only(tmp_path):
@@ -70,6 +74,7 @@ def test_a_finished_checkpoint_can_keep_its_weights_only(tmp_path):
     assert not set(CONTINUE_KEYS) & set(load_checkpoint(path))
     slim, saved_cfg, slim_payload = load_model(path)
     assert saved_cfg == cfg and slim_payload["history"] == first.history
+    assert slim_payload["epoch_times"] == payload["epoch_times"]
     assert slim_payload["weights"] == payload["weights"]
     assert torch.equal(slim.coupling(), model.coupling())
     again = train(cfg, x, y, patterns, checkpoint_path=path, progress=False)  # nothing to train

@@ -241,7 +241,9 @@ def test_a_lost_ray_folder_costs_no_training(tmp_path, ray_env):
     second = run_study(settings, out_dir=tmp_path / "out2", tracking_uri=uri, **kw)
     assert {p: p.read_bytes() for p in state.glob("*/model.pt")} == blobs  # none retrained
     assert set(second["trial_id"]).isdisjoint(first["trial_id"])  # a new Ray experiment
-    columns = ["eps_train", "epoch", "train_loss", "val_accuracy"]
+    # the epochs' wall and CPU come from the checkpoints too: a carried run keeps them
+    assert (first["epoch_s"] > 0).all() and first["cpu"].str.len().gt(0).all()
+    columns = ["eps_train", "epoch", "train_loss", "val_accuracy", "epoch_s", "cpu"]
     order = ["eps_train", "epoch"]
     pd.testing.assert_frame_equal(
         first[columns].sort_values(order).reset_index(drop=True),

@@ -51,10 +51,13 @@ def _trials_table(
             continue
         trial_id = _trial_id(result)
         ckpt = trial_checkpoint(state_dir, trial_id, result.config)
+        times = None
         if ckpt.is_file():
             # the trial's own checkpoint holds every epoch it completed; Ray's result files can
             # lack an epoch whose report was in flight when the driver was killed
-            history = pd.DataFrame(load_checkpoint(ckpt)["history"])
+            state = load_checkpoint(ckpt)
+            history = pd.DataFrame(state["history"])
+            times = pd.DataFrame(state.get("epoch_times") or None)
         else:
             history = result.metrics_dataframe
         if history is None or history.empty:
@@ -63,6 +66,12 @@ def _trials_table(
         # an epoch repeated after a kill (reported, then killed before its checkpoint) is
         # recomputed deterministically: keep one row per epoch
         frame = history[keep].drop_duplicates("epoch", keep="last").copy()
+        if times is not None and not times.empty:
+            # the wall of each epoch, summed over its runs (a rollback or a kill repeats it),
+            # and the CPU that ran it last (a run carried between machines has several)
+            per_epoch = times.groupby("epoch")
+            frame["epoch_s"] = frame["epoch"].map(per_epoch["seconds"].sum())
+            frame["cpu"] = frame["epoch"].map(per_epoch["cpu"].last())
         for key in settings.search_space:
             frame[f"param_{key}"] = result.config.get(key)
         frame["eps_train"] = float(

@@ -25,6 +25,7 @@ class RunState:
     scheduler: Any
     ema: Any
     history: list[dict[str, float]]
+    epoch_times: list[dict[str, Any]]  # every epoch run: epoch, seconds, cpu, threads
     start_epoch: int
     initial_loss: float | None
     lr_scale: float
@@ -60,6 +61,7 @@ class RunState:
             )
         self._load_state(state)
         self.history = list(state["history"])
+        self.epoch_times = list(state.get("epoch_times", []))  # older checkpoints: none
         self.start_epoch = int(state["epoch"])
         self.initial_loss = state.get("initial_loss")
         self.lr_scale = float(state.get("lr_scale", 1.0))
@@ -101,6 +103,7 @@ class RunState:
             "config": self.cfg.to_dict(),
             "epoch": epoch,
             "history": self.history,
+            "epoch_times": self.epoch_times,
             "initial_loss": self.initial_loss,
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,

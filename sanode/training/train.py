@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import TrainConfig
+from ..core.calibration import cpu_model
 from ..core.model import SANode
 from ..core.noise import add_pixel_noise, augment_generator, epoch_generator
 from ..core.precision import Precision
@@ -169,6 +171,7 @@ class _Run(RunState, Guards):
         self.ema = averaged_model(self.model, cfg.ema_decay)
         self.targets = patterns.to(device=self.device, dtype=torch.float64)
         self.history: list[dict[str, float]] = []
+        self.epoch_times: list[dict[str, Any]] = []
         self.start_epoch = 0
         self.initial_loss: float | None = None
         self.lr_scale = 1.0  # lowered by each collapse rollback
@@ -326,11 +329,22 @@ def _train(
     )
     stopped = False
     for epoch in bar:
+        start = time.perf_counter()
         record = run.epoch(epoch)
         run.validate(record)
         run.collapse(epoch, record)
         run.stall(epoch, record)
         run.history.append(record)
+        # the wall of the epoch (training and validation) and the machine it ran on: kept
+        # beside the history (which a resumed run reproduces exactly), every epoch run counted
+        run.epoch_times.append(
+            {
+                "epoch": epoch + 1,
+                "seconds": time.perf_counter() - start,
+                "cpu": cpu_model(),
+                "threads": torch.get_num_threads(),
+            }
+        )
         bar.set_postfix({k: round(v, 4) for k, v in record.items() if k != "epoch"})
         # the checkpoint is written before the callback: a scheduler that stops the run inside
         # the callback (Tune's ASHA at tune.report) keeps every epoch it finished
