@@ -9,7 +9,7 @@ root, or ``project.workdir`` of the config).
     <data_root>/prepared/<study>.pt|.json        prepare_data
     results/ray/<study>/tune-<digest>/            Ray Tune's experiment of one set of settings
     results/ray/<study>/trials-<digest>/          its trials' checkpoints
-    results/ray/<study>/scores-<digest>/          evaluate's scored (draw, level) cells
+    results/ray/<study>/scores-<digest>/          evaluate's scored cells, baselines' fits
     results/tune/<study>/trials.parquet|best.json tune
     results/tune/<study>/best/eps_train=<eps>.pt  the model selected for each eps_train
     results/eval/<study>/eps_train=<eps>/<kind>   evaluate
@@ -68,9 +68,10 @@ def tune_experiment(storage: str | os.PathLike, digest: str) -> Path:
 
 
 def scores_dir(study: str, digest: str) -> str:
-    """The cells the evaluate rule has scored under one set of evaluation settings
-    (:func:`sanode.pipeline.robustness.score`'s cache): beside the trials' checkpoints, so
-    that ``make carry`` takes both to the next machine."""
+    """Work a stopped job of ``study`` keeps (:mod:`sanode.pipeline.kept`): the evaluate
+    rule's scored cells under one set of evaluation settings (``digest``), the baselines'
+    fits (``digest`` = ``"baselines"``). Beside the trials' checkpoints, so that ``make
+    carry`` takes them all to the next machine."""
     return f"{ray_storage(study)}/scores-{digest}"
 
 
