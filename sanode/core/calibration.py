@@ -12,6 +12,7 @@ import platform
 import tempfile
 import time
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +26,10 @@ BUDGET_S = 0.04  # timing per candidate (after two warm-up calls), at most REPEA
 REPEATS = 12
 
 
+@cache
 def cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux, else :func:`platform.processor`)."""
+    """The CPU's model name (/proc/cpuinfo on Linux, else :func:`platform.processor`), read
+    once per process (training stamps it on every epoch)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

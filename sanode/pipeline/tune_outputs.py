@@ -51,13 +51,13 @@ def _trials_table(
             continue
         trial_id = _trial_id(result)
         ckpt = trial_checkpoint(state_dir, trial_id, result.config)
-        times = None
+        times = pd.DataFrame()
         if ckpt.is_file():
             # the trial's own checkpoint holds every epoch it completed; Ray's result files can
             # lack an epoch whose report was in flight when the driver was killed
             state = load_checkpoint(ckpt)
             history = pd.DataFrame(state["history"])
-            times = pd.DataFrame(state.get("epoch_times") or None)
+            times = pd.DataFrame(state.get("epoch_times") or [])
         else:
             history = result.metrics_dataframe
         if history is None or history.empty:
@@ -66,7 +66,7 @@ def _trials_table(
         # an epoch repeated after a kill (reported, then killed before its checkpoint) is
         # recomputed deterministically: keep one row per epoch
         frame = history[keep].drop_duplicates("epoch", keep="last").copy()
-        if times is not None and not times.empty:
+        if not times.empty:
             # the wall of each epoch, summed over its runs (a rollback or a kill repeats it),
             # and the CPU that ran it last (a run carried between machines has several)
             per_epoch = times.groupby("epoch")
