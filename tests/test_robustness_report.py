@@ -71,3 +71,18 @@ def test_the_report_block_renders_a_row_and_a_sentence_per_study(tmp_path):
     assert "- **fashion**: at ε_test 0.3" in out and "it leads by 7.0 points" in out
     assert "from ε_test 0.6 on" in out
     assert render_text(out, tmp_path) == out  # rendering again changes nothing
+
+
+def test_the_readme_line_points_to_the_answer_with_both_studies_numbers(tmp_path):
+    a1, b1 = tables("mnist")
+    a2, b2 = tables("fashion")
+    pd.concat([a1, a2]).to_parquet(tmp_path / "accuracy.parquet")
+    pd.concat([b1, b2]).to_parquet(tmp_path / "baselines.parquet")
+    text = ("<!-- report:robustness accuracy.parquet baselines.parquet at=0.3 "
+            "line=docs/results.md#robustness -->\n<!-- /report -->\n")  # fmt: skip
+    out = render_text(text, tmp_path)
+    body = " ".join(out.splitlines()[1:-1])
+    assert "(docs/results.md#robustness)" in body
+    assert "82.0 % on fashion and 82.0 % on mnist, against 75.0 % and 75.0 %" in body
+    assert max(len(line) for line in out.splitlines()[1:-1]) <= 100
+    assert render_text(out, tmp_path) == out

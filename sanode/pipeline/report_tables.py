@@ -207,7 +207,8 @@ def robustness(root: Path, args: list[str]) -> str:
     """The noise grid on real data, per study: SA-nODE's best H and nearest-attractor accuracy
     at one test-noise level beside the equal-size MLP and the logistic regression trained at
     the same noise, the clean-accuracy cost, the most robust eps_train, where it leads; then
-    one sentence per study saying it (ARG: accuracy.parquet baselines.parquet [at=0.3])."""
+    one sentence per study saying it (ARG: accuracy.parquet baselines.parquet [at=0.3]
+    [line=LINK]: with ``line``, one sentence for all studies, linking to LINK)."""
     from .analyses.baselines import robustness_summary
 
     paths, options = _paths_and_options(args)
@@ -216,8 +217,13 @@ def robustness(root: Path, args: list[str]) -> str:
     accuracy = pd.read_parquet(_files(root, paths[:1])[0])
     baselines = pd.read_parquet(_files(root, paths[1:])[0])
     at = float(options.get("at", 0.3))
+    studies = sorted(accuracy["study"].unique())
+    if "line" in options:
+        return _robustness_line(
+            [robustness_summary(baselines, accuracy, s, at) for s in studies], at, options["line"]
+        )
     rows, lines = [], []
-    for study in sorted(accuracy["study"].unique()):
+    for study in studies:
         s = robustness_summary(baselines, accuracy, study, at)
         rows.append(
             [
@@ -260,6 +266,22 @@ def robustness(root: Path, args: list[str]) -> str:
         "nearest vs MLP: leads / trails",
     ]
     return _table(header, rows) + "\n\n" + "\n".join(lines)
+
+
+def _robustness_line(summaries: list[dict], at: float, link: str) -> str:
+    """The one-sentence form (``line=LINK``, the README's pointer to the full answer): each
+    study's best nearest-attractor accuracy at ``eps_test = at`` beside the MLP's best there,
+    wrapped at 100 columns."""
+    import textwrap
+
+    ours = " and ".join(f"{_pct(s['nearest'], 1)} on {s['study']}" for s in summaries)
+    theirs = " and ".join(_pct(s["mlp"], 1) for s in summaries)
+    text = (
+        f"Under pixel noise ([robustness on real data]({link})): at ε_test {at:g} the attractor "
+        f"classifier's best nearest-attractor accuracy is {ours}, against {theirs} for the MLP "
+        "of its size trained at the same noise."
+    )
+    return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
 
 
 def columns(root: Path, args: list[str]) -> str:
