@@ -78,8 +78,7 @@ def test_the_readme_line_points_to_the_answer_with_both_studies_numbers(tmp_path
     a2, b2 = tables("fashion")
     pd.concat([a1, a2]).to_parquet(tmp_path / "accuracy.parquet")
     pd.concat([b1, b2]).to_parquet(tmp_path / "baselines.parquet")
-    text = ("<!-- report:robustness accuracy.parquet baselines.parquet at=0.3 "
-            "line=docs/results.md#robustness -->\n<!-- /report -->\n")  # fmt: skip
+    text = "<!-- report:robustness . at=0.3 line=docs/results.md#robustness -->\n<!-- /report -->\n"
     out = render_text(text, tmp_path)
     body = " ".join(out.splitlines()[1:-1])
     assert "(docs/results.md#robustness)" in body

@@ -207,13 +207,19 @@ def robustness(root: Path, args: list[str]) -> str:
     """The noise grid on real data, per study: SA-nODE's best H and nearest-attractor accuracy
     at one test-noise level beside the equal-size MLP and the logistic regression trained at
     the same noise, the clean-accuracy cost, the most robust eps_train, where it leads; then
-    one sentence per study saying it (ARG: accuracy.parquet baselines.parquet [at=0.3]
-    [line=LINK]: with ``line``, one sentence for all studies, linking to LINK)."""
+    one sentence per study saying it (ARG: accuracy.parquet baselines.parquet, or the tables
+    folder holding both, [at=0.3] [line=LINK]: with ``line``, one sentence for all studies,
+    linking to LINK)."""
     from .analyses.baselines import robustness_summary
 
     paths, options = _paths_and_options(args)
+    if len(paths) == 1:  # the tables folder holding both
+        paths = [f"{paths[0].rstrip('/')}/{name}.parquet" for name in ("accuracy", "baselines")]
     if len(paths) != 2:
-        raise ReportError("robustness takes accuracy.parquet, baselines.parquet and [at=EPS]")
+        raise ReportError(
+            "robustness takes accuracy.parquet and baselines.parquet (or the tables folder "
+            "holding both), then [at=EPS] [line=LINK]"
+        )
     accuracy = pd.read_parquet(_files(root, paths[:1])[0])
     baselines = pd.read_parquet(_files(root, paths[1:])[0])
     at = float(options.get("at", 0.3))
