@@ -48,6 +48,9 @@ def test_the_summary_reads_the_answer_off_the_tables():
     # nearest minus MLP: +1, -8, +12 (eps_train 0); -1, +7, +12 (eps_train 0.3) points
     assert (s["leads"], s["trails"], s["cells"]) == (4, 2, 6)
     assert s["lead_from"] == 0.6
+    assert s["lead_cells"] == {0.0: [0.0, 0.6], 0.3: [0.3, 0.6]}
+    gap, _, at_test = s["best_lead"]
+    assert gap == pytest.approx(0.12) and at_test == 0.6
     table = advantage_table(baselines, accuracy, "mnist")
     assert table.set_index(["eps_train", "eps_test"]).loc[(0.0, 0.3), "nearest"] == pytest.approx(
         -0.08
@@ -70,6 +73,7 @@ def test_the_report_block_renders_a_row_and_a_sentence_per_study(tmp_path):
     assert "-2.0 pts" in out and "4 / 2 of 6" in out
     assert "- **fashion**: at ε_test 0.3" in out and "it leads by 7.0 points" in out
     assert "from ε_test 0.6 on" in out
+    assert "It leads at (ε_train: ε_test) 0: 0, 0.6; 0.3: 0.3–0.6; its largest lead is +12.0" in out
     assert render_text(out, tmp_path) == out  # rendering again changes nothing
 
 

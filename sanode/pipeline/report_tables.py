@@ -250,13 +250,25 @@ def robustness(root: Path, args: list[str]) -> str:
             else "at no test-noise level for every ε_train"
         )
         smallest = accuracy.loc[accuracy["study"] == study, "eps_train"].min()
+        levels = sorted(accuracy.loc[accuracy["study"] == study, "eps_test"].unique())
+        if s["best_lead"] is None:
+            leads_at = " It leads nowhere."
+        else:
+            gap_top, e_top, t_top = s["best_lead"]
+            cells = "; ".join(
+                f"{e:g}: {_runs(ts, levels)}" for e, ts in sorted(s["lead_cells"].items())
+            )
+            leads_at = (
+                f" It leads at (ε_train: ε_test) {cells}; its largest lead is "
+                f"{100 * gap_top:+.1f} points at ε_train {e_top:g}, ε_test {t_top:g}."
+            )
         lines.append(
             f"- **{study}**: at ε_test {at:g} the attractor classifier's nearest-attractor "
             f"accuracy peaks at {_pct(s['nearest'], 1)} (ε_train {s['nearest_eps_train']:g}) "
             f"against the MLP's best {_pct(s['mlp'], 1)} (ε_train {s['mlp_eps_train']:g}): "
             f"it {'leads' if gap > 0 else 'trails'} by {abs(gap):.1f} points. Over the grid it "
             f"leads in {s['leads']} and trails in {s['trails']} of {s['cells']} (ε_train, "
-            f"ε_test) cells, {where}. The ε_train of its best H there "
+            f"ε_test) cells, {where}.{leads_at} The ε_train of its best H there "
             f"({s['h_eps_train']:g}) changes its clean H by {100 * s['clean_cost']:+.1f} points "
             f"against ε_train {smallest:g}; the most robust ε_train over all test noise is "
             f"{s['most_robust']:g}."
@@ -274,6 +286,21 @@ def robustness(root: Path, args: list[str]) -> str:
     return _table(header, rows) + "\n\n" + "\n".join(lines)
 
 
+def _runs(values: list[float], levels: list[float]) -> str:
+    """``values`` (a subset of the sorted grid ``levels``) as runs of neighbouring levels:
+    [0.2, 0.3, 0.4, 0.9] on 0..1 by 0.1 -> "0.2–0.4, 0.9"."""
+    index = [min(range(len(levels)), key=lambda i: abs(levels[i] - v)) for v in values]
+    runs: list[list[int]] = []
+    for i in sorted(index):
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return ", ".join(
+        f"{levels[r[0]]:g}" if len(r) == 1 else f"{levels[r[0]]:g}–{levels[r[-1]]:g}" for r in runs
+    )
+
+
 def _robustness_line(summaries: list[dict], at: float, link: str) -> str:
     """The one-sentence form (``line=LINK``, the README's pointer to the full answer): each
     study's best nearest-attractor accuracy at ``eps_test = at`` beside the MLP's best there,
@@ -287,7 +314,11 @@ def _robustness_line(summaries: list[dict], at: float, link: str) -> str:
         f"classifier's best nearest-attractor accuracy is {ours}, against {theirs} for the MLP "
         "of its size trained at the same noise."
     )
-    return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
+    # never break between a number and its unit
+    glued = textwrap.fill(
+        text.replace(" %", "\x00%"), width=100, break_long_words=False, break_on_hyphens=False
+    )
+    return glued.replace("\x00", " ")
 
 
 def columns(root: Path, args: list[str]) -> str:

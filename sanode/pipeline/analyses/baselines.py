@@ -324,7 +324,9 @@ def robustness_summary(baselines, accuracy, study: str, at: float = 0.3) -> dict
     * ``leads`` / ``trails`` / ``cells``: the (eps_train, eps_test) cells where the nearest
       accuracy is above / below the MLP's at the same eps_train, and all cells;
       ``lead_from``: the smallest eps_test from which it leads at every larger eps_test for
-      every eps_train (None: no such level)."""
+      every eps_train (None: no such level); ``lead_cells``: eps_train -> the eps_test levels
+      where it leads; ``best_lead``: (points, eps_train, eps_test) of its largest lead, or
+      None."""
     import math
 
     ours = accuracy[(accuracy["study"] == study) & accuracy["is_best"]]
@@ -366,4 +368,13 @@ def robustness_summary(baselines, accuracy, study: str, at: float = 0.3) -> dict
         else:
             break
     out["lead_from"] = lead_from
+    leading = table[table["nearest"] > 0]
+    out["lead_cells"] = {
+        float(e): sorted(float(t) for t in g["eps_test"]) for e, g in leading.groupby("eps_train")
+    }
+    if len(leading):
+        top = leading.loc[leading["nearest"].idxmax()]
+        out["best_lead"] = (float(top["nearest"]), float(top["eps_train"]), float(top["eps_test"]))
+    else:
+        out["best_lead"] = None
     return out
